@@ -1,0 +1,66 @@
+"""The selection contract (MSA.md section 3), on every implementation."""
+
+import pytest
+import torch
+from hypothesis import given, note
+
+from harness.impls import IMPLEMENTATIONS
+from harness.strategies import problems
+from harness.tolerance import check_selection_contract, compare_topk
+from msa_sgl import reference
+from msa_sgl.reference import query_positions
+
+
+def check_selection_is_optimal(topk_idx, scores, pos, config):
+    """Independent of select_blocks: every freely chosen block scores at least as high as every
+    block left out, and where they are equal the chosen one has the lower id."""
+    B = config.block_size
+    for t in range(topk_idx.shape[0]):
+        p = int(pos[t]) // B
+        if p + 1 <= config.topk:
+            continue
+        forced = set(range(config.num_init_blocks)) | set(range(p - config.num_local_blocks + 1, p + 1))
+        for g in range(topk_idx.shape[1]):
+            row = topk_idx[t, g]
+            chosen = set(row[row >= 0].tolist()) - forced
+            left_out = set(range(p + 1)) - forced - chosen
+            for c in chosen:
+                for o in left_out:
+                    sc, so = float(scores[t, g, c]), float(scores[t, g, o])
+                    assert sc > so or (sc == so and c < o), (
+                        f"row {t} group {g}: chose block {c} (score {sc}) over block {o} (score {so})"
+                    )
+
+
+@pytest.mark.parametrize("impl_name", sorted(IMPLEMENTATIONS))
+@given(problem=problems())
+def test_selection_contract(impl_name, problem):
+    note(problem.describe())
+    impl = IMPLEMENTATIONS[impl_name]
+    args = problem.index_args()
+    topk_idx = impl.index_topk(**args)
+    assert topk_idx.dtype == torch.int32
+    check_selection_contract(topk_idx, args["cu_seqlens_q"], args["seq_lens_k"], problem.config)
+    scores = reference.index_scores(**args)
+    _, pos = query_positions(args["cu_seqlens_q"], args["seq_lens_k"])
+    if impl is reference:
+        check_selection_is_optimal(topk_idx, scores, pos, problem.config)
+    else:
+        ref = reference.index_topk(**args)
+        report = compare_topk(topk_idx, ref, scores, args["q_idx"], args["k_idx_cache"], problem.config)
+        note(f"tie substitutions: {report}")
+
+
+@given(problem=problems())
+def test_scores_mask_the_future(problem):
+    """Reference scores: -inf exactly for blocks past the query's own block and past its pages;
+    finite (poison never read) for blocks 0..p."""
+    args = problem.index_args()
+    scores = reference.index_scores(**args)
+    _, pos = query_positions(args["cu_seqlens_q"], args["seq_lens_k"])
+    p = pos // problem.config.block_size
+    cols = torch.arange(scores.shape[2])
+    visible = cols[None, :] <= p[:, None]  # [total_q, max_pages]
+    for g in range(scores.shape[1]):
+        assert torch.isfinite(scores[:, g][visible]).all()
+        assert torch.isneginf(scores[:, g][~visible]).all()

@@ -1,0 +1,130 @@
+"""Misuse raises ValueError naming the argument, what was expected and what came."""
+
+import re
+
+import pytest
+import torch
+
+import msa_sgl
+from harness.problems import Problem, ProblemSpec
+from msa_sgl import MSAConfig
+
+
+def base():
+    spec = ProblemSpec(q_lens=(3, 1), seq_lens=(20, 33), block_size=16, topk=2, num_kv_heads=2, group_size=2,
+                       head_dim=16, index_dim=16, dtype="float16")
+    p = Problem.from_spec(spec)
+    return dict(p.msa_args())
+
+
+def topk_for(a):
+    return torch.zeros(a["q"].shape[0], a["k_cache"].shape[2], a["config"].topk, dtype=torch.int32)
+
+
+def call_msa(**changes):
+    a = base()
+    a.update(changes)
+    return msa_sgl.msa_attention(**a)
+
+
+def call_sparse(**changes):
+    a = base()
+    a.pop("q_idx"), a.pop("k_idx_cache")
+    a["topk_idx"] = topk_for(a)
+    a.update(changes)
+    return msa_sgl.sparse_attention(**a)
+
+
+def call_index(**changes):
+    a = base()
+    for k in ("q", "k_cache", "v_cache"):
+        a.pop(k)
+    a.update(changes)
+    return msa_sgl.index_topk(**a)
+
+
+B = base()
+CASES = [
+    # (id, call, changes, message regex)
+    ("q_rank", call_msa, {"q": B["q"].flatten(1)}, r"^q: expected a rank-3 tensor, got rank 2"),
+    ("q_dtype_int", call_msa, {"q": B["q"].to(torch.int32)}, r"^q: expected dtype float16 or bfloat16 or float32, got int32"),
+    ("k_cache_dtype_mismatch", call_msa, {"k_cache": B["k_cache"].float()}, r"^k_cache: expected dtype float16 \(the dtype of q\), got float32"),
+    ("v_cache_shape", call_msa, {"v_cache": B["v_cache"][:, :, :1].contiguous()}, r"^v_cache: expected shape \(.*\) \(the shape of k_cache\), got"),
+    ("heads_not_multiple", call_msa, {"q": torch.randn(4, 3, 16).half()}, r"^q: expected the number of query heads shape\[1\] to be a multiple of the KV heads k_cache.shape\[2\] = 2, got 3"),
+    ("head_dim_mismatch", call_msa, {"q": torch.randn(4, 4, 32).half()}, r"^k_cache: expected head dim shape\[3\] == q.shape\[2\] = 32, got 16"),
+    ("q_idx_heads", call_msa, {"q_idx": torch.randn(4, 1, 16).half()}, r"^q_idx: expected one index query head per KV group, shape\[1\] == k_cache.shape\[2\] = 2, got 1"),
+    ("q_idx_tokens", call_msa, {"q_idx": torch.randn(5, 2, 16).half()}, r"^q_idx: expected 4 tokens in shape\[0\] \(q.shape\[0\]\), got 5"),
+    ("index_dim_mismatch", call_msa, {"k_idx_cache": B["k_idx_cache"][..., :8].contiguous()}, r"^k_idx_cache: expected index head dim shape\[2\] == q_idx.shape\[2\] = 16, got 8"),
+    ("index_dtype_mismatch", call_msa, {"k_idx_cache": B["k_idx_cache"].float()}, r"^k_idx_cache: expected dtype float16 \(the dtype of q_idx\), got float32"),
+    ("index_pages_mismatch", call_msa, {"k_idx_cache": B["k_idx_cache"][:-1].contiguous()}, r"^k_idx_cache: expected \d+ pages in shape\[0\] \(k_cache.shape\[0\]"),
+    ("block_size_mismatch", call_msa, {"config": MSAConfig(block_size=32, topk=2)}, r"^k_cache: expected page size shape\[1\] == config.block_size = 32, got 16"),
+    ("k_cache_noncontiguous", call_msa, {"k_cache": B["k_cache"].transpose(1, 2).contiguous().transpose(1, 2)}, r"^k_cache: expected a contiguous tensor"),
+    ("q_inner_stride", call_msa, {"q": B["q"].transpose(1, 2).contiguous().transpose(1, 2)}, r"^q: expected the last dimension contiguous \(stride 1\)"),
+    ("page_table_dtype", call_msa, {"page_table": B["page_table"].long()}, r"^page_table: expected dtype int32, got int64"),
+    ("page_table_rank", call_msa, {"page_table": B["page_table"].flatten()}, r"^page_table: expected a rank-2 tensor, got rank 1"),
+    ("cu_seqlens_len", call_msa, {"cu_seqlens_q": B["cu_seqlens_q"][:-1]}, r"^cu_seqlens_q: expected shape \(3,\) \(\[batch \+ 1\], batch = page_table.shape\[0\]\), got \(2,\)"),
+    ("seq_lens_len", call_msa, {"seq_lens_k": torch.tensor([20, 33, 1], dtype=torch.int32)}, r"^seq_lens_k: expected shape \(2,\) \(\[batch\], batch = page_table.shape\[0\]\), got \(3,\)"),
+    ("seq_lens_dtype", call_msa, {"seq_lens_k": B["seq_lens_k"].long()}, r"^seq_lens_k: expected dtype int32, got int64"),
+    ("not_a_tensor", call_msa, {"q": [[1.0]]}, r"^q: expected a torch.Tensor, got list"),
+    ("config_type", call_msa, {"config": {"block_size": 16}}, r"^config: expected msa_sgl.MSAConfig, got dict"),
+    ("topk_idx_width", call_sparse, {"topk_idx": torch.zeros(4, 2, 3, dtype=torch.int32)}, r"^topk_idx: expected shape \(4, 2, 2\) \(\[total_q, Hkv, config.topk\]\), got \(4, 2, 3\)"),
+    ("topk_idx_dtype", call_sparse, {"topk_idx": torch.zeros(4, 2, 2, dtype=torch.int64)}, r"^topk_idx: expected dtype int32, got int64"),
+    ("index_q_idx_rank", call_index, {"q_idx": torch.randn(4, 16).half()}, r"^q_idx: expected a rank-3 tensor, got rank 2"),
+    ("index_k_idx_cache_rank", call_index, {"k_idx_cache": B["k_idx_cache"][:, :, None]}, r"^k_idx_cache: expected a rank-3 tensor, got rank 4"),
+]
+
+
+@pytest.mark.parametrize("call,changes,pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_value_error(call, changes, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call(**changes)
+
+
+def test_good_input_passes():
+    """The base arguments the misuse cases start from are valid."""
+    assert call_msa().shape == (4, 4, 16)
+    assert call_sparse().shape == (4, 4, 16)
+    assert call_index().shape == (4, 2, 2)
+
+
+CONFIG_CASES = [
+    ("block_size_not_pow2", dict(block_size=48), r"^MSAConfig.block_size: expected a power of two in 16..128"),
+    ("block_size_too_big", dict(block_size=256), r"^MSAConfig.block_size: expected a power of two in 16..128 .*got 256"),
+    ("topk_zero", dict(topk=0), r"^MSAConfig.topk: expected 1 <= topk <= 64, got 0"),
+    ("topk_too_big", dict(topk=65), r"^MSAConfig.topk: expected 1 <= topk <= 64, got 65"),
+    ("no_local_block", dict(num_local_blocks=0), r"^MSAConfig.num_local_blocks: expected >= 1, got 0"),
+    ("negative_init", dict(num_init_blocks=-1), r"^MSAConfig.num_init_blocks: expected >= 0, got -1"),
+    ("forced_exceed_topk", dict(topk=2, num_init_blocks=2, num_local_blocks=1), r"^MSAConfig: expected num_init_blocks \+ num_local_blocks <= topk, got 2 \+ 1 > 2"),
+    ("float_topk", dict(topk=16.0), r"^MSAConfig.topk: expected an int, got 16.0"),
+    ("scale_negative", dict(softmax_scale=-1.0), r"^MSAConfig.softmax_scale: expected a positive finite float or None, got -1.0"),
+    ("scale_nan", dict(index_scale=float("nan")), r"^MSAConfig.index_scale: expected a positive finite float or None, got nan"),
+]
+
+
+@pytest.mark.parametrize("kwargs,pattern", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config_raises_value_error(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        MSAConfig(**kwargs)
+
+
+VALUE_CASES = [
+    ("cu_seqlens_start", {"cu_seqlens_q": torch.tensor([1, 3, 4], dtype=torch.int32)}, r"^cu_seqlens_q: expected cu_seqlens_q\[0\] == 0, got 1"),
+    ("cu_seqlens_total", {"cu_seqlens_q": torch.tensor([0, 3, 5], dtype=torch.int32)}, r"^cu_seqlens_q: expected cu_seqlens_q\[-1\] == total_q = 4, got 5"),
+    ("q_len_exceeds_keys", {"seq_lens_k": torch.tensor([2, 33], dtype=torch.int32)}, r"^seq_lens_k: expected q_len <= seq_len_k <= max_pages \* block_size = \d+ for request 0, got q_len 3, seq_len_k 2"),
+    ("keys_exceed_table", {"seq_lens_k": torch.tensor([20, 999], dtype=torch.int32)}, r"^seq_lens_k: expected q_len <= seq_len_k <= max_pages \* block_size"),
+    ("page_id_out_of_range", {"page_table": torch.full((2, 4), 99, dtype=torch.int32)}, r"^page_table: expected page ids in \[0, \d+\) for the 2 pages of request 0, got min 99 max 99"),
+]
+
+
+@pytest.mark.parametrize("changes,pattern", [c[1:] for c in VALUE_CASES], ids=[c[0] for c in VALUE_CASES])
+def test_bad_metadata_values(changes, pattern):
+    """Device values are checked by validate_metadata (and so by the reference), not the kernels."""
+    a = base()
+    a.update(changes)
+    with pytest.raises(ValueError, match=pattern):
+        msa_sgl.validate_metadata(
+            a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"],
+            total_q=a["q"].shape[0], num_pages=a["k_cache"].shape[0], block_size=16,
+        )
+    with pytest.raises(ValueError, match=pattern):
+        msa_sgl.reference.msa_attention(**a)
