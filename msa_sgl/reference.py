@@ -61,6 +61,15 @@ def _requests(cu_seqlens_q, seq_lens_k):
         yield b, cu[b], cu[b + 1], lens[b]
 
 
+_ROW_CHUNK = 256
+
+
+def _row_chunks(start: int, end: int):
+    """Query rows ``start:end`` in slices of ``_ROW_CHUNK``, to bound the float64 logits kept at once."""
+    for lo in range(start, end, _ROW_CHUNK):
+        yield lo, min(lo + _ROW_CHUNK, end)
+
+
 def _gather_tokens(cache: torch.Tensor, page_row: torch.Tensor, seq_len: int) -> torch.Tensor:
     """The first ``seq_len`` tokens of one request from a paged cache ``[pages, B, ...]``,
     as float64 ``[seq_len, ...]`` in logical order."""
@@ -91,13 +100,13 @@ def index_scores(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
             continue
         keys = _gather_tokens(k_idx_cache, page_table[b], seq_len)  # [L, d_idx]
         n_blocks = (seq_len + B - 1) // B
-        pos = torch.arange(seq_len - q_len, seq_len)  # [q_len]
-        s = torch.einsum("tgd,jd->tgj", q64[start:end], keys) * scale  # [q_len, Hkv, L]
-        visible = torch.arange(seq_len)[None, :] <= pos[:, None]  # [q_len, L]
-        s = s.masked_fill(~visible[:, None, :], -math.inf)
-        pad = n_blocks * B - seq_len
-        s = torch.nn.functional.pad(s, (0, pad), value=-math.inf)
-        out[start:end, :, :n_blocks] = s.reshape(q_len, dims.num_kv_heads, n_blocks, B).amax(dim=-1)
+        for lo, hi in _row_chunks(start, end):
+            pos = torch.arange(hi - lo) + (seq_len - q_len) + (lo - start)  # [rows]
+            s = torch.einsum("tgd,jd->tgj", q64[lo:hi], keys) * scale  # [rows, Hkv, L]
+            visible = torch.arange(seq_len)[None, :] <= pos[:, None]  # [rows, L]
+            s = s.masked_fill(~visible[:, None, :], -math.inf)
+            s = torch.nn.functional.pad(s, (0, n_blocks * B - seq_len), value=-math.inf)
+            out[lo:hi, :, :n_blocks] = s.reshape(hi - lo, dims.num_kv_heads, n_blocks, B).amax(dim=-1)
     return out
 
 
@@ -184,18 +193,18 @@ def sparse_attention(
         values = _gather_tokens(v_cache, page_table[b], seq_len)
         keys, values = keys.repeat_interleave(G, dim=1), values.repeat_interleave(G, dim=1)  # [L, Hq, D]
         n_blocks = (seq_len + B - 1) // B
-        # count[t, g, blk]: how many slots of (t, g) name block blk (ids < 0 or >= n_blocks: none)
-        ids = sel[start:end]  # [q_len, Hkv, topk]
-        count = torch.zeros(q_len, dims.num_kv_heads, n_blocks + 1, dtype=_F64)
-        in_range = (ids >= 0) & (ids < n_blocks)
-        count.scatter_add_(2, torch.where(in_range, ids, n_blocks), in_range.to(_F64))
-        count = count[..., :n_blocks].repeat_interleave(B, dim=2)[..., :seq_len]  # per key [q_len, Hkv, L]
-        pos = torch.arange(seq_len - q_len, seq_len)
-        visible = torch.arange(seq_len)[None, :] <= pos[:, None]  # [q_len, L]
-        log_weight = torch.log(count * visible[:, None, :])  # log 0 = -inf: key not attended
-        log_weight = log_weight.repeat_interleave(G, dim=1)  # [q_len, Hq, L]
-        o, l = _attend(q64[start:end], keys, values, log_weight, scale)
-        out[start:end], lse[start:end] = o, l
+        for lo, hi in _row_chunks(start, end):
+            # count[t, g, blk]: how many slots of (t, g) name block blk (ids < 0 or >= n_blocks: none)
+            ids = sel[lo:hi]  # [rows, Hkv, topk]
+            count = torch.zeros(hi - lo, dims.num_kv_heads, n_blocks + 1, dtype=_F64)
+            in_range = (ids >= 0) & (ids < n_blocks)
+            count.scatter_add_(2, torch.where(in_range, ids, n_blocks), in_range.to(_F64))
+            count = count[..., :n_blocks].repeat_interleave(B, dim=2)[..., :seq_len]  # per key [rows, Hkv, L]
+            pos = torch.arange(hi - lo) + (seq_len - q_len) + (lo - start)  # [rows]
+            visible = torch.arange(seq_len)[None, :] <= pos[:, None]  # [rows, L]
+            log_weight = torch.log(count * visible[:, None, :])  # log 0 = -inf: key not attended
+            log_weight = log_weight.repeat_interleave(G, dim=1)  # [rows, Hq, L]
+            out[lo:hi], lse[lo:hi] = _attend(q64[lo:hi], keys, values, log_weight, scale)
     out = out.to(q.device)
     return (out, lse.to(q.device)) if return_lse else out
 

@@ -125,3 +125,16 @@ def test_reference_against_dense_on_fixed_problem():
     )
     torch.testing.assert_close(out, dense, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(lse, dense_lse, rtol=1e-12, atol=1e-12)
+
+
+def test_row_chunking_is_invisible(monkeypatch):
+    """The reference slices query rows to bound memory; the slicing must not change a bit."""
+    from harness.problems import Problem, ProblemSpec
+
+    spec = ProblemSpec(q_lens=(45, 3), seq_lens=(90, 50), block_size=16, topk=3, num_init_blocks=1,
+                       num_kv_heads=2, group_size=2, head_dim=16, index_dim=16)
+    a = Problem.from_spec(spec).msa_args()
+    whole = reference.msa_attention(**a, return_lse=True)
+    monkeypatch.setattr(reference, "_ROW_CHUNK", 7)
+    sliced = reference.msa_attention(**a, return_lse=True)
+    assert torch.equal(whole[0], sliced[0]) and torch.equal(whole[1], sliced[1])
