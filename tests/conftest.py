@@ -7,7 +7,7 @@ from harness.strategies import DRAW_COUNT
 # Profiles: "ci" (default; the README test command, sized for the 2-core CI machine),
 # "dev" (quick local loop), "thorough" (long fuzzing runs).
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], print_blob=True)
-settings.register_profile("ci", max_examples=int(os.environ.get("MSA_CI_EXAMPLES", "60")), **_common)
+settings.register_profile("ci", max_examples=int(os.environ.get("MSA_CI_EXAMPLES", "200")), **_common)
 settings.register_profile("dev", max_examples=10, **_common)
 settings.register_profile("thorough", max_examples=1000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

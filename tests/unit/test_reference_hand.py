@@ -128,7 +128,8 @@ def test_reference_against_dense_on_fixed_problem():
 
 
 def test_row_chunking_is_invisible(monkeypatch):
-    """The reference slices query rows to bound memory; the slicing must not change a bit."""
+    """The reference slices query rows to bound memory; the slicing changes nothing beyond
+    float64 rounding (BLAS blocks a 7-row product differently from a 45-row one)."""
     from harness.problems import Problem, ProblemSpec
 
     spec = ProblemSpec(q_lens=(45, 3), seq_lens=(90, 50), block_size=16, topk=3, num_init_blocks=1,
@@ -137,4 +138,5 @@ def test_row_chunking_is_invisible(monkeypatch):
     whole = reference.msa_attention(**a, return_lse=True)
     monkeypatch.setattr(reference, "_ROW_CHUNK", 7)
     sliced = reference.msa_attention(**a, return_lse=True)
-    assert torch.equal(whole[0], sliced[0]) and torch.equal(whole[1], sliced[1])
+    torch.testing.assert_close(sliced[0], whole[0], rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(sliced[1], whole[1], rtol=1e-12, atol=1e-13)
