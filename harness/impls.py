@@ -1,16 +1,77 @@
 """The implementations the property tests and goldens run, through one code path.
 
 Each entry exposes ``index_topk``, ``sparse_attention`` and ``msa_attention`` with the public
-signatures. ``reference`` is the float64 oracle itself (its properties are checked too);
-``msa_sgl`` is the public API. Kernel backends join here as they land.
+signatures and takes CPU tensors (the harness builds problems on the CPU):
+
+* ``reference``: the float64 oracle itself (its properties are checked too);
+* ``msa_sgl``: the public API, i.e. the Triton kernels, on ``KERNEL_DEVICE`` (CUDA when there
+  is one, else the CPU through Triton's interpreter); inputs are moved there and results back.
+
+Running kernels in the interpreter is slow, so kernel properties draw fewer and smaller
+problems (``KERNEL_PROBLEMS``, ``kernel_examples()``); on a GPU they draw full-size ones, bf16
+included (the interpreter computes bf16 ``tl.dot`` wrongly, so the CPU skips bf16).
 """
 
 from __future__ import annotations
 
+import os
+
+import torch
+
 import msa_sgl
 from msa_sgl import reference
 
+KERNEL_DEVICE = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+ON_GPU = KERNEL_DEVICE.type == "cuda"
+KERNEL_DTYPES = ("float32", "float16", "bfloat16") if ON_GPU else ("float32", "float16")
+KERNEL_PROBLEMS = (
+    dict(dtypes=("float16", "bfloat16"))
+    if ON_GPU
+    else dict(dtypes=KERNEL_DTYPES, max_keys=256, work_budget=1 << 20, max_batch=3)
+)
+# Hypothesis examples per kernel property, by profile (the reference's come from the profile)
+_KERNEL_EXAMPLES = {"ci": 25, "dev": 4, "thorough": 200}
+
+
+def kernel_examples() -> int:
+    if "MSA_KERNEL_EXAMPLES" in os.environ:
+        return int(os.environ["MSA_KERNEL_EXAMPLES"])
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    return _KERNEL_EXAMPLES.get(profile, 25) * (8 if ON_GPU else 1)
+
+
+def _to(x, device):
+    return x.to(device) if isinstance(x, torch.Tensor) else x
+
+
+def _back(result):
+    if isinstance(result, tuple):
+        return tuple(r.cpu() for r in result)
+    return result.cpu()
+
+
+class KernelImpl:
+    """msa_sgl's public API on KERNEL_DEVICE, taking and returning CPU tensors."""
+
+    def __init__(self, device: torch.device = KERNEL_DEVICE):
+        self.device = device
+
+    def _call(self, fn, kwargs):
+        return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
+
+    def index_topk(self, **kwargs):
+        return self._call(msa_sgl.index_topk, kwargs)
+
+    def sparse_attention(self, **kwargs):
+        return self._call(msa_sgl.sparse_attention, kwargs)
+
+    def msa_attention(self, **kwargs):
+        return self._call(msa_sgl.msa_attention, kwargs)
+
+
+KERNELS = KernelImpl()
+
 IMPLEMENTATIONS = {
     "reference": reference,
-    "msa_sgl": msa_sgl,
+    "msa_sgl": KERNELS,
 }

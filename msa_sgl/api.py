@@ -1,10 +1,11 @@
 """The public entry points of msa_sgl (layouts documented once, in msa_sgl/__init__.py).
 
 Each call validates its arguments on the host (shapes, dtypes, devices, strides; no device
-synchronisation), then runs the implementation. Until the Triton kernels of msa_sgl/ops land,
-the implementation is the float64 reference (msa_sgl.reference) with the results cast to the
-input dtype: correct on any device, slow, and synchronising. The kernels will replace it behind
-these same signatures.
+synchronisation), then launches the Triton kernels of msa_sgl/ops. They run on CUDA devices;
+on the CPU they run only through Triton's interpreter (slow, for tests), which must be chosen
+with ``TRITON_INTERPRET=1`` in the environment before the first msa_sgl call of the process
+(Triton fixes the mode when the kernels are first imported). Anything else raises ValueError:
+there is no silent fallback to the float64 reference; call ``msa_sgl.reference`` for that.
 """
 
 from __future__ import annotations
@@ -12,17 +13,38 @@ from __future__ import annotations
 import torch
 
 from . import _validate as V
-from . import reference as _ref
 from .config import MSAConfig
 
+# Head dims the kernels are built for (the reference takes any).
+_KERNEL_HEAD_DIMS = (16, 32, 64, 128, 256)
+
+
+def _ops():
+    """The kernels, imported on first use so that TRITON_INTERPRET set before then counts."""
+    from . import ops
+
+    return ops
+
+
+def _check_kernel_device(name: str, x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        return
+    if x.device.type == "cpu" and _ops().INTERPRETED:
+        return
+    hint = (
+        "set TRITON_INTERPRET=1 before the first msa_sgl call of the process to run the kernels in "
+        "Triton's interpreter (slow; for tests), or use msa_sgl.reference"
+        if x.device.type == "cpu"
+        else "msa_sgl runs on CUDA devices"
+    )
+    raise ValueError(f"{name}: expected a CUDA tensor for msa_sgl's kernels, got device {x.device} ({hint})")
+
+
+def _check_head_dim(name: str, value: int) -> None:
+    if value not in _KERNEL_HEAD_DIMS:
+        raise ValueError(f"{name}: expected a head dim in {_KERNEL_HEAD_DIMS} for the kernels, got {value}")
+
 __all__ = ["index_topk", "sparse_attention", "msa_attention"]
-
-
-def _cast(result, dtype: torch.dtype, return_lse: bool):
-    if return_lse:
-        out, lse = result
-        return out.to(dtype), lse.to(torch.float32)
-    return result.to(dtype)
 
 
 def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig) -> torch.Tensor:
@@ -37,8 +59,10 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config:
         int32 ``[total_q, Hkv, topk]``: logical block ids, ascending, ``-1`` tail,
         ``min(topk, p + 1)`` valid entries (MSA.md section 3).
     """
-    V.check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
-    return _ref.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    dims = V.check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    _check_kernel_device("q_idx", q_idx)
+    _check_head_dim("q_idx.shape[2]", dims.index_dim)
+    return _ops().index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
 
 
 def sparse_attention(
@@ -60,10 +84,11 @@ def sparse_attention(
     """
     dims = V.check_attention_inputs(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config)
     V.check_topk_idx(topk_idx, dims, config, q)
-    result = _ref.sparse_attention(
+    _check_kernel_device("q", q)
+    _check_head_dim("q.shape[2]", dims.head_dim)
+    return _ops().sparse_attention(
         q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
     )
-    return _cast(result, q.dtype, return_lse)
 
 
 def msa_attention(
@@ -71,8 +96,12 @@ def msa_attention(
     return_lse: bool = False,
 ):
     """Both branches in one call: :func:`index_topk` then :func:`sparse_attention`."""
-    V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
-    result = _ref.msa_attention(
-        q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
+    dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    _check_kernel_device("q", q)
+    _check_head_dim("q.shape[2]", dims.head_dim)
+    _check_head_dim("q_idx.shape[2]", dims.index_dim)
+    ops = _ops()
+    topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    return ops.sparse_attention(
+        q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
     )
-    return _cast(result, q.dtype, return_lse)

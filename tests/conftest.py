@@ -1,5 +1,11 @@
 import os
 
+import torch
+
+# Without a GPU the kernels run in Triton's interpreter, chosen before msa_sgl.ops is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from hypothesis import HealthCheck, settings
 
 from harness.strategies import DRAW_COUNT

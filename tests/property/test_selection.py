@@ -1,10 +1,9 @@
-"""The selection contract (MSA.md section 3), on every implementation."""
+"""The selection contract (MSA.md section 3): the reference and the kernels."""
 
-import pytest
 import torch
-from hypothesis import given, note
+from hypothesis import given, note, settings
 
-from harness.impls import IMPLEMENTATIONS
+from harness.impls import KERNEL_PROBLEMS, KERNELS, kernel_examples
 from harness.strategies import problems
 from harness.tolerance import check_selection_contract, compare_topk
 from msa_sgl import reference
@@ -32,23 +31,28 @@ def check_selection_is_optimal(topk_idx, scores, pos, config):
                     )
 
 
-@pytest.mark.parametrize("impl_name", sorted(IMPLEMENTATIONS))
 @given(problem=problems())
-def test_selection_contract(impl_name, problem):
+def test_reference_selection_contract_and_optimality(problem):
     note(problem.describe())
-    impl = IMPLEMENTATIONS[impl_name]
     args = problem.index_args()
-    topk_idx = impl.index_topk(**args)
+    topk_idx = reference.index_topk(**args)
     assert topk_idx.dtype == torch.int32
     check_selection_contract(topk_idx, args["cu_seqlens_q"], args["seq_lens_k"], problem.config)
-    scores = reference.index_scores(**args)
     _, pos = query_positions(args["cu_seqlens_q"], args["seq_lens_k"])
-    if impl is reference:
-        check_selection_is_optimal(topk_idx, scores, pos, problem.config)
-    else:
-        ref = reference.index_topk(**args)
-        report = compare_topk(topk_idx, ref, scores, args["q_idx"], args["k_idx_cache"], problem.config)
-        note(f"tie substitutions: {report}")
+    check_selection_is_optimal(topk_idx, reference.index_scores(**args), pos, problem.config)
+
+
+@settings(max_examples=kernel_examples())
+@given(problem=problems(**KERNEL_PROBLEMS))
+def test_kernel_selection_matches_reference(problem):
+    note(problem.describe())
+    args = problem.index_args()
+    topk_idx = KERNELS.index_topk(**args)
+    assert topk_idx.dtype == torch.int32
+    check_selection_contract(topk_idx, args["cu_seqlens_q"], args["seq_lens_k"], problem.config)
+    ref = reference.index_topk(**args)
+    report = compare_topk(topk_idx, ref, reference.index_scores(**args), args["q_idx"], args["k_idx_cache"], problem.config)
+    note(f"tie substitutions: {report}")
 
 
 @given(problem=problems())

@@ -128,3 +128,26 @@ def test_bad_metadata_values(changes, pattern):
         )
     with pytest.raises(ValueError, match=pattern):
         msa_sgl.reference.msa_attention(**a)
+
+
+def test_cpu_tensors_without_interpreter_raise():
+    """No silent fallback: CPU tensors in a process whose kernels are compiled for the GPU."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, msa_sgl\n"
+        "from harness.problems import Problem, ProblemSpec\n"
+        "p = Problem.from_spec(ProblemSpec(q_lens=(1,), seq_lens=(20,), block_size=16, topk=2, head_dim=16, index_dim=16))\n"
+        "try:\n"
+        "    msa_sgl.msa_attention(**p.msa_args())\n"
+        "except ValueError as e:\n"
+        "    print('ValueError:', e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert "ValueError: q: expected a CUDA tensor for msa_sgl's kernels, got device cpu (set TRITON_INTERPRET=1" in res.stdout, res.stdout + res.stderr
