@@ -143,17 +143,19 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config:
 
 
 def _attend(q, keys, values, log_weight, scale):
-    """softmax attention with per-key log multiplicities.
+    """Grouped softmax attention with per-key log multiplicities.
 
-    q ``[T, H, D]``, keys/values ``[L, H, D]``, log_weight ``[T, H, L]`` (``-inf`` = key not attended).
-    Returns out ``[T, H, D]`` (zero where a row attends nothing) and lse ``[T, H]`` (``-inf`` there).
+    q ``[T, Hkv, G, D]`` (the G query heads of each KV group), keys/values ``[L, Hkv, D]``,
+    log_weight ``[T, Hkv, L]`` (``-inf`` = key not attended; shared by the group's heads).
+    Returns out ``[T, Hkv * G, D]`` (zero where a row attends nothing) and lse ``[T, Hkv * G]``
+    (``-inf`` there).
     """
-    logits = torch.einsum("thd,jhd->thj", q, keys) * scale + log_weight
-    lse = torch.logsumexp(logits, dim=-1)  # [T, H]
+    logits = torch.einsum("tgqd,jgd->tgqj", q, keys) * scale + log_weight[:, :, None, :]
+    lse = torch.logsumexp(logits, dim=-1)  # [T, Hkv, G]
     empty = torch.isneginf(lse)
     probs = torch.exp(logits - torch.where(empty, 0.0, lse)[..., None])
-    out = torch.einsum("thj,jhd->thd", probs, values)
-    return out.masked_fill(empty[..., None], 0.0), lse
+    out = torch.einsum("tgqj,jgd->tgqd", probs, values).masked_fill(empty[..., None], 0.0)
+    return out.flatten(1, 2), lse.flatten(1, 2)
 
 
 def _check_main(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config):
@@ -190,8 +192,7 @@ def sparse_attention(
         if q_len == 0:
             continue
         keys = _gather_tokens(k_cache, page_table[b], seq_len)  # [L, Hkv, D]
-        values = _gather_tokens(v_cache, page_table[b], seq_len)
-        keys, values = keys.repeat_interleave(G, dim=1), values.repeat_interleave(G, dim=1)  # [L, Hq, D]
+        values = _gather_tokens(v_cache, page_table[b], seq_len)  # [L, Hkv, D]
         n_blocks = (seq_len + B - 1) // B
         for lo, hi in _row_chunks(start, end):
             # count[t, g, blk]: how many slots of (t, g) name block blk (ids < 0 or >= n_blocks: none)
@@ -203,8 +204,8 @@ def sparse_attention(
             pos = torch.arange(hi - lo) + (seq_len - q_len) + (lo - start)  # [rows]
             visible = torch.arange(seq_len)[None, :] <= pos[:, None]  # [rows, L]
             log_weight = torch.log(count * visible[:, None, :])  # log 0 = -inf: key not attended
-            log_weight = log_weight.repeat_interleave(G, dim=1)  # [rows, Hq, L]
-            out[lo:hi], lse[lo:hi] = _attend(q64[lo:hi], keys, values, log_weight, scale)
+            q_rows = q64[lo:hi].unflatten(1, (dims.num_kv_heads, G))  # [rows, Hkv, G, D]
+            out[lo:hi], lse[lo:hi] = _attend(q_rows, keys, values, log_weight, scale)
     out = out.to(q.device)
     return (out, lse.to(q.device)) if return_lse else out
 

@@ -14,12 +14,11 @@ is the next version; see benchmarks/NOTES.md.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
+from .index_topk import _launch_options
 from .metadata import token_requests
 
 _LOG2E = 1.4426950408889634
@@ -96,12 +95,14 @@ def _sparse_attn_fwd_kernel(
     tl.store(LSE + i_t64 * (G * tl.num_programs(1)) + i_g * G + o_h, b_lse, mask=m_h)
 
 
-def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False):
-    """Kernel behind msa_sgl.sparse_attention (arguments already validated)."""
+def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
+                     *, num_warps=None, num_stages=None):
+    """Kernel behind msa_sgl.sparse_attention (arguments already validated). The keyword
+    options override the launch heuristics (benchmarks)."""
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
-    out = torch.empty_like(q)
+    out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(total_q, hq, dtype=torch.float32, device=q.device)
     if total_q:
         scale = config.resolved_softmax_scale(d) * _LOG2E
@@ -117,5 +118,6 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
             out.stride(0), out.stride(1),
             G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
             BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32,
+            **_launch_options(num_warps, num_stages),
         )
     return (out, lse) if return_lse else out

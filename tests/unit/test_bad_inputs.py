@@ -1,7 +1,5 @@
 """Misuse raises ValueError naming the argument, what was expected and what came."""
 
-import re
-
 import pytest
 import torch
 

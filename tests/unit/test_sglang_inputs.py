@@ -15,7 +15,6 @@ def test_sglang_layout_roundtrip(problem, seed):
     note(problem.describe())
     batch = to_sglang(problem, seed=seed)
     args = msa_args_from_sglang(batch)
-    B = problem.config.block_size
     # the pools are viewed, not copied
     assert args["k_cache"].data_ptr() == batch.k_buffer.data_ptr()
     # new tokens' slots hold this call's keys, in order

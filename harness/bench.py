@@ -1,0 +1,121 @@
+"""Benchmark helpers: large random paged problems built on the device, useful-FLOP and byte
+counts, and CUDA-event timing.
+
+FLOPs are useful work only (the foundation issue): indexer ``2 * Hkv * d_idx`` per visible key
+per query; main branch ``4 * Hq * D`` per attended key per query (``4 * G * D`` per key per
+(query, group)). Bytes for decode are the compulsory ones: every index key of the request, the
+K and V of every attended (token, group), q and the output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import torch
+
+from msa_sgl import MSAConfig
+
+M3 = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, block_size=128, topk=16)
+
+
+@dataclass
+class BigProblem:
+    args: Dict[str, torch.Tensor]
+    config: MSAConfig
+    q_lens: List[int]
+    seq_lens: List[int]
+
+    def index_args(self):
+        a = self.args
+        return dict(q_idx=a["q_idx"], k_idx_cache=a["k_idx_cache"], page_table=a["page_table"],
+                    cu_seqlens_q=a["cu_seqlens_q"], seq_lens_k=a["seq_lens_k"], config=self.config)
+
+    def attention_args(self, topk_idx):
+        a = self.args
+        return dict(q=a["q"], k_cache=a["k_cache"], v_cache=a["v_cache"], topk_idx=topk_idx,
+                    page_table=a["page_table"], cu_seqlens_q=a["cu_seqlens_q"], seq_lens_k=a["seq_lens_k"],
+                    config=self.config)
+
+    def msa_args(self):
+        return dict(self.args) | {"config": self.config}
+
+
+def make_big_problem(q_lens: Sequence[int], seq_lens: Sequence[int], *, dtype=torch.bfloat16, device="cuda",
+                     seed=0, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, block_size=128, topk=16,
+                     num_init_blocks=0, num_local_blocks=1, spare_pages=1) -> BigProblem:
+    """Random inputs on ``device`` with a shuffled page pool (no poison: sized for speed)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    B = block_size
+    n_blocks = [math.ceil(s / B) for s in seq_lens]
+    num_pages = sum(n_blocks) + spare_pages
+    max_pages = max(n_blocks)
+    physical = torch.randperm(num_pages, generator=gen)
+    table = torch.zeros(len(seq_lens), max_pages, dtype=torch.int32)
+    off = 0
+    for b, nb in enumerate(n_blocks):
+        table[b, :nb] = physical[off:off + nb].to(torch.int32)
+        off += nb
+    torch.manual_seed(seed)
+    total_q = sum(q_lens)
+    cu = torch.zeros(len(q_lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(q_lens), 0)
+
+    def randn(*shape):
+        return torch.randn(*shape, device=device, dtype=dtype)
+
+    args = dict(
+        q=randn(total_q, num_q_heads, head_dim),
+        k_cache=randn(num_pages, B, num_kv_heads, head_dim),
+        v_cache=randn(num_pages, B, num_kv_heads, head_dim),
+        q_idx=randn(total_q, num_kv_heads, index_dim),
+        k_idx_cache=randn(num_pages, B, index_dim),
+        page_table=table.to(device),
+        cu_seqlens_q=cu.to(device),
+        seq_lens_k=torch.tensor(list(seq_lens), dtype=torch.int32, device=device),
+    )
+    config = MSAConfig(block_size=B, topk=topk, num_init_blocks=num_init_blocks, num_local_blocks=num_local_blocks)
+    return BigProblem(args, config, list(q_lens), list(seq_lens))
+
+
+def visible_keys(q_lens, seq_lens) -> int:
+    """Sum over queries of the keys they see (pos + 1)."""
+    total = 0
+    for q, s in zip(q_lens, seq_lens):
+        first = s - q + 1
+        total += (first + s) * q // 2
+    return total
+
+
+def attended_keys(topk_idx: torch.Tensor, cu_seqlens_q, seq_lens_k, block_size: int) -> int:
+    """Sum over (query, group) of the visible keys in the selected blocks (device computation)."""
+    from msa_sgl.ops.metadata import token_requests
+
+    total_q = topk_idx.shape[0]
+    req = token_requests(cu_seqlens_q, total_q).long()
+    q_len = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).long()
+    pos = seq_lens_k.long()[req] - q_len[req] + (torch.arange(total_q, device=topk_idx.device) - cu_seqlens_q.long()[req])
+    s = topk_idx.long()
+    cnt = (pos[:, None, None] + 1 - s * block_size).clamp(0, block_size)
+    return int(torch.where(s >= 0, cnt, 0).sum())
+
+
+def index_flops(q_lens, seq_lens, num_kv_heads, index_dim) -> float:
+    return 2.0 * num_kv_heads * index_dim * visible_keys(q_lens, seq_lens)
+
+
+def main_flops(attended: int, group_size: int, head_dim: int) -> float:
+    return 4.0 * group_size * head_dim * attended
+
+
+def bench_ms(fn, warmup=25, rep=200) -> float:
+    import triton
+
+    return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def bench_graph_ms(fn, rep=100) -> float:
+    import triton
+
+    return float(triton.testing.do_bench_cudagraph(fn, rep=rep, return_mode="median"))
