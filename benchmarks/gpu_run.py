@@ -64,19 +64,24 @@ def free():
 # correctness at scale
 # ---------------------------------------------------------------------------------------------
 def sampled_check(name, prob, n_rows=24, seed=0):
-    """Kernel results of the whole call vs the float64 reference on sampled query rows."""
+    """Kernel results of the whole call vs the float64 reference on sampled query rows, for
+    both main-branch forms (and their agreement on every row)."""
     a = prob.args
     topk = msa_sgl.index_topk(**prob.index_args())
-    out, lse = msa_sgl.sparse_attention(**prob.attention_args(topk), return_lse=True)
+    out, lse = ops.sparse_attention(**prob.attention_args(topk), return_lse=True, method="kv_outer")
+    out_q, lse_q = ops.sparse_attention(**prob.attention_args(topk), return_lse=True, method="q_outer")
     torch.cuda.synchronize()
-    assert torch.isfinite(out).all(), "non-finite output"
+    assert torch.isfinite(out).all() and torch.isfinite(out_q).all(), "non-finite output"
+    forms = output_error(out, out_q.double(), out.dtype, what="kv_outer vs q_outer")
     total_q = out.shape[0]
     check_selection_contract(topk.cpu(), a["cu_seqlens_q"].cpu(), a["seq_lens_k"].cpu(), prob.config)
     # determinism: bitwise equal over 3 runs
     for _ in range(2):
         t2 = msa_sgl.index_topk(**prob.index_args())
-        o2, l2 = msa_sgl.sparse_attention(**prob.attention_args(t2), return_lse=True)
+        o2, l2 = ops.sparse_attention(**prob.attention_args(t2), return_lse=True, method="kv_outer")
+        o3, l3 = ops.sparse_attention(**prob.attention_args(t2), return_lse=True, method="q_outer")
         assert torch.equal(t2, topk) and torch.equal(o2, out) and torch.equal(l2, lse), "not deterministic"
+        assert torch.equal(o3, out_q) and torch.equal(l3, lse_q), "q_outer not deterministic"
     g = torch.Generator().manual_seed(seed)
     rows = torch.unique(torch.cat([torch.randint(0, total_q, (n_rows - 2,), generator=g), torch.tensor([0, total_q - 1])]))
     req, pos = query_positions(a["cu_seqlens_q"].cpu(), a["seq_lens_k"].cpu())
@@ -96,8 +101,11 @@ def sampled_check(name, prob, n_rows=24, seed=0):
     ref_out, ref_lse = reference.sparse_attention(**attn, topk_idx=topk.cpu()[rows], config=prob.config, return_lse=True)
     err = output_error(out.cpu()[rows], ref_out, out.dtype)
     lerr = lse_error(lse.cpu()[rows], ref_lse, out.dtype)
+    err_q = output_error(out_q.cpu()[rows], ref_out, out.dtype)
+    lse_error(lse_q.cpu()[rows], ref_lse, out.dtype)
     rec = dict(name=name, dtype=str(out.dtype), rows=len(rows), total_q=total_q, rel_l2=err.rel_l2,
-               max_abs=err.max_abs, lse_abs=lerr, tie_rows=rep.differing_rows, deterministic=True)
+               max_abs=err.max_abs, lse_abs=lerr, q_outer_rel_l2=err_q.rel_l2, forms_rel_l2=forms.rel_l2,
+               tie_rows=rep.differing_rows, deterministic=True)
     RESULTS["checks"].append(rec)
     log("check", rec)
 
@@ -274,7 +282,7 @@ def run_bench(quick):
 
 
 def run_variants():
-    for rows, nw, ns in [(64, 4, 2), (64, 4, 3), (64, 8, 3), (128, 8, 2), (128, 8, 3), (256, 8, 2)]:
+    for rows, nw, ns in [(128, 8, 2), (128, 8, 3), (128, 4, 2)]:
         try:
             RESULTS["variants"].append(time_prefill(114688, 16384, dense=False, tag=f"idx rows={rows} w={nw} s={ns}",
                                                     idx_opts=dict(block_t=rows // 4, num_warps=nw, num_stages=ns)))
@@ -282,20 +290,34 @@ def run_variants():
             RESULTS["errors"].append(f"variant {rows},{nw},{ns}: {e!r}")
             log("VARIANT FAILED", repr(e)[:300])
         free()
-    for nw, ns in [(2, 2), (4, 2), (4, 3)]:
-        try:
-            RESULTS["variants"].append(time_prefill(114688, 16384, dense=False, tag=f"attn w={nw} s={ns}",
-                                                    attn_opts=dict(num_warps=nw, num_stages=ns)))
-        except Exception as e:  # noqa: BLE001
-            RESULTS["errors"].append(f"attn variant {nw},{ns}: {e!r}")
-        free()
+    attn_variants = [
+        dict(method="q_outer"),
+        dict(method="kv_outer", num_warps=4), dict(method="kv_outer", num_warps=8),
+        dict(method="kv_outer", num_warps=8, num_stages=1),
+        dict(method="kv_outer", num_warps=8, workspace_bytes=1 << 32),
+    ]
+    for P, C in [(114688, 16384), (1032192, 16384), (0, 16384)]:
+        for opts in attn_variants:
+            try:
+                RESULTS["variants"].append(time_prefill(P, C, dense=False, tag="attn " + " ".join(
+                    f"{k[:2]}={v}" for k, v in opts.items()), attn_opts=opts))
+            except Exception as e:  # noqa: BLE001
+                RESULTS["errors"].append(f"attn variant {opts}: {e!r}")
+                log("VARIANT FAILED", repr(e)[:300])
+            free()
+    for P, C in [(32768, 256), (32768, 1024), (32768, 4096)]:  # the q_outer / kv_outer crossover
+        for method in ("q_outer", "kv_outer"):
+            RESULTS["variants"].append(time_prefill(P, C, dense=False, tag=f"crossover {method}",
+                                                    attn_opts=dict(method=method)))
+            free()
 
 
 def summary():
     lines = ["", f"card {RESULTS['env'].get('card')} driver {RESULTS['env'].get('driver')} torch "
              f"{RESULTS['env'].get('torch')} triton {RESULTS['env'].get('triton')}"]
     for c in RESULTS["checks"]:
-        lines.append(f"check {c['name']:<34} rows {c['rows']:>3} rel_l2 {c['rel_l2']:.2e} lse {c['lse_abs']:.1e} ties {c['tie_rows']}")
+        lines.append(f"check {c['name']:<34} rows {c['rows']:>3} rel_l2 kv {c['rel_l2']:.2e} q {c['q_outer_rel_l2']:.2e} "
+                     f"kv-vs-q {c['forms_rel_l2']:.1e} lse {c['lse_abs']:.1e} ties {c['tie_rows']}")
     for d in RESULTS["dense"]:
         lines.append(f"dense prompt N={d['N']:>7}: " + " ".join(f"{k}={v:.2f}" for k, v in d.items() if isinstance(v, float)))
     for r in RESULTS["prefill"] + RESULTS["variants"]:

@@ -51,13 +51,34 @@ def _back(result):
 
 
 class KernelImpl:
-    """msa_sgl's public API on KERNEL_DEVICE, taking and returning CPU tensors."""
+    """msa_sgl's public API on KERNEL_DEVICE, taking and returning CPU tensors.
 
-    def __init__(self, device: torch.device = KERNEL_DEVICE):
+    ``main_branch`` forces the main-branch form for every call size ("q_outer" or "kv_outer";
+    None keeps the size heuristic), and ``workspace_bytes`` the KV-outer workspace (a small
+    one makes it work in several row ranges), by setting the module knobs of
+    msa_sgl.ops.sparse_attention for the duration of a call.
+    """
+
+    def __init__(self, device: torch.device = KERNEL_DEVICE, main_branch=None, workspace_bytes=None):
         self.device = device
+        self.main_branch = main_branch
+        self.workspace_bytes = workspace_bytes
+
+    def __repr__(self):
+        return f"KernelImpl({self.device}, main_branch={self.main_branch}, workspace_bytes={self.workspace_bytes})"
 
     def _call(self, fn, kwargs):
-        return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
+        from msa_sgl.ops import main_branch as sa
+
+        saved = sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES
+        if self.main_branch is not None:
+            sa.KV_OUTER_MIN_QUERIES = 0 if self.main_branch == "kv_outer" else 1 << 62
+        if self.workspace_bytes is not None:
+            sa.KV_OUTER_WORKSPACE_BYTES = self.workspace_bytes
+        try:
+            return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
+        finally:
+            sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES = saved
 
     def index_topk(self, **kwargs):
         return self._call(msa_sgl.index_topk, kwargs)
@@ -70,8 +91,15 @@ class KernelImpl:
 
 
 KERNELS = KernelImpl()
+# every main-branch form the dispatcher can pick, for the property tests to draw from
+KERNEL_VARIANTS = (
+    KernelImpl(main_branch="q_outer"),
+    KernelImpl(main_branch="kv_outer"),
+    KernelImpl(main_branch="kv_outer", workspace_bytes=1),  # one tile of rows per pass
+)
 
 IMPLEMENTATIONS = {
     "reference": reference,
     "msa_sgl": KERNELS,
+    "msa_sgl_kv_outer": KERNEL_VARIANTS[1],
 }

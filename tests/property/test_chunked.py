@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from harness.impls import KERNEL_PROBLEMS, KERNELS, kernel_examples
+from harness.impls import KERNEL_PROBLEMS, KERNEL_VARIANTS, kernel_examples
 from harness.strategies import problems
 from harness.tolerance import compare_topk, lse_error, output_error
 from msa_sgl import reference
@@ -61,9 +61,9 @@ def test_reference_chunked_prefill_equals_one_shot(problem, data):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS), data=st.data())
-def test_kernel_chunked_prefill_equals_one_shot(problem, data):
-    check_chunked(KERNELS, problem, data)
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS), data=st.data())
+def test_kernel_chunked_prefill_equals_one_shot(kernels, problem, data):
+    check_chunked(kernels, problem, data)
 
 
 @given(problem=problems(max_batch=3), t=st.integers(1, 16))
@@ -72,6 +72,6 @@ def test_reference_decode_tail_equals_prefill_tail(problem, t):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS), t=st.integers(1, 16))
-def test_kernel_decode_tail_equals_prefill_tail(problem, t):
-    check_decode_tail(KERNELS, problem, t)
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS), t=st.integers(1, 16))
+def test_kernel_decode_tail_equals_prefill_tail(kernels, problem, t):
+    check_decode_tail(kernels, problem, t)

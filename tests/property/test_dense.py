@@ -3,8 +3,9 @@
 import dataclasses
 
 from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
-from harness.impls import KERNEL_PROBLEMS, KERNELS, kernel_examples
+from harness.impls import KERNEL_PROBLEMS, KERNEL_VARIANTS, kernel_examples
 from harness.strategies import problems
 from harness.tolerance import lse_error, output_error
 from msa_sgl import reference
@@ -32,6 +33,6 @@ def test_reference_all_blocks_is_dense(problem):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS))
-def test_kernel_all_blocks_is_dense(problem):
-    check_all_blocks_selected_is_dense(KERNELS, problem)
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS))
+def test_kernel_all_blocks_is_dense(kernels, problem):
+    check_all_blocks_selected_is_dense(kernels, problem)

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from harness.impls import KERNEL_PROBLEMS, KERNELS, kernel_examples
+from harness.impls import KERNEL_PROBLEMS, KERNEL_VARIANTS, kernel_examples
 from harness.problems import POISONS
 from harness.strategies import problems
 from harness.tolerance import compare_topk, output_error
@@ -58,9 +58,9 @@ def test_reference_page_permutation_changes_nothing(problem, layout_seed):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS), layout_seed=SEEDS)
-def test_kernel_page_permutation_changes_nothing(problem, layout_seed):
-    check_page_permutation(KERNELS, problem, layout_seed)
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS), layout_seed=SEEDS)
+def test_kernel_page_permutation_changes_nothing(kernels, problem, layout_seed):
+    check_page_permutation(kernels, problem, layout_seed)
 
 
 @given(problem=problems(), poison=st.sampled_from(tuple(POISONS)))
@@ -69,9 +69,9 @@ def test_reference_poison_is_never_read(problem, poison):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS), poison=st.sampled_from(tuple(POISONS)))
-def test_kernel_poison_is_never_read(problem, poison):
-    check_poison(KERNELS, problem, poison)
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS), poison=st.sampled_from(tuple(POISONS)))
+def test_kernel_poison_is_never_read(kernels, problem, poison):
+    check_poison(kernels, problem, poison)
 
 
 @given(problem=problems(), r=st.integers(0, 3))
@@ -80,6 +80,6 @@ def test_reference_request_independent_of_batch(problem, r):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS), r=st.integers(0, 3))
-def test_kernel_request_independent_of_batch(problem, r):
-    check_batch_independence(KERNELS, problem, r)
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS), r=st.integers(0, 3))
+def test_kernel_request_independent_of_batch(kernels, problem, r):
+    check_batch_independence(kernels, problem, r)

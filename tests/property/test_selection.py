@@ -2,8 +2,9 @@
 
 import torch
 from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
-from harness.impls import KERNEL_PROBLEMS, KERNELS, kernel_examples
+from harness.impls import KERNEL_PROBLEMS, KERNEL_VARIANTS, kernel_examples
 from harness.strategies import problems
 from harness.tolerance import check_selection_contract, compare_topk
 from msa_sgl import reference
@@ -43,11 +44,11 @@ def test_reference_selection_contract_and_optimality(problem):
 
 
 @settings(max_examples=kernel_examples())
-@given(problem=problems(**KERNEL_PROBLEMS))
-def test_kernel_selection_matches_reference(problem):
+@given(kernels=st.sampled_from(KERNEL_VARIANTS), problem=problems(**KERNEL_PROBLEMS))
+def test_kernel_selection_matches_reference(kernels, problem):
     note(problem.describe())
     args = problem.index_args()
-    topk_idx = KERNELS.index_topk(**args)
+    topk_idx = kernels.index_topk(**args)
     assert topk_idx.dtype == torch.int32
     check_selection_contract(topk_idx, args["cu_seqlens_q"], args["seq_lens_k"], problem.config)
     ref = reference.index_topk(**args)

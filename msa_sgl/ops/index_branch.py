@@ -197,8 +197,12 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
     if total_q == 0:
         return out
     if block_t is None:  # rows = tokens x groups; at least 16 rows for the tensor cores
-        rows = 64 if total_q >= 4 * batch * 16 else 16
+        # 128 rows, 8 warps: 562 TF/s at M3 shapes, 16K chunk after 112K (H200, 2026-11-26),
+        # against 390 for 64 rows / 4 warps and 456 for 256 rows (benchmarks/NOTES.md)
+        rows = 128 if total_q >= 4 * batch * 32 else 16
         block_t = max(1, rows // hkv_p)
+        if num_warps is None:
+            num_warps = 8 if rows >= 128 else 4
     tiles = build_tile_map(cu_seqlens_q, total_q, block_t)
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
         want = triton.cdiv(2 * _num_sms(q_idx.device), max(1, tiles.grid_tiles))

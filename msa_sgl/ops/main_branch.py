@@ -1,0 +1,316 @@
+"""Main branch: exact softmax attention over each (token, group)'s selected blocks, in Triton.
+
+Two forms, same results (up to rounding), chosen by :func:`sparse_attention`:
+
+* **query-outer** (``_sparse_attn_fwd_kernel``): one program per (query token, KV group) holds
+  the group's G query heads as the rows of one tile (padded to 16), walks the token's top-k
+  slots, loads each selected K/V block for all G heads, and runs an online softmax in base 2
+  (scale and log2(e) folded into one multiplier). Few launches and no workspace: the form for
+  decode and short chunks.
+* **KV-outer** (the MSA paper's form; ``_kv_outer_partial_kernel`` + ``_merge_slots_kernel``):
+  a device-built reverse index (``metadata.build_block_tiles``) lists, for each (group,
+  request, block), the (query, slot) entries that chose it; one program loads that K/V block
+  once and runs it against a packed tile of up to ``128 / G`` of those queries x G heads (one
+  128-row tensor-core tile), writing one partial output and base-2 LSE per (query, slot, head).
+  A second pass merges the slots of each (query, group) by log-sum-exp in slot order:
+  deterministic, no atomics. Hot blocks (the local block, early blocks) are simply cut into
+  more tiles, so the grid stays balanced.
+
+Common rules: only the query's own block can hold keys past the query, so only it is masked; a
+slot with a negative id or an id past the query's own block attends nothing; an id listed twice
+counts twice, as in the reference. Output in q's dtype and natural-log LSE; a row that attends
+nothing gets 0 and -inf.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .index_branch import _launch_options
+from .metadata import build_block_tiles, token_requests
+
+_LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _sparse_attn_fwd_kernel(
+    Q, K, V, TOPK_IDX, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TOKEN_REQ,
+    OUT, LSE,
+    num_pages, qk_scale,
+    stride_qt, stride_qh,
+    stride_kp, stride_kb, stride_kh,
+    stride_vp, stride_vb, stride_vh,
+    stride_it, stride_ih,
+    stride_pt_b,
+    stride_ot, stride_oh,
+    G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+):
+    i_t = tl.program_id(0)  # query token (packed row)
+    i_g = tl.program_id(1)  # KV group
+    i_b = tl.load(TOKEN_REQ + i_t)
+    q_start = tl.load(CU_SEQLENS + i_b)
+    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
+    seq_len = tl.load(SEQ_LENS + i_b)
+    pos = seq_len - q_len + (i_t - q_start)
+    p = pos // BLOCK
+
+    o_h = tl.arange(0, G_P)
+    o_d = tl.arange(0, D_P)
+    o_j = tl.arange(0, BLOCK)
+    m_h = o_h < G
+    m_d = o_d < D
+    i_t64 = i_t.to(tl.int64)
+    p_q = Q + i_t64 * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
+    b_q = tl.load(p_q, mask=m_h[:, None] & m_d[None, :], other=0.0)  # [G_P, D_P]
+
+    b_m = tl.full([G_P], float("-inf"), dtype=tl.float32)
+    b_l = tl.zeros([G_P], dtype=tl.float32)
+    b_acc = tl.zeros([G_P, D_P], dtype=tl.float32)
+    pt_row = PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b
+    p_sel = TOPK_IDX + i_t64 * stride_it + i_g * stride_ih
+    for s in range(TOPK):
+        blk = tl.load(p_sel + s)
+        if (blk >= 0) & (blk <= p):
+            page = tl.load(pt_row + blk)
+            page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+            o_key = blk * BLOCK + o_j
+            m_key = o_key <= pos  # only the own block holds invisible keys
+            p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
+            b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
+            if IEEE:
+                b_s = tl.dot(b_q, b_k, input_precision="ieee")
+            else:
+                b_s = tl.dot(b_q, b_k)  # [G_P, BLOCK] fp32
+            b_s = tl.where(m_key[None, :], b_s * qk_scale, float("-inf"))
+            m_new = tl.maximum(b_m, tl.max(b_s, axis=1))  # finite: key blk*BLOCK <= pos is visible
+            alpha = tl.exp2(b_m - m_new)
+            b_p = tl.exp2(b_s - m_new[:, None])
+            b_l = b_l * alpha + tl.sum(b_p, axis=1)
+            p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
+            b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P]
+            if IEEE:
+                b_acc = b_acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
+            else:
+                b_acc = b_acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v)
+            b_m = m_new
+    has = b_l > 0
+    b_o = b_acc / tl.where(has, b_l, 1.0)[:, None]
+    p_o = OUT + i_t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
+    tl.store(p_o, b_o.to(OUT.dtype.element_ty), mask=m_h[:, None] & m_d[None, :])
+    # natural-log LSE: (m + log2 l) / log2(e)
+    b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_l, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(LSE + i_t64 * (G * tl.num_programs(1)) + i_g * G + o_h, b_lse, mask=m_h)
+
+
+@triton.jit
+def _kv_outer_partial_kernel(
+    Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS,
+    ORDER, SORTED_KEY, TILE_FIRST, TILE_N,
+    O_PART, LSE_PART,
+    batch, max_pages, num_pages, qk_scale, row_lo,
+    stride_qt, stride_qh,
+    stride_kp, stride_kb, stride_kh,
+    stride_vp, stride_vb, stride_vh,
+    stride_pt_b,
+    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
+    D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n = tl.load(TILE_N + pid)
+    if n == 0:
+        return
+    first = tl.load(TILE_FIRST + pid)
+    key = tl.load(SORTED_KEY + first)  # (g * batch + request) * max_pages + block
+    blk = (key % max_pages).to(tl.int32)
+    gb = key // max_pages
+    i_b = (gb % batch).to(tl.int32)
+    i_g = (gb // batch).to(tl.int32)
+    q_start = tl.load(CU_SEQLENS + i_b)
+    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
+    seq_len = tl.load(SEQ_LENS + i_b)
+
+    R: tl.constexpr = MQ * G_P
+    o_r = tl.arange(0, R)
+    o_i = o_r // G_P  # entry within the tile
+    o_h = o_r % G_P  # head within the group
+    m_r = (o_i < n) & (o_h < G)
+    e = tl.load(ORDER + first + o_i, mask=o_i < n, other=0)  # entry (query, group, slot), local numbering
+    t = row_lo + e // (HKV * TOPK)  # packed query row
+    pos = seq_len - q_len + (t - q_start)  # [R]
+
+    o_d = tl.arange(0, D_P)
+    o_j = tl.arange(0, BLOCK)
+    m_d = o_d < D
+    p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
+    b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
+
+    page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk)
+    page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+    o_key = blk * BLOCK + o_j
+    m_key = o_key < seq_len
+    p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
+    b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
+    if IEEE:
+        b_s = tl.dot(b_q, b_k, input_precision="ieee")
+    else:
+        b_s = tl.dot(b_q, b_k)  # [R, BLOCK] fp32
+    visible = o_key[None, :] <= pos[:, None]
+    b_s = tl.where(visible, b_s * qk_scale, float("-inf"))
+    b_m = tl.max(b_s, axis=1)  # finite for real rows: key blk*BLOCK <= pos
+    b_m = tl.where(m_r, b_m, 0.0)
+    b_p = tl.exp2(b_s - b_m[:, None])
+    b_l = tl.sum(b_p, axis=1)
+    p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
+    b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P]
+    if IEEE:
+        b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
+    else:
+        b_o = tl.dot(b_p.to(b_v.dtype), b_v)  # [R, D_P]
+    b_l = tl.where(m_r, b_l, 1.0)
+    b_o = b_o / b_l[:, None]
+    row = e.to(tl.int64) * G + o_h  # partial row: (entry, head)
+    tl.store(O_PART + row[:, None] * D + o_d[None, :], b_o.to(O_PART.dtype.element_ty), mask=m_r[:, None] & m_d[None, :])
+    tl.store(LSE_PART + row, b_m + tl.log2(b_l), mask=m_r)
+
+
+@triton.jit
+def _merge_slots_kernel(
+    O_PART, LSE_PART, TOPK_IDX, SEQ_LENS, CU_SEQLENS, TOKEN_REQ,
+    OUT, LSE,
+    row_lo,
+    stride_it, stride_ih,
+    stride_ot, stride_oh,
+    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr,
+):
+    t = row_lo + tl.program_id(0)
+    i_g = tl.program_id(1)
+    i_b = tl.load(TOKEN_REQ + t)
+    q_start = tl.load(CU_SEQLENS + i_b)
+    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
+    p = (tl.load(SEQ_LENS + i_b) - q_len + (t - q_start)) // BLOCK
+    o_h = tl.arange(0, G_P)
+    o_d = tl.arange(0, D_P)
+    m_hd = (o_h < G)[:, None] & (o_d < D)[None, :]
+    b_m = tl.full([G_P], float("-inf"), dtype=tl.float32)
+    b_w = tl.zeros([G_P], dtype=tl.float32)
+    b_acc = tl.zeros([G_P, D_P], dtype=tl.float32)
+    t64 = t.to(tl.int64)
+    for s in range(TOPK):
+        blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + s)
+        if (blk >= 0) & (blk <= p):
+            row = (((t64 - row_lo) * HKV + i_g) * TOPK + s) * G + o_h  # [G_P]
+            lse = tl.load(LSE_PART + row, mask=o_h < G, other=0.0)
+            o = tl.load(O_PART + row[:, None] * D + o_d[None, :], mask=m_hd, other=0.0).to(tl.float32)
+            m_new = tl.maximum(b_m, lse)
+            alpha = tl.exp2(b_m - m_new)
+            w = tl.exp2(lse - m_new)
+            b_acc = b_acc * alpha[:, None] + w[:, None] * o
+            b_w = b_w * alpha + w
+            b_m = m_new
+    has = b_w > 0
+    b_o = b_acc / tl.where(has, b_w, 1.0)[:, None]
+    p_o = OUT + t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
+    tl.store(p_o, b_o.to(OUT.dtype.element_ty), mask=m_hd)
+    b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_w, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(LSE + t64 * (HKV * G) + i_g * G + o_h, b_lse, mask=o_h < G)
+
+
+
+# KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
+# short chunks take the query-outer form. Measured crossover: benchmarks/NOTES.md.
+KV_OUTER_MIN_QUERIES = 1024
+# Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges.
+KV_OUTER_WORKSPACE_BYTES = 1 << 30
+
+
+def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+             num_warps, num_stages):
+    total_q, hq, d = q.shape
+    hkv = k_cache.shape[2]
+    g = hq // hkv
+    _sparse_attn_fwd_kernel[(total_q, hkv)](
+        q, k_cache, v_cache, topk_idx, page_table, seq_lens_k, cu_seqlens_q, token_req,
+        out, lse,
+        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E,
+        q.stride(0), q.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        topk_idx.stride(0), topk_idx.stride(1),
+        page_table.stride(0),
+        out.stride(0), out.stride(1),
+        G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
+        BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32,
+        **_launch_options(num_warps, num_stages),
+    )
+
+
+def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+              workspace_bytes, num_warps, num_stages):
+    total_q, hq, d = q.shape
+    hkv = k_cache.shape[2]
+    g = hq // hkv
+    batch, max_pages = page_table.shape
+    topk = config.topk
+    g_p = triton.next_power_of_2(g)
+    mq = max(1, 128 // g_p)  # query tokens per tile: MQ x G_P = 128 rows
+    d_p = max(16, triton.next_power_of_2(d))
+    per_row = hq * topk * (d * q.element_size() + 4)  # partial output + LSE of one query row
+    rows_per_pass = max(mq, workspace_bytes // per_row)
+    scale = config.resolved_softmax_scale(d) * _LOG2E
+    n_ws = min(rows_per_pass, total_q)
+    o_part = torch.empty(n_ws * hkv * topk * g, d, dtype=q.dtype, device=q.device)
+    lse_part = torch.empty(n_ws * hkv * topk * g, dtype=torch.float32, device=q.device)
+    for row_lo in range(0, total_q, rows_per_pass):
+        row_hi = min(total_q, row_lo + rows_per_pass)
+        tiles = build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
+                                  config.block_size, mq)
+        _kv_outer_partial_kernel[(tiles.grid,)](
+            q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q,
+            tiles.order, tiles.sorted_key, tiles.tile_first, tiles.tile_n,
+            o_part, lse_part,
+            batch, max_pages, k_cache.shape[0], scale, row_lo,
+            q.stride(0), q.stride(1),
+            k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+            v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+            page_table.stride(0),
+            HKV=hkv, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
+            IEEE=q.dtype == torch.float32,
+            **_launch_options(num_warps, num_stages),
+        )
+        _merge_slots_kernel[(row_hi - row_lo, hkv)](
+            o_part, lse_part, topk_idx, seq_lens_k, cu_seqlens_q, token_req,
+            out, lse,
+            row_lo,
+            topk_idx.stride(0), topk_idx.stride(1),
+            out.stride(0), out.stride(1),
+            HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
+        )
+
+
+def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
+                     *, method=None, workspace_bytes=None, num_warps=None, num_stages=None):
+    """Kernel behind msa_sgl.sparse_attention (arguments already validated).
+
+    ``method``: ``"kv_outer"``, ``"q_outer"`` or None (by the number of queries, from shapes
+    only); the keyword options override the launch heuristics (tests, benchmarks).
+    """
+    total_q, hq, d = q.shape
+    out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
+    lse = torch.empty(total_q, hq, dtype=torch.float32, device=q.device)
+    if total_q:
+        token_req = token_requests(cu_seqlens_q, total_q)
+        if method is None:
+            method = "kv_outer" if total_q >= KV_OUTER_MIN_QUERIES else "q_outer"
+        if method == "kv_outer":
+            _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages)
+        elif method == "q_outer":
+            _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+                     num_warps, num_stages)
+        else:
+            raise ValueError(f"method: expected 'kv_outer', 'q_outer' or None, got {method!r}")
+    return (out, lse) if return_lse else out
