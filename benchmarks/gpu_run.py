@@ -282,33 +282,27 @@ def run_bench(quick):
 
 
 def run_variants():
-    for rows, nw, ns in [(128, 8, 2), (128, 8, 3), (128, 4, 2)]:
-        try:
-            RESULTS["variants"].append(time_prefill(114688, 16384, dense=False, tag=f"idx rows={rows} w={nw} s={ns}",
-                                                    idx_opts=dict(block_t=rows // 4, num_warps=nw, num_stages=ns)))
-        except Exception as e:  # noqa: BLE001
-            RESULTS["errors"].append(f"variant {rows},{nw},{ns}: {e!r}")
-            log("VARIANT FAILED", repr(e)[:300])
-        free()
     attn_variants = [
         dict(method="q_outer"),
-        dict(method="kv_outer", num_warps=4), dict(method="kv_outer", num_warps=8),
-        dict(method="kv_outer", num_warps=8, num_stages=1),
-        dict(method="kv_outer", num_warps=8, workspace_bytes=1 << 32),
+        dict(method="kv_outer"),
+        dict(method="kv_outer", stop_after="tiles"),
+        dict(method="kv_outer", stop_after="partial"),
+        dict(method="kv_outer", tiles_per_prog=2),
+        dict(method="kv_outer", tiles_per_prog=4),
+        dict(method="kv_outer", tiles_per_prog=4, num_stages=3),
+        dict(method="kv_outer", num_warps=4, tiles_per_prog=4),
+        dict(method="kv_outer", workspace_bytes=1 << 32),
+        dict(method="kv_outer", workspace_bytes=1 << 32, stop_after="tiles"),
+        dict(method="kv_outer", workspace_bytes=1 << 32, stop_after="partial"),
     ]
-    for P, C in [(114688, 16384), (1032192, 16384), (0, 16384)]:
+    for P, C in [(114688, 16384), (1032192, 16384)]:
         for opts in attn_variants:
             try:
                 RESULTS["variants"].append(time_prefill(P, C, dense=False, tag="attn " + " ".join(
-                    f"{k[:2]}={v}" for k, v in opts.items()), attn_opts=opts))
+                    f"{k[:3]}={v}" for k, v in opts.items()), attn_opts=opts))
             except Exception as e:  # noqa: BLE001
                 RESULTS["errors"].append(f"attn variant {opts}: {e!r}")
                 log("VARIANT FAILED", repr(e)[:300])
-            free()
-    for P, C in [(32768, 256), (32768, 1024), (32768, 4096)]:  # the q_outer / kv_outer crossover
-        for method in ("q_outer", "kv_outer"):
-            RESULTS["variants"].append(time_prefill(P, C, dense=False, tag=f"crossover {method}",
-                                                    attn_opts=dict(method=method)))
             free()
 
 

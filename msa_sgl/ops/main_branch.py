@@ -115,13 +115,32 @@ def _kv_outer_partial_kernel(
     stride_kp, stride_kb, stride_kh,
     stride_vp, stride_vb, stride_vh,
     stride_pt_b,
+    n_tiles,
+    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
+    D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+    TILES_PER_PROG: tl.constexpr,
+):
+    for k in range(TILES_PER_PROG):
+        i_tile = tl.program_id(0) * TILES_PER_PROG + k
+        if i_tile < n_tiles:
+            _kv_outer_tile(
+                Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
+                i_tile, batch, max_pages, num_pages, qk_scale, row_lo,
+                stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
+                HKV, G, G_P, MQ, D, D_P, BLOCK, TOPK, IEEE,
+            )
+
+
+@triton.jit
+def _kv_outer_tile(
+    Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
+    pid, batch, max_pages, num_pages, qk_scale, row_lo,
+    stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
 ):
-    pid = tl.program_id(0)
+    """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose it."""
     n = tl.load(TILE_N + pid)
-    if n == 0:
-        return
     first = tl.load(TILE_FIRST + pid)
     key = tl.load(SORTED_KEY + first)  # (g * batch + request) * max_pages + block
     blk = (key % max_pages).to(tl.int32)
@@ -150,7 +169,7 @@ def _kv_outer_partial_kernel(
     page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk)
     page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
     o_key = blk * BLOCK + o_j
-    m_key = o_key < seq_len
+    m_key = (o_key < seq_len) & (n > 0)
     p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
     b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
     if IEEE:
@@ -184,40 +203,43 @@ def _merge_slots_kernel(
     stride_it, stride_ih,
     stride_ot, stride_oh,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-    BLOCK: tl.constexpr, TOPK: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
 ):
+    """One (query, group): out = sum_s w_s o_s / sum_s w_s with w_s = 2^(lse_s - max lse),
+    over the valid slots in slot order. The weights come from one vector load of the LSEs, so
+    the partial-output loads of the slot loop are independent of each other."""
     t = row_lo + tl.program_id(0)
     i_g = tl.program_id(1)
     i_b = tl.load(TOKEN_REQ + t)
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     p = (tl.load(SEQ_LENS + i_b) - q_len + (t - q_start)) // BLOCK
+    t64 = t.to(tl.int64)
+    o_s = tl.arange(0, TOPK_P)
     o_h = tl.arange(0, G_P)
     o_d = tl.arange(0, D_P)
-    m_hd = (o_h < G)[:, None] & (o_d < D)[None, :]
-    b_m = tl.full([G_P], float("-inf"), dtype=tl.float32)
-    b_w = tl.zeros([G_P], dtype=tl.float32)
+    m_h = o_h < G
+    m_hd = m_h[:, None] & (o_d < D)[None, :]
+    blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + o_s, mask=o_s < TOPK, other=-1)
+    ok = (blk >= 0) & (blk <= p)  # [TOPK_P]
+    base = ((t64 - row_lo) * HKV + i_g) * TOPK  # partial entry of slot 0
+    lse = tl.load(LSE_PART + (base + o_s)[:, None] * G + o_h[None, :], mask=ok[:, None] & m_h[None, :],
+                  other=float("-inf"))  # [TOPK_P, G_P], base 2
+    b_m = tl.max(lse, axis=0)  # [G_P]
+    has = b_m > float("-inf")
+    w = tl.exp2(lse - tl.where(has, b_m, 0.0)[None, :])  # 0 for empty slots
+    b_w = tl.sum(w, axis=0)
     b_acc = tl.zeros([G_P, D_P], dtype=tl.float32)
-    t64 = t.to(tl.int64)
-    for s in range(TOPK):
-        blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + s)
-        if (blk >= 0) & (blk <= p):
-            row = (((t64 - row_lo) * HKV + i_g) * TOPK + s) * G + o_h  # [G_P]
-            lse = tl.load(LSE_PART + row, mask=o_h < G, other=0.0)
-            o = tl.load(O_PART + row[:, None] * D + o_d[None, :], mask=m_hd, other=0.0).to(tl.float32)
-            m_new = tl.maximum(b_m, lse)
-            alpha = tl.exp2(b_m - m_new)
-            w = tl.exp2(lse - m_new)
-            b_acc = b_acc * alpha[:, None] + w[:, None] * o
-            b_w = b_w * alpha + w
-            b_m = m_new
-    has = b_w > 0
+    for s in tl.static_range(TOPK):
+        w_s = tl.sum(tl.where(o_s[:, None] == s, w, 0.0), axis=0)  # [G_P]
+        row = (base + s) * G + o_h
+        o = tl.load(O_PART + row[:, None] * D + o_d[None, :], mask=m_hd & (w_s > 0)[:, None], other=0.0)
+        b_acc += w_s[:, None] * o.to(tl.float32)
     b_o = b_acc / tl.where(has, b_w, 1.0)[:, None]
     p_o = OUT + t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
     tl.store(p_o, b_o.to(OUT.dtype.element_ty), mask=m_hd)
     b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_w, 1.0))) * 0.6931471805599453, float("-inf"))
-    tl.store(LSE + t64 * (HKV * G) + i_g * G + o_h, b_lse, mask=o_h < G)
-
+    tl.store(LSE + t64 * (HKV * G) + i_g * G + o_h, b_lse, mask=m_h)
 
 
 # KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
@@ -249,7 +271,7 @@ def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k
 
 
 def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-              workspace_bytes, num_warps, num_stages):
+              workspace_bytes, num_warps, num_stages, tiles_per_prog=1, stop_after=None):
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -268,7 +290,9 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
         row_hi = min(total_q, row_lo + rows_per_pass)
         tiles = build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
                                   config.block_size, mq)
-        _kv_outer_partial_kernel[(tiles.grid,)](
+        if stop_after == "tiles":
+            continue
+        _kv_outer_partial_kernel[(triton.cdiv(tiles.grid, tiles_per_prog),)](
             q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q,
             tiles.order, tiles.sorted_key, tiles.tile_first, tiles.tile_n,
             o_part, lse_part,
@@ -277,10 +301,13 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
             v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
             page_table.stride(0),
+            tiles.grid,
             HKV=hkv, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-            IEEE=q.dtype == torch.float32,
-            **_launch_options(num_warps, num_stages),
+            IEEE=q.dtype == torch.float32, TILES_PER_PROG=tiles_per_prog,
+            **_launch_options(8 if num_warps is None else num_warps, num_stages),
         )
+        if stop_after == "partial":
+            continue
         _merge_slots_kernel[(row_hi - row_lo, hkv)](
             o_part, lse_part, topk_idx, seq_lens_k, cu_seqlens_q, token_req,
             out, lse,
@@ -288,15 +315,18 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             topk_idx.stride(0), topk_idx.stride(1),
             out.stride(0), out.stride(1),
             HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
+            TOPK_P=triton.next_power_of_2(topk),
         )
 
 
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
-                     *, method=None, workspace_bytes=None, num_warps=None, num_stages=None):
+                     *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, tiles_per_prog=1,
+                     stop_after=None):
     """Kernel behind msa_sgl.sparse_attention (arguments already validated).
 
     ``method``: ``"kv_outer"``, ``"q_outer"`` or None (by the number of queries, from shapes
-    only); the keyword options override the launch heuristics (tests, benchmarks).
+    only); the keyword options override the launch heuristics (tests, benchmarks);
+    ``stop_after`` ("tiles" or "partial") stops the KV-outer form early, to time its stages.
     """
     total_q, hq, d = q.shape
     out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
@@ -307,7 +337,7 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
             method = "kv_outer" if total_q >= KV_OUTER_MIN_QUERIES else "q_outer"
         if method == "kv_outer":
             _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages)
+                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, tiles_per_prog, stop_after)
         elif method == "q_outer":
             _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                      num_warps, num_stages)
