@@ -283,17 +283,16 @@ def run_bench(quick):
 
 def run_variants():
     attn_variants = [
-        dict(method="q_outer"),
         dict(method="kv_outer"),
         dict(method="kv_outer", stop_after="tiles"),
         dict(method="kv_outer", stop_after="partial"),
-        dict(method="kv_outer", tiles_per_prog=2),
-        dict(method="kv_outer", tiles_per_prog=4),
+        dict(method="kv_outer", tile_rows=64, num_warps=4),
+        dict(method="kv_outer", tile_rows=64, num_warps=4, stop_after="partial"),
+        dict(method="kv_outer", tile_rows=64, num_warps=4, tiles_per_prog=4, num_stages=2),
+        dict(method="kv_outer", tiles_per_prog=2, num_stages=2),
         dict(method="kv_outer", tiles_per_prog=4, num_stages=3),
-        dict(method="kv_outer", num_warps=4, tiles_per_prog=4),
         dict(method="kv_outer", workspace_bytes=1 << 32),
-        dict(method="kv_outer", workspace_bytes=1 << 32, stop_after="tiles"),
-        dict(method="kv_outer", workspace_bytes=1 << 32, stop_after="partial"),
+        dict(method="kv_outer", workspace_bytes=1 << 32, tile_rows=64, num_warps=4),
     ]
     for P, C in [(114688, 16384), (1032192, 16384)]:
         for opts in attn_variants:

@@ -120,27 +120,29 @@ def _kv_outer_partial_kernel(
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
     TILES_PER_PROG: tl.constexpr,
 ):
+    # consecutive tiles (mostly the same block) per program; the tail past n_tiles is masked
+    # rather than branched around, so that the loop can be software-pipelined
     for k in range(TILES_PER_PROG):
         i_tile = tl.program_id(0) * TILES_PER_PROG + k
-        if i_tile < n_tiles:
-            _kv_outer_tile(
-                Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
-                i_tile, batch, max_pages, num_pages, qk_scale, row_lo,
-                stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
-                HKV, G, G_P, MQ, D, D_P, BLOCK, TOPK, IEEE,
-            )
+        _kv_outer_tile(
+            Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
+            tl.minimum(i_tile, n_tiles), i_tile < n_tiles, batch, max_pages, num_pages, qk_scale, row_lo,
+            stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
+            HKV, G, G_P, MQ, D, D_P, BLOCK, TOPK, IEEE,
+        )
 
 
 @triton.jit
 def _kv_outer_tile(
     Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
-    pid, batch, max_pages, num_pages, qk_scale, row_lo,
+    pid, live, batch, max_pages, num_pages, qk_scale, row_lo,
     stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
 ):
-    """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose it."""
-    n = tl.load(TILE_N + pid)
+    """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
+    it (none when ``live`` is false: every load and store is masked off)."""
+    n = tl.where(live, tl.load(TILE_N + pid), 0)
     first = tl.load(TILE_FIRST + pid)
     key = tl.load(SORTED_KEY + first)  # (g * batch + request) * max_pages + block
     blk = (key % max_pages).to(tl.int32)
@@ -271,14 +273,16 @@ def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k
 
 
 def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-              workspace_bytes, num_warps, num_stages, tiles_per_prog=1, stop_after=None):
+              workspace_bytes, num_warps, num_stages, tiles_per_prog=1, stop_after=None, tile_rows=128):
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
     batch, max_pages = page_table.shape
     topk = config.topk
     g_p = triton.next_power_of_2(g)
-    mq = max(1, 128 // g_p)  # query tokens per tile: MQ x G_P = 128 rows
+    mq = max(1, tile_rows // g_p)  # query tokens per tile: MQ x G_P rows (at least 16)
+    if mq * g_p < 16:
+        mq = 16 // g_p
     d_p = max(16, triton.next_power_of_2(d))
     per_row = hq * topk * (d * q.element_size() + 4)  # partial output + LSE of one query row
     rows_per_pass = max(mq, workspace_bytes // per_row)
@@ -321,7 +325,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
 
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
                      *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, tiles_per_prog=1,
-                     stop_after=None):
+                     stop_after=None, tile_rows=128):
     """Kernel behind msa_sgl.sparse_attention (arguments already validated).
 
     ``method``: ``"kv_outer"``, ``"q_outer"`` or None (by the number of queries, from shapes
@@ -337,7 +341,8 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
             method = "kv_outer" if total_q >= KV_OUTER_MIN_QUERIES else "q_outer"
         if method == "kv_outer":
             _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, tiles_per_prog, stop_after)
+                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, tiles_per_prog, stop_after,
+                      tile_rows)
         elif method == "q_outer":
             _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                      num_warps, num_stages)

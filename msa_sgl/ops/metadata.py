@@ -86,34 +86,33 @@ class BlockTiles:
 
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
                       tokens_per_tile) -> BlockTiles:
-    """Builds :class:`BlockTiles` with torch ops on the device (no synchronisation)."""
+    """Builds :class:`BlockTiles` with torch ops on the device (no synchronisation): one stable
+    radix sort of the entries' keys, then binary searches (no scatters, no scans)."""
     _, hkv, topk = topk_idx.shape
     dev = topk_idx.device
-    n_rows = row_hi - row_lo
-    E = n_rows * hkv * topk
-    sel = topk_idx[row_lo:row_hi].reshape(-1).to(torch.int64)  # [E]
-    e = torch.arange(E, device=dev)
+    E = (row_hi - row_lo) * hkv * topk
+    sel = topk_idx[row_lo:row_hi].reshape(-1)  # [E] int32
+    e = torch.arange(E, device=dev, dtype=torch.int32)
     t = row_lo + e // (hkv * topk)
     g = (e // topk) % hkv
-    req = token_req[t].to(torch.int64)
-    cu = cu_seqlens_q.to(torch.int64)
-    pos = seq_lens_k.to(torch.int64)[req] - (cu[req + 1] - cu[req]) + (t - cu[req])
+    req = token_req[t]
+    cu = cu_seqlens_q
+    pos = seq_lens_k[req] - (cu[req + 1] - cu[req]) + (t - cu[req])
     valid = (sel >= 0) & (sel <= pos // block_size)  # a block past the query's own attends nothing
-    invalid_key = torch.iinfo(torch.int64).max
-    key = torch.where(valid, (g * batch + req) * max_pages + sel, invalid_key)
+    n_keys = hkv * batch * max_pages
+    key_dtype = torch.int32 if n_keys < 2**31 - 1 else torch.int64  # 32-bit keys: half the radix passes
+    key = (g.to(key_dtype) * batch + req) * max_pages + sel
+    key = torch.where(valid, key, n_keys)  # invalid entries sort last
     sorted_key, order = torch.sort(key, stable=True)
-    is_valid = sorted_key != invalid_key
-    idx = torch.arange(E, device=dev)
-    new_seg = torch.ones_like(is_valid)
-    new_seg[1:] = sorted_key[1:] != sorted_key[:-1]
-    seg_start = torch.cummax(torch.where(new_seg, idx, 0), dim=0).values
+    idx = torch.arange(E, device=dev, dtype=torch.int64)
+    seg_start = torch.searchsorted(sorted_key, sorted_key, side="left")  # first entry of each key
+    is_valid = sorted_key != n_keys
     head = is_valid & ((idx - seg_start) % tokens_per_tile == 0)
-    tile_id = torch.cumsum(head.to(torch.int64), 0) - 1
     # tiles <= ceil(valid entries / tokens_per_tile) + number of distinct (group, request, block)
-    grid = max(1, min(E, triton.cdiv(E, tokens_per_tile) + min(E, hkv * batch * max_pages)))
-    dummy = torch.full_like(tile_id, grid)
-    tile_first = torch.zeros(grid + 1, dtype=torch.int32, device=dev)
-    tile_first.scatter_(0, torch.where(head, tile_id, dummy), idx.to(torch.int32))
-    tile_n = torch.zeros(grid + 1, dtype=torch.int32, device=dev)
-    tile_n.scatter_add_(0, torch.where(is_valid, tile_id, dummy), is_valid.to(torch.int32))
+    grid = max(1, min(E, triton.cdiv(E, tokens_per_tile) + min(E, n_keys)))
+    tile_of = torch.cumsum(head.to(torch.int32), 0, dtype=torch.int32) - 1  # non-decreasing
+    tile_of = torch.where(is_valid, tile_of, grid)  # invalid entries after every tile
+    tiles = torch.arange(grid + 1, device=dev, dtype=torch.int32)
+    tile_first = torch.searchsorted(tile_of, tiles, side="left", out_int32=True)
+    tile_n = torch.searchsorted(tile_of, tiles, side="right", out_int32=True) - tile_first
     return BlockTiles(order.to(torch.int32), sorted_key, tile_first, tile_n, grid, row_lo, row_hi)
