@@ -115,34 +115,15 @@ def _kv_outer_partial_kernel(
     stride_kp, stride_kb, stride_kh,
     stride_vp, stride_vb, stride_vh,
     stride_pt_b,
-    n_tiles,
-    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
-    D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
-    TILES_PER_PROG: tl.constexpr,
-):
-    # consecutive tiles (mostly the same block) per program; the tail past n_tiles is masked
-    # rather than branched around, so that the loop can be software-pipelined
-    for k in range(TILES_PER_PROG):
-        i_tile = tl.program_id(0) * TILES_PER_PROG + k
-        _kv_outer_tile(
-            Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
-            tl.minimum(i_tile, n_tiles), i_tile < n_tiles, batch, max_pages, num_pages, qk_scale, row_lo,
-            stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
-            HKV, G, G_P, MQ, D, D_P, BLOCK, TOPK, IEEE,
-        )
-
-
-@triton.jit
-def _kv_outer_tile(
-    Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, ORDER, SORTED_KEY, TILE_FIRST, TILE_N, O_PART, LSE_PART,
-    pid, live, batch, max_pages, num_pages, qk_scale, row_lo,
-    stride_qt, stride_qh, stride_kp, stride_kb, stride_kh, stride_vp, stride_vb, stride_vh, stride_pt_b,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
 ):
     """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
-    it (none when ``live`` is false: every load and store is masked off)."""
-    n = tl.where(live, tl.load(TILE_N + pid), 0)
+    it. (Several tiles per program, pipelined or not, measured slower: benchmarks/NOTES.md.)"""
+    pid = tl.program_id(0)
+    n = tl.load(TILE_N + pid)
+    if n == 0:
+        return
     first = tl.load(TILE_FIRST + pid)
     key = tl.load(SORTED_KEY + first)  # (g * batch + request) * max_pages + block
     blk = (key % max_pages).to(tl.int32)
@@ -171,7 +152,7 @@ def _kv_outer_tile(
     page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk)
     page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
     o_key = blk * BLOCK + o_j
-    m_key = (o_key < seq_len) & (n > 0)
+    m_key = o_key < seq_len
     p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
     b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
     if IEEE:
@@ -247,8 +228,9 @@ def _merge_slots_kernel(
 # KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
 # short chunks take the query-outer form. Measured crossover: benchmarks/NOTES.md.
 KV_OUTER_MIN_QUERIES = 1024
-# Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges.
-KV_OUTER_WORKSPACE_BYTES = 1 << 30
+# Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges
+# (M3 shapes: 2 GiB holds 8K query rows; 1 GiB measured 10-40% slower at 128K-1M).
+KV_OUTER_WORKSPACE_BYTES = 2 << 30
 
 
 def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
@@ -273,7 +255,7 @@ def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k
 
 
 def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-              workspace_bytes, num_warps, num_stages, tiles_per_prog=1, stop_after=None, tile_rows=128):
+              workspace_bytes, num_warps, num_stages, stop_after=None, tile_rows=128):
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -296,7 +278,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
                                   config.block_size, mq)
         if stop_after == "tiles":
             continue
-        _kv_outer_partial_kernel[(triton.cdiv(tiles.grid, tiles_per_prog),)](
+        _kv_outer_partial_kernel[(tiles.grid,)](
             q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q,
             tiles.order, tiles.sorted_key, tiles.tile_first, tiles.tile_n,
             o_part, lse_part,
@@ -305,9 +287,8 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
             v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
             page_table.stride(0),
-            tiles.grid,
             HKV=hkv, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-            IEEE=q.dtype == torch.float32, TILES_PER_PROG=tiles_per_prog,
+            IEEE=q.dtype == torch.float32,
             **_launch_options(8 if num_warps is None else num_warps, num_stages),
         )
         if stop_after == "partial":
@@ -324,8 +305,8 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
 
 
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
-                     *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, tiles_per_prog=1,
-                     stop_after=None, tile_rows=128):
+                     *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, stop_after=None,
+                     tile_rows=128):
     """Kernel behind msa_sgl.sparse_attention (arguments already validated).
 
     ``method``: ``"kv_outer"``, ``"q_outer"`` or None (by the number of queries, from shapes
@@ -341,8 +322,7 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
             method = "kv_outer" if total_q >= KV_OUTER_MIN_QUERIES else "q_outer"
         if method == "kv_outer":
             _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, tiles_per_prog, stop_after,
-                      tile_rows)
+                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, stop_after, tile_rows)
         elif method == "q_outer":
             _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                      num_warps, num_stages)

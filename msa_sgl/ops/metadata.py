@@ -72,7 +72,8 @@ class BlockTiles:
     entries sorted by (group, request, block), stably (so by query within a block: deterministic);
     ``sorted_key[i] = (g * batch + request) * max_pages + block`` for ``order[i]``. Tile ``i``
     covers ``order[tile_first[i] : tile_first[i] + tile_n[i]]``; tiles past the real count have
-    ``tile_n == 0``. ``grid`` bounds the number of tiles from shapes alone.
+    ``tile_n == 0`` (and an unset ``tile_first``). ``grid`` bounds the number of tiles from shapes
+    alone.
     """
 
     order: torch.Tensor
@@ -84,35 +85,76 @@ class BlockTiles:
     row_hi: int
 
 
+@triton.jit
+def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, E, batch, max_pages, n_keys,
+                       HKV: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+    """key of entry e = ((t - row_lo) * HKV + g) * TOPK + slot: (g * batch + request) * max_pages
+    + block when the slot selects a block at or before the query's own, else n_keys."""
+    e = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    m = e < E
+    t = row_lo + e // (HKV * TOPK)
+    g = (e // TOPK) % HKV
+    sel = tl.load(TOPK_IDX + e, mask=m, other=-1)  # TOPK_IDX starts at row row_lo
+    req = tl.load(TOKEN_REQ + t, mask=m, other=0)
+    q_start = tl.load(CU_SEQLENS + req, mask=m, other=0)
+    q_len = tl.load(CU_SEQLENS + req + 1, mask=m, other=0) - q_start
+    pos = tl.load(SEQ_LENS + req, mask=m, other=0) - q_len + (t - q_start)
+    valid = (sel >= 0) & (sel <= pos // BLOCK)  # a block past the query's own attends nothing
+    key = (g.to(KEYS.dtype.element_ty) * batch + req) * max_pages + sel
+    tl.store(KEYS + e, tl.where(valid, key, n_keys), mask=m)
+
+
+@triton.jit
+def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, TILE_FIRST, TILE_N, E, n_keys,
+                        MQ: tl.constexpr, CHUNK: tl.constexpr):
+    """Every MQ-th entry of a key's run heads a tile of min(MQ, run end - entry) entries."""
+    i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    m = i < E
+    key = tl.load(SORTED_KEY + i, mask=m, other=n_keys)
+    start = tl.load(SEG_START + i, mask=m, other=0)
+    end = tl.load(SEG_END + i, mask=m, other=0)
+    tile = tl.load(TILE_OF + i, mask=m, other=0) - 1  # inclusive count of heads up to i, minus one
+    head = m & (key != n_keys) & ((i - start) % MQ == 0)
+    tl.store(TILE_FIRST + tile, i.to(tl.int32), mask=head)
+    tl.store(TILE_N + tile, tl.minimum(end - i, MQ).to(tl.int32), mask=head)
+
+
+@triton.jit
+def _tile_heads_kernel(SORTED_KEY, SEG_START, HEADS, E, n_keys, MQ: tl.constexpr, CHUNK: tl.constexpr):
+    i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    m = i < E
+    key = tl.load(SORTED_KEY + i, mask=m, other=n_keys)
+    start = tl.load(SEG_START + i, mask=m, other=0)
+    tl.store(HEADS + i, ((key != n_keys) & ((i - start) % MQ == 0)).to(tl.int32), mask=m)
+
+
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
                       tokens_per_tile) -> BlockTiles:
-    """Builds :class:`BlockTiles` with torch ops on the device (no synchronisation): one stable
-    radix sort of the entries' keys, then binary searches (no scatters, no scans)."""
+    """Builds :class:`BlockTiles` on the device without a synchronisation: keys (one kernel), a
+    stable radix sort, binary searches for the runs of equal keys, a scan of the tile heads,
+    and the tile bounds (one kernel). Eight launches, whatever the size."""
     _, hkv, topk = topk_idx.shape
     dev = topk_idx.device
     E = (row_hi - row_lo) * hkv * topk
-    sel = topk_idx[row_lo:row_hi].reshape(-1)  # [E] int32
-    e = torch.arange(E, device=dev, dtype=torch.int32)
-    t = row_lo + e // (hkv * topk)
-    g = (e // topk) % hkv
-    req = token_req[t]
-    cu = cu_seqlens_q
-    pos = seq_lens_k[req] - (cu[req + 1] - cu[req]) + (t - cu[req])
-    valid = (sel >= 0) & (sel <= pos // block_size)  # a block past the query's own attends nothing
     n_keys = hkv * batch * max_pages
     key_dtype = torch.int32 if n_keys < 2**31 - 1 else torch.int64  # 32-bit keys: half the radix passes
-    key = (g.to(key_dtype) * batch + req) * max_pages + sel
-    key = torch.where(valid, key, n_keys)  # invalid entries sort last
-    sorted_key, order = torch.sort(key, stable=True)
-    idx = torch.arange(E, device=dev, dtype=torch.int64)
-    seg_start = torch.searchsorted(sorted_key, sorted_key, side="left")  # first entry of each key
-    is_valid = sorted_key != n_keys
-    head = is_valid & ((idx - seg_start) % tokens_per_tile == 0)
+    chunk = 1024
+    keys = torch.empty(E, dtype=key_dtype, device=dev)
+    _entry_keys_kernel[(triton.cdiv(E, chunk),)](
+        topk_idx[row_lo:row_hi], token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, E, batch, max_pages, n_keys,
+        HKV=hkv, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
+    )
+    sorted_key, order = torch.sort(keys, stable=True)  # invalid entries (key n_keys) last
+    seg_start = torch.searchsorted(sorted_key, sorted_key, side="left", out_int32=True)
+    seg_end = torch.searchsorted(sorted_key, sorted_key, side="right", out_int32=True)
+    heads = torch.empty(E, dtype=torch.int32, device=dev)
+    _tile_heads_kernel[(triton.cdiv(E, chunk),)](sorted_key, seg_start, heads, E, n_keys, MQ=tokens_per_tile,
+                                                 CHUNK=chunk)
+    tile_of = torch.cumsum(heads, 0, dtype=torch.int32)
     # tiles <= ceil(valid entries / tokens_per_tile) + number of distinct (group, request, block)
     grid = max(1, min(E, triton.cdiv(E, tokens_per_tile) + min(E, n_keys)))
-    tile_of = torch.cumsum(head.to(torch.int32), 0, dtype=torch.int32) - 1  # non-decreasing
-    tile_of = torch.where(is_valid, tile_of, grid)  # invalid entries after every tile
-    tiles = torch.arange(grid + 1, device=dev, dtype=torch.int32)
-    tile_first = torch.searchsorted(tile_of, tiles, side="left", out_int32=True)
-    tile_n = torch.searchsorted(tile_of, tiles, side="right", out_int32=True) - tile_first
+    tile_first = torch.empty(grid, dtype=torch.int32, device=dev)
+    tile_n = torch.zeros(grid, dtype=torch.int32, device=dev)  # tiles past the real count stay empty
+    _tile_bounds_kernel[(triton.cdiv(E, chunk),)](sorted_key, seg_start, seg_end, tile_of, tile_first, tile_n, E,
+                                                  n_keys, MQ=tokens_per_tile, CHUNK=chunk)
     return BlockTiles(order.to(torch.int32), sorted_key, tile_first, tile_n, grid, row_lo, row_hi)
