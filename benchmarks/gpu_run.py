@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -305,6 +306,65 @@ def run_variants():
             free()
 
 
+def run_peer(quick):
+    """SGLang's built-in kernels beside msa_sgl on the same inputs: agreement and time."""
+    import peer_sglang as ps
+
+    sg, err = ps.load()
+    if sg is None:
+        RESULTS["errors"].append(f"sglang peer not importable: {err}")
+        log("peer: sglang not importable", err)
+        return
+    cases = [(0, 16384), (114688, 16384)] + ([] if quick else [(507904, 16384), (1032192, 16384)])
+    for P, C in cases:
+        try:
+            prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
+            call = ps.SGLangCall(sg, prob)
+            topk_sg = call.prefill_indexer()
+            out_sg = call.prefill_attn(topk_sg)
+            ia = prob.index_args()
+            topk = ops.index_topk(**ia)
+            same = (ps.as_msa_topk(topk_sg) == topk).all(-1).float().mean().item()
+            # main branch on SGLang's own selection: outputs must agree within bf16 rounding
+            out_on_sg = ops.sparse_attention(**prob.attention_args(ps.as_msa_topk(topk_sg)))
+            rel = ((out_on_sg.float() - out_sg.view_as(out_on_sg).float()).norm() / out_sg.float().norm()).item()
+            t_sg_idx = hb.bench_ms(call.prefill_indexer, rep=100)
+            t_sg_attn = hb.bench_ms(lambda: call.prefill_attn(topk_sg), rep=100)
+            t_idx = hb.bench_ms(lambda: ops.index_topk(**ia), rep=100)
+            aa = prob.attention_args(topk)
+            t_attn = hb.bench_ms(lambda: ops.sparse_attention(**aa), rep=100)
+            rec = dict(kind="prefill", P=P, C=C, same_selection_rows=same, out_rel_l2_on_sglang_selection=rel,
+                       sglang_index_ms=t_sg_idx, sglang_attn_ms=t_sg_attn, sglang_total_ms=t_sg_idx + t_sg_attn,
+                       msa_index_ms=t_idx, msa_attn_ms=t_attn, msa_total_ms=t_idx + t_attn,
+                       speedup=(t_sg_idx + t_sg_attn) / (t_idx + t_attn))
+            RESULTS["peer"].append(rec)
+            log("peer", rec)
+        except Exception as e:  # noqa: BLE001
+            RESULTS["errors"].append(f"peer prefill {P},{C}: {e!r}"[:400])
+            log("PEER FAILED", traceback.format_exc()[-1500:])
+        free()
+    for batch, ctx in ([(1, 131072)] if quick else [(1, 131072), (1, 1 << 20), (8, 131072), (64, 32768)]):
+        try:
+            prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx)
+            call = ps.SGLangCall(sg, prob)
+            out_sg, topk_sg = call.decode()
+            topk = msa_sgl.index_topk(**prob.index_args())
+            same = (ps.as_msa_topk(topk_sg) == topk).all(-1).float().mean().item()
+            out_on_sg = ops.sparse_attention(**prob.attention_args(ps.as_msa_topk(topk_sg)))
+            rel = ((out_on_sg.float() - out_sg.view_as(out_on_sg).float()).norm() / out_sg.float().norm()).item()
+            args = prob.msa_args()
+            t_sg = hb.bench_graph_ms(call.decode)
+            t_msa = hb.bench_graph_ms(lambda: msa_sgl.msa_attention(**args))
+            rec = dict(kind="decode", batch=batch, ctx=ctx, same_selection_rows=same,
+                       out_rel_l2_on_sglang_selection=rel, sglang_ms=t_sg, msa_ms=t_msa, speedup=t_sg / t_msa)
+            RESULTS["peer"].append(rec)
+            log("peer", rec)
+        except Exception as e:  # noqa: BLE001
+            RESULTS["errors"].append(f"peer decode {batch},{ctx}: {e!r}"[:400])
+            log("PEER FAILED", traceback.format_exc()[-1500:])
+        free()
+
+
 def summary():
     lines = ["", f"card {RESULTS['env'].get('card')} driver {RESULTS['env'].get('driver')} torch "
              f"{RESULTS['env'].get('torch')} triton {RESULTS['env'].get('triton')}"]
@@ -317,6 +377,16 @@ def summary():
         lines.append(f"prefill P={r['P']:>7} C={r['C']} {r['tag']:<22} idx {r['index_ms']:7.2f} ms "
                      f"({r['index_tflops']:5.0f} TF/s) attn {r['attn_ms']:7.2f} ms ({r['attn_tflops']:5.0f} TF/s) "
                      f"total {r['total_ms']:7.2f}" + (f" dense {r['dense_ms']:.2f} ({r.get('dense_backend')}) x{r['speedup_vs_dense']:.2f}" if 'dense_ms' in r else ""))
+    for r in RESULTS["peer"]:
+        if r["kind"] == "prefill":
+            lines.append(f"vs sglang prefill P={r['P']:>7}: sglang {r['sglang_index_ms']:.2f}+{r['sglang_attn_ms']:.2f} = "
+                         f"{r['sglang_total_ms']:.2f} ms, msa {r['msa_index_ms']:.2f}+{r['msa_attn_ms']:.2f} = "
+                         f"{r['msa_total_ms']:.2f} ms, x{r['speedup']:.2f}; same sel {r['same_selection_rows']:.4f} "
+                         f"out rel {r['out_rel_l2_on_sglang_selection']:.1e}")
+        else:
+            lines.append(f"vs sglang decode b={r['batch']} ctx={r['ctx']}: sglang {r['sglang_ms']:.4f} ms msa "
+                         f"{r['msa_ms']:.4f} ms x{r['speedup']:.2f}; same sel {r['same_selection_rows']:.4f} "
+                         f"out rel {r['out_rel_l2_on_sglang_selection']:.1e}")
     for d in RESULTS["decode"]:
         lines.append(f"decode b={d['batch']:>2} ctx={d['ctx']:>7} q={d['q_len']} msa {d['msa_ms']:.4f} ms "
                      f"{d['gbps']:.0f} GB/s dense {d['dense']} x{d['speedup_vs_dense']:.2f}")
@@ -330,6 +400,7 @@ def main():
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--variants", action="store_true")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--peer", action="store_true")
     a = ap.parse_args()
     env_info()
     try:
@@ -337,6 +408,8 @@ def main():
             run_checks(a.quick)
         if a.variants:
             run_variants()
+        if a.peer:
+            run_peer(a.quick)
         if a.bench:
             run_bench(a.quick)
     finally:
