@@ -284,16 +284,11 @@ def run_bench(quick):
 
 def run_variants():
     attn_variants = [
+        dict(method="q_outer"),
         dict(method="kv_outer"),
         dict(method="kv_outer", stop_after="tiles"),
         dict(method="kv_outer", stop_after="partial"),
-        dict(method="kv_outer", tile_rows=64, num_warps=4),
-        dict(method="kv_outer", tile_rows=64, num_warps=4, stop_after="partial"),
-        dict(method="kv_outer", tile_rows=64, num_warps=4, tiles_per_prog=4, num_stages=2),
-        dict(method="kv_outer", tiles_per_prog=2, num_stages=2),
-        dict(method="kv_outer", tiles_per_prog=4, num_stages=3),
         dict(method="kv_outer", workspace_bytes=1 << 32),
-        dict(method="kv_outer", workspace_bytes=1 << 32, tile_rows=64, num_warps=4),
     ]
     for P, C in [(114688, 16384), (1032192, 16384)]:
         for opts in attn_variants:
@@ -303,6 +298,11 @@ def run_variants():
             except Exception as e:  # noqa: BLE001
                 RESULTS["errors"].append(f"attn variant {opts}: {e!r}")
                 log("VARIANT FAILED", repr(e)[:300])
+            free()
+    for P, C in [(32768, 1024), (32768, 2048), (32768, 4096)]:  # the q_outer / kv_outer crossover
+        for method in ("q_outer", "kv_outer"):
+            RESULTS["variants"].append(time_prefill(P, C, dense=False, tag=f"crossover {method}",
+                                                    attn_opts=dict(method=method)))
             free()
 
 
