@@ -226,8 +226,9 @@ def _merge_slots_kernel(
 
 
 # KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
-# short chunks take the query-outer form. Measured crossover: benchmarks/NOTES.md.
-KV_OUTER_MIN_QUERIES = 1024
+# short chunks take the query-outer form. Measured on an H200 at M3 shapes after a 32K prefix:
+# 1024 queries q_outer 0.85 ms vs kv_outer 1.01 ms; 2048 queries 1.66 vs 1.03 (NOTES.md, v5).
+KV_OUTER_MIN_QUERIES = 2048
 # Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges
 # (M3 shapes: 2 GiB holds 8K query rows; 1 GiB measured 10-40% slower at 128K-1M).
 KV_OUTER_WORKSPACE_BYTES = 2 << 30
