@@ -16,7 +16,7 @@ from . import _validate as V
 from .config import MSAConfig
 
 # Head dims the kernels are built for (the reference takes any).
-_KERNEL_HEAD_DIMS = (16, 32, 64, 128, 256)
+_KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # what the tests cover; 256 is not yet tested
 
 
 def _ops():

@@ -1,32 +1,33 @@
 """The main job: MSA on a synthetic long-context problem, side by side with dense attention.
 
-    python -m msa_sgl.demo [--tokens 4096] [--seed 0]
+    python -m msa_sgl.demo [--tokens N] [--seed 0]
 
-One request prefills ``--tokens`` tokens in one call. The data has the structure sparse
-attention relies on: every 64-token block has a topic, keys are their block's topic plus
-noise, and each query looks for the topics of a few earlier blocks (a "retrieval" pattern),
-with index queries/keys taken as the group means of the main ones. The job prints how many
-blocks each query kept, how much of dense attention's probability mass those blocks hold, the
-error of MSA's output against dense attention (and against a random selection, as a control),
-the cost model of MSA.md section 5, and wall times.
-
-Until the Triton kernels land, msa_sgl computes with its float64 reference on the CPU, so the
-times are the reference's and say nothing about kernel speed; the job says so in its output.
+One request prefills N tokens in one call through msa_sgl's kernels: on a GPU at MiniMax-M3
+shapes in bf16 (default N = 32768), on a CPU through Triton's interpreter at a small float32
+size (default N = 2048). The data has the structure sparse attention relies on: every block
+has a topic, keys are their block's topic plus noise, and each query looks for the topics of a
+few earlier blocks (a "retrieval" pattern), with index queries/keys taken as the group means
+of the main ones. The job prints how many blocks each query kept, how much of dense
+attention's probability mass those blocks hold, the error of MSA's output against dense
+attention (torch SDPA; and of a random selection of the same size, as a control), the cost
+model of MSA.md section 5, and times.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import torch
 
 import msa_sgl
-from msa_sgl import MSAConfig, reference
+from msa_sgl import MSAConfig
 
 
 def build_problem(tokens: int, seed: int, num_kv_heads=2, group=4, head_dim=64, block_size=64, dtype=torch.float32):
+    """CPU tensors: the call's arguments (paged, shuffled pages) and the logical q, k, v."""
     gen = torch.Generator().manual_seed(seed)
     n_blocks = (tokens + block_size - 1) // block_size
     Hq, D = num_kv_heads * group, head_dim
@@ -66,81 +67,105 @@ def build_problem(tokens: int, seed: int, num_kv_heads=2, group=4, head_dim=64, 
 
 def dense_mass_in_selection(q, k, topk_idx, block_size, group, rows):
     """Share of dense attention's probability held by the selected blocks, for sampled rows."""
+    Hkv = k.shape[1]
     shares = []
     for t in rows.tolist():
-        logits = torch.einsum("hd,jhd->hj", q[t].double(), k[: t + 1].double().repeat_interleave(group, 1))
-        probs = torch.softmax(logits / math.sqrt(q.shape[-1]), dim=-1)  # [Hq, t+1]
-        sel = topk_idx[t].repeat_interleave(group, 0)  # [Hq, topk]
+        qt = q[t].double().view(Hkv, group, -1)  # [Hkv, G, D]
+        logits = torch.einsum("gqd,jgd->gqj", qt, k[: t + 1].double()) / math.sqrt(q.shape[-1])
+        probs = torch.softmax(logits, dim=-1)  # [Hkv, G, t+1]
         blocks = torch.arange(t + 1) // block_size
-        keep = (blocks[None, :, None] == sel[:, None, :]).any(-1)  # [Hq, t+1]
-        shares.append((probs * keep).sum(-1))
+        keep = (blocks[None, :, None] == topk_idx[t][:, None, :].long()).any(-1)  # [Hkv, t+1]
+        shares.append((probs * keep[:, None, :]).sum(-1).flatten())
     return torch.cat(shares)
+
+
+def _dense_sdpa(q, k, v):
+    """Dense causal GQA through torch SDPA (cuDNN/flash on a GPU), [N, H, D] layouts."""
+    import torch.nn.functional as F
+
+    out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                                         is_causal=True, enable_gqa=True)
+    return out[0].transpose(0, 1)
+
+
+def _timed(fn, device):
+    if device.type == "cuda":
+        fn()  # warm-up (compilation)
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = fn()
+        end.record()
+        torch.cuda.synchronize()
+        return out, start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokens", type=int, default=4096)
-    ap.add_argument("--topk", type=int, default=8)
-    ap.add_argument("--block-size", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=None, help="default 32768 on a GPU, 2048 on the CPU")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    Hkv, G, D = 2, 4, 64
-    config = MSAConfig(block_size=a.block_size, topk=a.topk, num_init_blocks=0, num_local_blocks=1)
-    args, (q, k, v) = build_problem(a.tokens, a.seed, Hkv, G, D, a.block_size)
-    N, Hq, B = a.tokens, Hkv * G, a.block_size
-    n_blocks = (N + B - 1) // B
-    print(
-        f"MSA demo: one request, whole {N}-token prompt in one call; Hq={Hq} Hkv={Hkv} D={D} d_idx={D} "
-        f"B={B} topk={a.topk} (n_init 0, n_local 1), float32 inputs, {n_blocks} blocks"
-    )
-    print("backend: msa_sgl public API = float64 reference on the CPU (the Triton kernels have not landed yet)")
+    gpu = torch.cuda.is_available()
+    if not gpu:  # the kernels run in Triton's interpreter; chosen before their first import
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    device = torch.device("cuda" if gpu else "cpu")
+    # a GPU runs MiniMax-M3's shapes in bf16; the CPU a small float32 problem (the interpreter
+    # cannot run bf16 products)
+    if gpu:
+        Hkv, G, D, B, topk, dtype, N = 4, 16, 128, 128, 16, torch.bfloat16, a.tokens or 32768
+    else:
+        Hkv, G, D, B, topk, dtype, N = 2, 4, 64, 64, 8, torch.float32, a.tokens or 2048
+    config = MSAConfig(block_size=B, topk=topk, num_init_blocks=0, num_local_blocks=1)
+    args, (q, k, v) = build_problem(N, a.seed, Hkv, G, D, B, dtype=dtype)
+    args = {name: t.to(device) for name, t in args.items()}
+    Hq, n_blocks = Hkv * G, (N + B - 1) // B
+    where = f"{torch.cuda.get_device_name()} (Triton kernels)" if gpu else "CPU (Triton kernels in the interpreter)"
+    print(f"MSA demo on {where}: one request, a whole {N}-token prompt in one call; Hq={Hq} Hkv={Hkv} D={D} "
+          f"d_idx={D} B={B} topk={topk} (n_init 0, n_local 1), {str(dtype)[6:]}, {n_blocks} blocks")
 
-    t0 = time.perf_counter()
-    topk_idx = msa_sgl.index_topk(args["q_idx"], args["k_idx_cache"], args["page_table"], args["cu_seqlens_q"],
-                                  args["seq_lens_k"], config)
-    out = msa_sgl.sparse_attention(args["q"], args["k_cache"], args["v_cache"], topk_idx, args["page_table"],
-                                   args["cu_seqlens_q"], args["seq_lens_k"], config)
-    t_msa = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dense = reference.dense_attention(args["q"], args["k_cache"], args["v_cache"], args["page_table"],
-                                      args["cu_seqlens_q"], args["seq_lens_k"])
-    t_dense = time.perf_counter() - t0
+    def run_msa():
+        topk_idx = msa_sgl.index_topk(args["q_idx"], args["k_idx_cache"], args["page_table"], args["cu_seqlens_q"],
+                                      args["seq_lens_k"], config)
+        return topk_idx, msa_sgl.sparse_attention(args["q"], args["k_cache"], args["v_cache"], topk_idx,
+                                                  args["page_table"], args["cu_seqlens_q"], args["seq_lens_k"], config)
+
+    (topk_idx, out), t_msa = _timed(run_msa, device)
+    qd, kd, vd = q.to(device), k.to(device), v.to(device)
+    dense, t_dense = _timed(lambda: _dense_sdpa(qd, kd, vd), device)
+    topk_idx, out, dense = topk_idx.cpu(), out.cpu().double(), dense.cpu().double()
 
     kept = (topk_idx >= 0).sum(-1).double()  # [N, Hkv]
     visible = (torch.arange(N) // B + 1).double()
-    print(
-        f"blocks kept per (query, group): min {int(kept.min())}, mean {kept.mean():.2f}, max {int(kept.max())} "
-        f"(visible blocks per query: mean {visible.mean():.1f}, max {int(visible.max())}); "
-        f"share of visible keys attended: {(kept.mean(1) * B).clamp(max=torch.arange(1, N + 1)).sum() / torch.arange(1, N + 1).sum():.3f}"
-    )
-    rows = torch.linspace(N // 2, N - 1, 64).long()
+    print(f"blocks kept per (query, group): min {int(kept.min())}, mean {kept.mean():.2f}, max {int(kept.max())} "
+          f"of up to {n_blocks} (visible blocks per query: mean {visible.mean():.1f})")
+    rows = torch.linspace(N // 2, N - 1, 32).long()
     mass = dense_mass_in_selection(q, k, topk_idx, B, G, rows)
-    print(f"dense attention mass inside the kept blocks (64 queries of the second half): "
+    print(f"dense attention mass inside the kept blocks (32 queries of the second half): "
           f"mean {mass.mean():.3f}, min {mass.min():.3f}")
 
-    err = (out.double() - dense).norm() / dense.norm()
     gen = torch.Generator().manual_seed(a.seed + 1)
-    rand_idx = topk_idx.clone()
-    for t in range(N):  # control: same counts, local block kept, other blocks random
-        p = t // B
-        if p + 1 > a.topk:
-            for g in range(Hkv):
-                others = torch.randperm(p, generator=gen)[: a.topk - 1].sort().values
-                rand_idx[t, g, :-1] = others.to(torch.int32)
-    rand_out = reference.sparse_attention(args["q"], args["k_cache"], args["v_cache"], rand_idx, args["page_table"],
-                                          args["cu_seqlens_q"], args["seq_lens_k"], config)
-    rand_err = (rand_out - dense).norm() / dense.norm()
+    rand_idx = topk_idx.clone()  # control: same counts, local block kept, the other blocks random
+    p = torch.arange(N) // B
+    for t in torch.nonzero(p + 1 > topk).flatten().tolist():
+        for g in range(Hkv):
+            rand_idx[t, g, :-1] = torch.randperm(int(p[t]), generator=gen)[: topk - 1].sort().values.to(torch.int32)
+    rand_out = msa_sgl.sparse_attention(args["q"], args["k_cache"], args["v_cache"], rand_idx.to(device),
+                                        args["page_table"], args["cu_seqlens_q"], args["seq_lens_k"], config)
+    err = float((out - dense).norm() / dense.norm())
+    rand_err = float((rand_out.cpu().double() - dense).norm() / dense.norm())
     print(f"MSA output vs dense attention: relative L2 error {err:.3e} "
-          f"(random selection of the same size: {rand_err:.3e})")
+          f"(a random selection of the same size: {rand_err:.3e})")
 
     f_dense = 2 * Hq * D * N * N  # causal prefill, MSA.md section 5
     f_index = Hkv * D * N * N
-    f_main = 4 * Hq * D * N * a.topk * B
-    print(f"cost model: dense {f_dense / 1e9:.2f} GFLOP; MSA index {f_index / 1e9:.2f} + main "
-          f"{f_main / 1e9:.2f} = {(f_index + f_main) / 1e9:.2f} GFLOP ({f_dense / (f_index + f_main):.2f}x fewer)")
-    print(f"time: msa_sgl {t_msa:.2f} s, dense {t_dense:.2f} s (both the float64 reference on the CPU: "
-          "not a measure of kernel speed)")
+    f_main = 4 * Hq * D * N * topk * B
+    print(f"cost model: dense {f_dense / 1e9:.1f} GFLOP; MSA index {f_index / 1e9:.1f} + main "
+          f"{f_main / 1e9:.1f} = {(f_index + f_main) / 1e9:.1f} GFLOP ({f_dense / (f_index + f_main):.2f}x fewer)")
+    note = "CUDA events, after a warm-up call" if gpu else "wall clock; the interpreter is no measure of kernel speed"
+    print(f"time: msa_sgl {t_msa * 1e3:.2f} ms, dense SDPA {t_dense * 1e3:.2f} ms ({note})")
     return 0
 
 

@@ -68,6 +68,11 @@ CASES = [
     ("topk_idx_width", call_sparse, {"topk_idx": torch.zeros(4, 2, 3, dtype=torch.int32)}, r"^topk_idx: expected shape \(4, 2, 2\) \(\[total_q, Hkv, config.topk\]\), got \(4, 2, 3\)"),
     ("topk_idx_dtype", call_sparse, {"topk_idx": torch.zeros(4, 2, 2, dtype=torch.int64)}, r"^topk_idx: expected dtype int32, got int64"),
     ("index_q_idx_rank", call_index, {"q_idx": torch.randn(4, 16).half()}, r"^q_idx: expected a rank-3 tensor, got rank 2"),
+    ("kernel_head_dim", call_sparse, {"q": torch.randn(4, 4, 48).half(), "k_cache": torch.randn(6, 16, 2, 48).half(),
+                                      "v_cache": torch.randn(6, 16, 2, 48).half()},
+     r"^q.shape\[2\]: expected a head dim in \(16, 32, 64, 128\) for the kernels, got 48"),
+    ("kernel_index_dim", call_index, {"q_idx": torch.randn(4, 2, 24).half(), "k_idx_cache": torch.randn(6, 16, 24).half()},
+     r"^q_idx.shape\[2\]: expected a head dim in \(16, 32, 64, 128\) for the kernels, got 24"),
     ("index_k_idx_cache_rank", call_index, {"k_idx_cache": B["k_idx_cache"][:, :, None]}, r"^k_idx_cache: expected a rank-3 tensor, got rank 4"),
 ]
 
