@@ -103,3 +103,10 @@ IMPLEMENTATIONS = {
     "msa_sgl": KERNELS,
     "msa_sgl_kv_outer": KERNEL_VARIANTS[1],
 }
+
+
+def run_both_branches(impl, problem):
+    """index_topk then sparse_attention on the selection: (topk_idx, out, lse)."""
+    topk_idx = impl.index_topk(**problem.index_args())
+    out, lse = impl.sparse_attention(**problem.attention_args(topk_idx), return_lse=True)
+    return topk_idx, out, lse

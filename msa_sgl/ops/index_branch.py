@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .metadata import build_tile_map, find_tile_request, token_requests
+from .metadata import build_tile_map, find_tile_request, launch_options, token_requests
 
 _NEG_INF = float("-inf")
 
@@ -168,15 +168,6 @@ def _index_finalize_kernel(
     tl.store(OUT + rows64[:, None] * TOPK + col, out, mask=m_r[:, None] & (col < TOPK))
 
 
-def _launch_options(num_warps, num_stages) -> dict:
-    opts = {}
-    if num_warps is not None:
-        opts["num_warps"] = num_warps
-    if num_stages is not None:
-        opts["num_stages"] = num_stages
-    return opts
-
-
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -220,7 +211,7 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
         HKV=hkv, HKV_P=hkv_p, BLOCK_T=block_t, D=d, D_P=max(16, triton.next_power_of_2(d)), BLOCK=B,
         N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free, KF=kf,
         SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32,
-        **_launch_options(num_warps, num_stages),
+        **launch_options(num_warps, num_stages),
     )
     block_r = 32
     rows = total_q * hkv

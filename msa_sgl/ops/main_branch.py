@@ -28,8 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .index_branch import _launch_options
-from .metadata import build_block_tiles, token_requests
+from .metadata import build_block_tiles, launch_options, token_requests
 
 _LOG2E = 1.4426950408889634
 
@@ -251,7 +250,7 @@ def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k
         out.stride(0), out.stride(1),
         G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32,
-        **_launch_options(num_warps, num_stages),
+        **launch_options(num_warps, num_stages),
     )
 
 
@@ -290,7 +289,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             page_table.stride(0),
             HKV=hkv, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
             IEEE=q.dtype == torch.float32,
-            **_launch_options(8 if num_warps is None else num_warps, num_stages),
+            **launch_options(8 if num_warps is None else num_warps, num_stages),
         )
         if stop_after == "partial":
             continue

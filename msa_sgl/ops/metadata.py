@@ -14,6 +14,16 @@ import triton
 import triton.language as tl
 
 
+def launch_options(num_warps, num_stages) -> dict:
+    """Triton launch keywords for the options that were given (None: the kernel's default)."""
+    opts = {}
+    if num_warps is not None:
+        opts["num_warps"] = num_warps
+    if num_stages is not None:
+        opts["num_stages"] = num_stages
+    return opts
+
+
 @dataclass(frozen=True)
 class TileMap:
     """Request-aligned tiles of ``block_t`` query tokens.

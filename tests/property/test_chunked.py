@@ -6,15 +6,10 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from harness.impls import KERNEL_PROBLEMS, KERNEL_VARIANTS, kernel_examples
+from harness.impls import run_both_branches as run
 from harness.strategies import problems
 from harness.tolerance import compare_topk, lse_error, output_error
 from msa_sgl import reference
-
-
-def run(impl, problem):
-    topk_idx = impl.index_topk(**problem.index_args())
-    out, lse = impl.sparse_attention(**problem.attention_args(topk_idx), return_lse=True)
-    return topk_idx, out, lse
 
 
 def check_rows(problem, full, part_problem, part, ranges):

@@ -6,18 +6,13 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from harness.impls import KERNEL_PROBLEMS, KERNEL_VARIANTS, kernel_examples
+from harness.impls import run_both_branches as run
 from harness.problems import POISONS
 from harness.strategies import problems
 from harness.tolerance import compare_topk, output_error
 from msa_sgl import reference
 
 SEEDS = st.integers(0, 2**31 - 1)
-
-
-def run(impl, problem):
-    topk_idx = impl.index_topk(**problem.index_args())
-    out, lse = impl.sparse_attention(**problem.attention_args(topk_idx), return_lse=True)
-    return topk_idx, out, lse
 
 
 def check_page_permutation(impl, problem, layout_seed):
