@@ -15,6 +15,8 @@ import torch
 from . import _validate as V
 from .config import MSAConfig
 
+__all__ = ["index_topk", "sparse_attention", "msa_attention"]
+
 # Head dims the kernels are built for (the reference takes any).
 _KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # what the tests cover; 256 is not yet tested
 
@@ -43,8 +45,6 @@ def _check_kernel_device(name: str, x: torch.Tensor) -> None:
 def _check_head_dim(name: str, value: int) -> None:
     if value not in _KERNEL_HEAD_DIMS:
         raise ValueError(f"{name}: expected a head dim in {_KERNEL_HEAD_DIMS} for the kernels, got {value}")
-
-__all__ = ["index_topk", "sparse_attention", "msa_attention"]
 
 
 def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig) -> torch.Tensor:
