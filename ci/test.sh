@@ -3,6 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
+export MSA_REQUIRE_SGLANG="${MSA_REQUIRE_SGLANG:-1}"  # tests/sglang fail, not skip, without sglang
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -43,7 +43,7 @@ def to_sglang(problem: Problem, seed: int = 0, spare_rows: int = 2, spare_cols: 
     gen = torch.Generator().manual_seed(seed)
     num_slots = a["k_cache"].shape[0] * B
     max_reqs = batch + spare_rows
-    max_context = (a["page_table"].shape[1] + spare_cols) * B
+    max_context = (a["page_table"].shape[1] + spare_cols) * B + 5  # like SGLang's context_len + 4: no page multiple
     # junk everywhere a request has no token (SGLang leaves stale slots there)
     req_to_token = torch.randint(0, max(num_slots, 1), (max_reqs, max_context), generator=gen).to(torch.int32)
     rows = torch.randperm(max_reqs, generator=gen)[:batch]
@@ -74,7 +74,7 @@ def to_sglang(problem: Problem, seed: int = 0, spare_rows: int = 2, spare_cols: 
 def msa_args_from_sglang(batch: SGLangBatch) -> dict:
     """msa_attention keyword arguments from an SGLang-shaped batch (views, no copies of the pools)."""
     B = batch.config.block_size
-    max_pages = batch.req_to_token.shape[1] // B
+    max_pages = -(-batch.req_to_token.shape[1] // B)  # every block that starts inside the map
     cu = torch.zeros(batch.extend_seq_lens.numel() + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(batch.extend_seq_lens, 0)
     return {

@@ -36,18 +36,19 @@ def page_table_from_req_to_token(
     ``req_to_token``: int ``[max_reqs, max_context]`` slot ids; ``req_pool_indices``: int ``[batch]``.
     Reads the slot of the first token of each block (``req_to_token[r, i * block_size]``), on the
     device, without a synchronisation; entries past a request's length hold whatever the map
-    holds there and are never read by the kernels. Requires ``max_pages * block_size <=
-    max_context``. Page alignment (every block of a request is one whole page) is SGLang's
+    holds there and are never read by the kernels. SGLang's map is ``context_len + 4 (+ draft
+    tokens)`` wide, rarely a multiple of the block size: ``max_pages = ceil(width / block_size)``
+    covers it (every block must start inside the map). Page alignment (every block of a request is one whole page) is SGLang's
     allocator's guarantee at page size == block size; it is not checked here.
     """
     if req_to_token.dim() != 2:
         raise ValueError(f"req_to_token: expected rank 2 [max_reqs, max_context], got shape {tuple(req_to_token.shape)}")
     if req_pool_indices.dim() != 1:
         raise ValueError(f"req_pool_indices: expected rank 1 [batch], got shape {tuple(req_pool_indices.shape)}")
-    if max_pages * block_size > req_to_token.shape[1]:
+    if max_pages < 0 or (max_pages - 1) * block_size >= req_to_token.shape[1]:
         raise ValueError(
-            f"max_pages: expected max_pages * block_size <= req_to_token.shape[1] = {req_to_token.shape[1]}, "
-            f"got {max_pages} * {block_size}"
+            f"max_pages: expected every block to start inside req_to_token, (max_pages - 1) * block_size < "
+            f"req_to_token.shape[1] = {req_to_token.shape[1]}, got max_pages {max_pages} with block_size {block_size}"
         )
     first_slots = req_to_token[req_pool_indices.long(), : max_pages * block_size : block_size]
     return torch.div(first_slots, block_size, rounding_mode="floor").to(torch.int32).contiguous()
