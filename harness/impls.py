@@ -30,7 +30,7 @@ KERNEL_PROBLEMS = (
     else dict(dtypes=KERNEL_DTYPES, max_keys=256, work_budget=1 << 20, max_batch=3)
 )
 # Hypothesis examples per kernel property, by profile (the reference's come from the profile)
-_KERNEL_EXAMPLES = {"ci": 25, "dev": 4, "thorough": 200}
+_KERNEL_EXAMPLES = {"ci": 50, "dev": 4, "thorough": 200}
 
 
 def kernel_examples() -> int:
