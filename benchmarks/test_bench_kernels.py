@@ -72,7 +72,7 @@ def test_prefill_dense_sdpa(benchmark, prefill_problem):
     import torch.nn.functional as F
 
     P, prob, _ = prefill_problem
-    hq, hkv, d = SHAPES["num_q_heads"], SHAPES["num_kv_heads"], SHAPES["head_dim"]
+    hq, d = SHAPES["num_q_heads"], SHAPES["head_dim"]
     q = torch.randn(1, hq, CHUNK, d, device=DEVICE, dtype=DTYPE)
     k = torch.randn(1, hq, P + CHUNK, d, device=DEVICE, dtype=DTYPE)
     v = torch.randn_like(k)

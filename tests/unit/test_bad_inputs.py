@@ -4,41 +4,51 @@ import pytest
 import torch
 
 import msa_sgl
+from harness.impls import KERNEL_DEVICE
 from harness.problems import Problem, ProblemSpec
 from msa_sgl import MSAConfig
 
 
+def _on_device(x):
+    return x.to(KERNEL_DEVICE) if isinstance(x, torch.Tensor) and x.device.type == "cpu" else x
+
+
 def base():
+    """Valid arguments on the kernels' device (CUDA where there is one, else the CPU)."""
     spec = ProblemSpec(q_lens=(3, 1), seq_lens=(20, 33), block_size=16, topk=2, num_kv_heads=2, group_size=2,
                        head_dim=16, index_dim=16, dtype="float16")
     p = Problem.from_spec(spec)
-    return dict(p.msa_args())
+    return {k: _on_device(v) for k, v in p.msa_args().items()}
 
 
 def topk_for(a):
-    return torch.zeros(a["q"].shape[0], a["k_cache"].shape[2], a["config"].topk, dtype=torch.int32)
+    return torch.zeros(a["q"].shape[0], a["k_cache"].shape[2], a["config"].topk, dtype=torch.int32,
+                       device=a["q"].device)
+
+
+def _with(a, changes):
+    """The base arguments with the misuse applied; replacement tensors join the base's device
+    unless the case is about devices (the meta device)."""
+    a.update({k: _on_device(v) for k, v in changes.items()})
+    return a
 
 
 def call_msa(**changes):
-    a = base()
-    a.update(changes)
-    return msa_sgl.msa_attention(**a)
+    return msa_sgl.msa_attention(**_with(base(), changes))
 
 
 def call_sparse(**changes):
     a = base()
     a.pop("q_idx"), a.pop("k_idx_cache")
     a["topk_idx"] = topk_for(a)
-    a.update(changes)
-    return msa_sgl.sparse_attention(**a)
+    return msa_sgl.sparse_attention(**_with(a, changes))
 
 
 def call_index(**changes):
     a = base()
     for k in ("q", "k_cache", "v_cache"):
         a.pop(k)
-    a.update(changes)
-    return msa_sgl.index_topk(**a)
+    return msa_sgl.index_topk(**_with(a, changes))
 
 
 B = base()
@@ -73,6 +83,8 @@ CASES = [
      r"^q.shape\[2\]: expected a head dim in \(16, 32, 64, 128\) for the kernels, got 48"),
     ("kernel_index_dim", call_index, {"q_idx": torch.randn(4, 2, 24).half(), "k_idx_cache": torch.randn(6, 16, 24).half()},
      r"^q_idx.shape\[2\]: expected a head dim in \(16, 32, 64, 128\) for the kernels, got 24"),
+    ("device_mismatch", call_index, {"q_idx": B["q_idx"].to("meta")},
+     r"^k_idx_cache: expected device meta \(the device of q_idx\), got (cpu|cuda)"),
     ("index_k_idx_cache_rank", call_index, {"k_idx_cache": B["k_idx_cache"][:, :, None]}, r"^k_idx_cache: expected a rank-3 tensor, got rank 4"),
 ]
 
@@ -122,8 +134,7 @@ VALUE_CASES = [
 @pytest.mark.parametrize("changes,pattern", [c[1:] for c in VALUE_CASES], ids=[c[0] for c in VALUE_CASES])
 def test_bad_metadata_values(changes, pattern):
     """Device values are checked by validate_metadata (and so by the reference), not the kernels."""
-    a = base()
-    a.update(changes)
+    a = _with(base(), changes)
     with pytest.raises(ValueError, match=pattern):
         msa_sgl.validate_metadata(
             a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"],
