@@ -306,6 +306,10 @@ def run_variants():
             free()
 
 
+def _rel_l2(a, b) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
 def run_peer(quick):
     """SGLang's built-in kernels beside msa_sgl on the same inputs: agreement and time."""
     import peer_sglang as ps
@@ -327,7 +331,7 @@ def run_peer(quick):
             same = (ps.as_msa_topk(topk_sg) == topk).all(-1).float().mean().item()
             # main branch on SGLang's own selection: outputs must agree within bf16 rounding
             out_on_sg = ops.sparse_attention(**prob.attention_args(ps.as_msa_topk(topk_sg)))
-            rel = ((out_on_sg.float() - out_sg.view_as(out_on_sg).float()).norm() / out_sg.float().norm()).item()
+            rel = _rel_l2(out_on_sg, out_sg.view_as(out_on_sg))
             t_sg_idx = hb.bench_ms(call.prefill_indexer, rep=100)
             t_sg_attn = hb.bench_ms(lambda: call.prefill_attn(topk_sg), rep=100)
             t_idx = hb.bench_ms(lambda: ops.index_topk(**ia), rep=100)
@@ -351,7 +355,7 @@ def run_peer(quick):
             topk = msa_sgl.index_topk(**prob.index_args())
             same = (ps.as_msa_topk(topk_sg) == topk).all(-1).float().mean().item()
             out_on_sg = ops.sparse_attention(**prob.attention_args(ps.as_msa_topk(topk_sg)))
-            rel = ((out_on_sg.float() - out_sg.view_as(out_on_sg).float()).norm() / out_sg.float().norm()).item()
+            rel = _rel_l2(out_on_sg, out_sg.view_as(out_on_sg))
             args = prob.msa_args()
             t_sg = hb.bench_graph_ms(call.decode)
             t_msa = hb.bench_graph_ms(lambda: msa_sgl.msa_attention(**args))
