@@ -53,32 +53,42 @@ def _back(result):
 class KernelImpl:
     """msa_sgl's public API on KERNEL_DEVICE, taking and returning CPU tensors.
 
-    ``main_branch`` forces the main-branch form for every call size ("q_outer" or "kv_outer";
-    None keeps the size heuristic), and ``workspace_bytes`` the KV-outer workspace (a small
-    one makes it work in several row ranges), by setting the module knobs of
-    msa_sgl.ops.sparse_attention for the duration of a call.
+    ``main_branch`` forces the main-branch form for every call size ("q_outer", "split" or
+    "kv_outer"; None keeps the size heuristic), ``workspace_bytes`` the KV-outer workspace (a
+    small one makes it work in several row ranges), and ``index_splits`` the number of pieces
+    of the index branch's block range (with a small merge chunk, so the finalize kernel merges
+    in several chunks), by setting the module knobs of msa_sgl.ops for the duration of a call.
     """
 
-    def __init__(self, device: torch.device = KERNEL_DEVICE, main_branch=None, workspace_bytes=None):
+    def __init__(self, device: torch.device = KERNEL_DEVICE, main_branch=None, workspace_bytes=None,
+                 index_splits=None):
         self.device = device
         self.main_branch = main_branch
         self.workspace_bytes = workspace_bytes
+        self.index_splits = index_splits
 
     def __repr__(self):
-        return f"KernelImpl({self.device}, main_branch={self.main_branch}, workspace_bytes={self.workspace_bytes})"
+        return (f"KernelImpl({self.device}, main_branch={self.main_branch}, workspace_bytes={self.workspace_bytes}, "
+                f"index_splits={self.index_splits})")
 
     def _call(self, fn, kwargs):
+        from msa_sgl.ops import index_branch as ib
         from msa_sgl.ops import main_branch as sa
 
-        saved = sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES
+        saved = sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES, sa.SPLIT_MAX_QUERIES
+        saved_ib = ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES
         if self.main_branch is not None:
             sa.KV_OUTER_MIN_QUERIES = 0 if self.main_branch == "kv_outer" else 1 << 62
+            sa.SPLIT_MAX_QUERIES = 1 << 62 if self.main_branch == "split" else -1
         if self.workspace_bytes is not None:
             sa.KV_OUTER_WORKSPACE_BYTES = self.workspace_bytes
+        if self.index_splits is not None:
+            ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES = self.index_splits, 8
         try:
             return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
         finally:
-            sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES = saved
+            sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES, sa.SPLIT_MAX_QUERIES = saved
+            ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES = saved_ib
 
     def index_topk(self, **kwargs):
         return self._call(msa_sgl.index_topk, kwargs)
@@ -94,6 +104,7 @@ KERNELS = KernelImpl()
 # every main-branch form the dispatcher can pick, for the property tests to draw from
 KERNEL_VARIANTS = (
     KernelImpl(main_branch="q_outer"),
+    KernelImpl(main_branch="split", index_splits=5),  # the index merged 8 candidates at a time
     KernelImpl(main_branch="kv_outer"),
     KernelImpl(main_branch="kv_outer", workspace_bytes=1),  # one tile of rows per pass
 )

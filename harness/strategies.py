@@ -30,11 +30,11 @@ DRAW_COUNT = {"problems": 0}
 
 
 @st.composite
-def _request_lengths(draw, block_size: int, max_keys: int, width: int, work_budget: int):
+def _request_lengths(draw, block_size: int, max_keys: int, width: int, work_budget: int, decode_only: bool = False):
     max_blocks = max(1, max_keys // block_size)
     n_blocks = draw(st.one_of(st.just(1), st.integers(1, max_blocks), st.just(max_blocks)))
     seq_len = draw(st.integers((n_blocks - 1) * block_size + 1, n_blocks * block_size))
-    kind = draw(st.sampled_from(("prefix_only", "decode", "prompt", "chunk")))
+    kind = "decode" if decode_only else draw(st.sampled_from(("prefix_only", "decode", "prompt", "chunk")))
     if kind == "prefix_only":
         q_len = 0
     elif kind == "decode":
@@ -56,7 +56,10 @@ def problem_specs(
     work_budget: int = 1 << 23,
     topk_max: int = 24,
     min_topk: int = 1,
+    decode_only: bool = False,
 ):
+    """Problem specs over the ranges of this module; ``decode_only``: every request has 1-16
+    query tokens (decode, MTP, speculative verify)."""
     block_size = draw(st.sampled_from(BLOCK_SIZES))
     Hkv = draw(st.sampled_from(KV_HEADS))
     G = draw(st.sampled_from(GROUP_SIZES))
@@ -66,7 +69,7 @@ def problem_specs(
     batch = draw(st.integers(1, max_batch))
     lengths = []
     for _ in range(batch):
-        lengths.append(draw(_request_lengths(block_size, max_keys, width, work_budget)))
+        lengths.append(draw(_request_lengths(block_size, max_keys, width, work_budget, decode_only)))
     n_local = draw(st.sampled_from((1, 2)))
     n_init = draw(st.sampled_from((0, 1, 2)))
     topk = draw(st.integers(max(min_topk, n_init + n_local), max(topk_max, n_init + n_local)))

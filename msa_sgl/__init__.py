@@ -31,6 +31,7 @@ from . import reference
 from ._validate import validate_metadata
 from .api import index_topk, msa_attention, sparse_attention
 from .config import MSAConfig
+from .decode import MSADecodeWrapper
 from .paging import page_table_from_req_to_token, paged_view
 
 __version__ = "0.1.0.dev0"
@@ -40,6 +41,7 @@ __all__ = [
     "index_topk",
     "sparse_attention",
     "msa_attention",
+    "MSADecodeWrapper",
     "reference",
     "validate_metadata",
     "paged_view",

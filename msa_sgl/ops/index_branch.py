@@ -9,11 +9,13 @@ Two kernels, no ``[tokens, blocks]`` score matrix in memory:
    ``max_j <q, k_j>`` with one tensor-core product, and keeps a running top-``KF`` list per row
    on chip. Only non-forced candidates (``n_init <= b <= p - n_local``) enter the list; they
    hold only visible keys, so no causal mask is needed in the loop. The index scale is positive
-   and does not change a row's ranking, so it is never applied. Output: per split, the list
-   ``[n_split, total_q, Hkv, KF]`` (scores fp32, ids int32).
+   and does not change a row's ranking, so it is never applied. Output: per row and split, the
+   list as int64 order keys (score, then block id; see ``_order_key``), best first,
+   ``[total_q * Hkv, n_split, KF]``.
 2. ``_index_finalize_kernel``, grid over ``(token, group)`` rows: merges the splits' lists
-   with the same total order (score descending, then block id ascending), adds the forced
-   init and local blocks, and writes the ascending ids with the ``-1`` tail.
+   with the same total order (score descending, then block id ascending) in parallel (a tree
+   of bitonic merges of the sorted lists), adds the
+   forced init and local blocks, and writes the ascending ids with the ``-1`` tail.
 
 Extra memory: O(n_split x total_q x Hkv x KF). Ties: equal scores go to the lower block id,
 exactly, because every insertion compares (score, id) pairs; bitwise-equal scores therefore
@@ -22,11 +24,13 @@ select as the reference does, and scores that differ only by fp32 rounding are g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 
-from .metadata import build_tile_map, find_tile_request, launch_options, token_requests
+from .metadata import build_tile_map, find_tile_request, launch_options, num_sms, tile_grid, token_requests
 
 _NEG_INF = float("-inf")
 
@@ -57,9 +61,37 @@ def _empty_list(R: tl.constexpr, KF: tl.constexpr, K_FREE: tl.constexpr):
 
 
 @triton.jit
+def _order_key(s, i):
+    """(score, block id) as one int64 that orders like the selection rule: larger is better
+    (higher score, then lower id). The fp32 bits map to an order-preserving int32 (negative
+    scores flip their magnitude bits; -0.0 counts as +0.0), the id fills the low 32 bits."""
+    s = tl.where(s == 0.0, 0.0, s)
+    b = s.to(tl.int32, bitcast=True)
+    b = tl.where(b < 0, b ^ 0x7FFFFFFF, b)
+    return (b.to(tl.int64) << 32) | (2147483647 - i).to(tl.int64)
+
+
+_NONE = tl.constexpr(-9223372036854775807 - 1)  # an order key below every real one
+
+
+@triton.jit
+def _bitonic_sort_desc(x, LOG2_N: tl.constexpr):
+    """Sorts each bitonic row x[a, b, :] (length 2^LOG2_N) descending: LOG2_N half-cleaner
+    steps, each comparing entries d apart within segments of 2d (d = N/2, N/4, ..., 1)."""
+    A: tl.constexpr = x.shape[0]
+    B: tl.constexpr = x.shape[1]
+    N: tl.constexpr = x.shape[2]
+    for j in tl.static_range(LOG2_N):  # d = N >> (j + 1); segments of 2d: 1 << j of them
+        y = tl.permute(tl.reshape(x, [A, B, 1 << j, 2, N >> (j + 1)]), [0, 1, 2, 4, 3])  # [.., seg, d, 2]
+        lo, hi = tl.split(y)
+        x = tl.reshape(tl.permute(tl.join(tl.maximum(lo, hi), tl.minimum(lo, hi)), [0, 1, 2, 4, 3]), [A, B, N])
+    return x
+
+
+@triton.jit
 def _index_partial_kernel(
     Q, K, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TILE_CUM,
-    OUT_S, OUT_I,
+    OUT_KEY,
     batch, num_pages, total_q,
     stride_qt, stride_qh,
     stride_kp, stride_kb,
@@ -116,23 +148,29 @@ def _index_partial_kernel(
         m_b = tl.max(b_s, axis=1)  # [R]: block max-logit (unscaled)
         top_s, top_i = _topk_insert(top_s, top_i, m_b, b + tl.zeros([R], dtype=tl.int32), b <= last_cand)
 
+    # the list as order keys, best first (unused slots: NONE)
+    key = tl.sort(tl.where(top_i >= 0, _order_key(top_s, top_i), _NONE), dim=1, descending=True)
     o_k = tl.arange(0, KF)
     row = (tok * HKV + o_g)[:, None]
-    off = (i_split.to(tl.int64) * total_q * HKV + row) * KF + o_k[None, :]
-    m_out = m_r[:, None] & (o_k[None, :] < KF)
-    tl.store(OUT_S + off, top_s, mask=m_out)
-    tl.store(OUT_I + off, top_i, mask=m_out)
+    off = (row * n_split + i_split) * KF + o_k[None, :]  # [rows, n_split, KF]: a row's lists side by side
+    tl.store(OUT_KEY + off, key, mask=m_r[:, None] & (o_k[None, :] < KF))
 
 
 @triton.jit
 def _index_finalize_kernel(
-    IN_S, IN_I, OUT, TOKEN_REQ, SEQ_LENS, CU_SEQLENS,
-    total_rows, total_q, n_split,
-    HKV: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK: tl.constexpr,
+    IN_KEY, OUT, TOKEN_REQ, SEQ_LENS, CU_SEQLENS,
+    total_rows, n_split,
+    HKV: tl.constexpr, BLOCK_R: tl.constexpr, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, BLOCK: tl.constexpr,
     TOPK: tl.constexpr, TOPK_P: tl.constexpr,
-    N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
+    N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr, LOG2_KF: tl.constexpr,
 ):
-    o_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)  # row = token * HKV + group
+    """BLOCK_R rows (token * HKV + group) per program. The splits' lists of a row (int64 order
+    keys, each list descending; keys are distinct, as every block id is offered by one split
+    only) are merged NS_C splits at a time in a tree of log2(NS_C) levels: the KF best of two
+    descending lists a, b are max(a, flip(b)), a bitonic sequence that log2(KF) compare-exchange
+    steps sort again. The chunk's best list joins the running one the same way. The first
+    K_FREE keys are the selection; the forced blocks are added and the ids written ascending."""
+    o_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     m_r = o_r < total_rows
     tok = tl.where(m_r, o_r // HKV, 0)
     i_b = tl.load(TOKEN_REQ + tok, mask=m_r, other=0)
@@ -142,23 +180,26 @@ def _index_finalize_kernel(
     p = (seq_len - q_len + tok - q_start) // BLOCK  # [BLOCK_R]
 
     o_k = tl.arange(0, KF)
+    o_s = tl.arange(0, NS_C)
     rows64 = o_r.to(tl.int64)
-    if n_split == 1:
-        top_i = tl.load(IN_I + rows64[:, None] * KF + o_k[None, :], mask=m_r[:, None], other=-1)
-    else:
-        top_s, top_i = _empty_list(BLOCK_R, KF, K_FREE)
-        for s in range(n_split):
-            base = (s * total_q * HKV + rows64) * KF
-            for k in tl.static_range(KF):
-                c_s = tl.load(IN_S + base + k, mask=m_r, other=float("-inf"))
-                c_i = tl.load(IN_I + base + k, mask=m_r, other=-1)
-                top_s, top_i = _topk_insert(top_s, top_i, c_s, c_i, m_r & (c_i >= 0))
+    top = tl.full([BLOCK_R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
+    for c0 in range(0, n_split, NS_C):
+        i_split = c0 + o_s
+        off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [BLOCK_R, NS_C, KF]
+        m_c = m_r[:, None, None] & (i_split < n_split)[None, :, None]
+        x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
+        for _ in tl.static_range(LOG2_NS_C):
+            a, b = tl.split(tl.permute(tl.reshape(x, [BLOCK_R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
+            x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
+        top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
+    top = tl.reshape(top, [BLOCK_R, KF])
+    top_i = tl.where(top != _NONE, 2147483647 - (top & 0xFFFFFFFF).to(tl.int32), -1)
     used = (o_k[None, :] < K_FREE) & (top_i >= 0)  # [BLOCK_R, KF]
     # rank of every chosen id among the row's chosen ids (ascending)
     rank = tl.sum((top_i[:, None, :] < top_i[:, :, None]) & used[:, None, :], axis=2)  # [BLOCK_R, KF]
 
-    o_c = tl.arange(0, TOPK_P)  # output column
-    col = o_c[None, :] + tl.zeros([BLOCK_R, TOPK_P], dtype=tl.int32)
+    o_o = tl.arange(0, TOPK_P)  # output column
+    col = o_o[None, :] + tl.zeros([BLOCK_R, TOPK_P], dtype=tl.int32)
     pick = (rank[:, None, :] == (col - N_INIT)[:, :, None]) & used[:, None, :]  # [BLOCK_R, TOPK_P, KF]
     free_id = tl.sum(tl.where(pick, top_i[:, None, :], 0), axis=2)  # [BLOCK_R, TOPK_P]
     local_id = p[:, None] - (TOPK - 1 - col)
@@ -168,57 +209,107 @@ def _index_finalize_kernel(
     tl.store(OUT + rows64[:, None] * TOPK + col, out, mask=m_r[:, None] & (col < TOPK))
 
 
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
+@dataclass(frozen=True)
+class IndexLaunch:
+    """Launch shapes of the index branch, from shapes only (so a plan can be reused by a CUDA
+    graph): ``block_t`` tokens x ``hkv_p`` groups per tile, ``n_split`` pieces of each tile's
+    block range, ``kf`` slots per partial list; the finalize kernel merges ``ns_c`` splits at a
+    time for ``block_r`` rows per program."""
+
+    block_t: int
+    hkv_p: int
+    n_split: int
+    kf: int
+    num_warps: int | None
+    num_stages: int | None
+    block_r: int
+    ns_c: int
+
+    def workspace(self, total_q: int, hkv: int, device) -> torch.Tensor:
+        """The partial lists as int64 order keys, ``[total_q * hkv, n_split, kf]``."""
+        return torch.empty(total_q * hkv, self.n_split, self.kf, dtype=torch.int64, device=device)
+
+
+# Most splits of one tile's block range (each split walks at least _MIN_BLOCKS_PER_SPLIT blocks).
+_MAX_SPLIT = 256
+_MIN_BLOCKS_PER_SPLIT = 8
+# Candidates (splits x KF) the finalize kernel merges per row at a time.
+_CHUNK_CANDIDATES = 1024
+# Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
+_FORCE_N_SPLIT = None
+
+
+def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, n_split=None, num_warps=None,
+               num_stages=None) -> IndexLaunch:
+    """The launch shapes for a call of these sizes; the keyword options override the heuristics."""
+    hkv_p = triton.next_power_of_2(hkv)
+    k_free = config.topk - config.num_init_blocks - config.num_local_blocks
+    kf = max(1, triton.next_power_of_2(k_free))
+    if block_t is None:  # rows = tokens x groups; at least 16 rows for the tensor cores
+        # 128 rows, 8 warps: 562 TF/s at M3 shapes, 16K chunk after 112K (H200, 2026-11-26),
+        # against 390 for 64 rows / 4 warps and 456 for 256 rows (benchmarks/NOTES.md). Short
+        # calls (decode, MTP) take one tile of all of a request's tokens when they fit in 128 rows,
+        # so every index key is read once per request.
+        per_req = triton.cdiv(max(total_q, 1), max(batch, 1))
+        rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
+        block_t = max(1, rows // hkv_p)
+        if num_warps is None:
+            num_warps = 8 if rows >= 128 else 4
+    grid_tiles = tile_grid(total_q, batch, block_t)
+    if n_split is None:
+        n_split = _FORCE_N_SPLIT
+    if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
+        want = triton.cdiv(2 * num_sms(device), max(1, grid_tiles))
+        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT))
+    ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
+    block_r = max(1, min(32, 2048 // (ns_c * kf)))
+    return IndexLaunch(block_t, hkv_p, n_split, kf, num_warps, num_stages, block_r, ns_c)
+
+
+def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan: IndexLaunch,
+                 tile_cum, grid_tiles, token_req, part_keys, out):
+    """Both index kernels into preallocated buffers: no allocation, no synchronisation."""
+    total_q, hkv, d = q_idx.shape
+    batch = page_table.shape[0]
+    k_free = config.topk - config.num_init_blocks - config.num_local_blocks
+    if total_q == 0:
+        return out
+    _index_partial_kernel[(grid_tiles, plan.n_split)](
+        q_idx, k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
+        part_keys,
+        batch, k_idx_cache.shape[0], total_q,
+        q_idx.stride(0), q_idx.stride(1),
+        k_idx_cache.stride(0), k_idx_cache.stride(1),
+        page_table.stride(0),
+        plan.n_split,
+        HKV=hkv, HKV_P=plan.hkv_p, BLOCK_T=plan.block_t, D=d, D_P=max(16, triton.next_power_of_2(d)),
+        BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
+        KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32,
+        **launch_options(plan.num_warps, plan.num_stages),
+    )
+    rows = total_q * hkv
+    _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
+        part_keys, out, token_req, seq_lens_k, cu_seqlens_q,
+        rows, plan.n_split,
+        HKV=hkv, BLOCK_R=plan.block_r, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1, BLOCK=config.block_size, TOPK=config.topk,
+        TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks,
+        K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1,
+    )
+    return out
 
 
 def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, *, block_t=None, n_split=None,
                num_warps=None, num_stages=None):
     """Kernel behind msa_sgl.index_topk (arguments already validated). Returns int32
     ``[total_q, Hkv, topk]``. The keyword options override the launch heuristics (benchmarks)."""
-    total_q, hkv, d = q_idx.shape
+    total_q, hkv, _ = q_idx.shape
     batch, max_pages = page_table.shape
-    B, topk = config.block_size, config.topk
-    k_free = topk - config.num_init_blocks - config.num_local_blocks
-    kf = max(1, triton.next_power_of_2(k_free))
-    hkv_p = triton.next_power_of_2(hkv)
-    out = torch.empty(total_q, hkv, topk, dtype=torch.int32, device=q_idx.device)
+    out = torch.empty(total_q, hkv, config.topk, dtype=torch.int32, device=q_idx.device)
     if total_q == 0:
         return out
-    if block_t is None:  # rows = tokens x groups; at least 16 rows for the tensor cores
-        # 128 rows, 8 warps: 562 TF/s at M3 shapes, 16K chunk after 112K (H200, 2026-11-26),
-        # against 390 for 64 rows / 4 warps and 456 for 256 rows (benchmarks/NOTES.md)
-        rows = 128 if total_q >= 4 * batch * 32 else 16
-        block_t = max(1, rows // hkv_p)
-        if num_warps is None:
-            num_warps = 8 if rows >= 128 else 4
-    tiles = build_tile_map(cu_seqlens_q, total_q, block_t)
-    if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
-        want = triton.cdiv(2 * _num_sms(q_idx.device), max(1, tiles.grid_tiles))
-        n_split = max(1, min(want, triton.cdiv(max_pages, 8), 64))
-    part_s = torch.empty(n_split, total_q, hkv, kf, dtype=torch.float32, device=q_idx.device)
-    part_i = torch.empty(n_split, total_q, hkv, kf, dtype=torch.int32, device=q_idx.device)
-    _index_partial_kernel[(tiles.grid_tiles, n_split)](
-        q_idx, k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tiles.tile_cum,
-        part_s, part_i,
-        batch, k_idx_cache.shape[0], total_q,
-        q_idx.stride(0), q_idx.stride(1),
-        k_idx_cache.stride(0), k_idx_cache.stride(1),
-        page_table.stride(0),
-        n_split,
-        HKV=hkv, HKV_P=hkv_p, BLOCK_T=block_t, D=d, D_P=max(16, triton.next_power_of_2(d)), BLOCK=B,
-        N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free, KF=kf,
-        SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32,
-        **launch_options(num_warps, num_stages),
-    )
-    block_r = 32
-    rows = total_q * hkv
-    _index_finalize_kernel[(triton.cdiv(rows, block_r),)](
-        part_s, part_i, out, token_requests(cu_seqlens_q, total_q), seq_lens_k, cu_seqlens_q,
-        rows, total_q, n_split,
-        HKV=hkv, BLOCK_R=block_r, BLOCK=B, TOPK=topk, TOPK_P=triton.next_power_of_2(topk),
-        N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free, KF=kf,
-    )
-    return out
+    plan = plan_index(total_q, batch, max_pages, hkv, config, q_idx.device, block_t=block_t, n_split=n_split,
+                      num_warps=num_warps, num_stages=num_stages)
+    tiles = build_tile_map(cu_seqlens_q, total_q, plan.block_t)
+    return launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
+                        tiles.grid_tiles, token_requests(cu_seqlens_q, total_q),
+                        plan.workspace(total_q, hkv, q_idx.device), out)

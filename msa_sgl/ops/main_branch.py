@@ -1,12 +1,16 @@
 """Main branch: exact softmax attention over each (token, group)'s selected blocks, in Triton.
 
-Two forms, same results (up to rounding), chosen by :func:`sparse_attention`:
+Three forms, same results (up to rounding), chosen by :func:`sparse_attention`:
 
 * **query-outer** (``_sparse_attn_fwd_kernel``): one program per (query token, KV group) holds
   the group's G query heads as the rows of one tile (padded to 16), walks the token's top-k
   slots, loads each selected K/V block for all G heads, and runs an online softmax in base 2
-  (scale and log2(e) folded into one multiplier). Few launches and no workspace: the form for
-  decode and short chunks.
+  (scale and log2(e) folded into one multiplier). One launch and no workspace: the form for
+  short chunks (too many queries for the split form, too few for KV-outer).
+* **split** (``_slot_partial_kernel`` + ``_merge_heads_kernel``): one program per (query
+  token, group, slot) attends one block and writes a partial output with its LSE; one program
+  per (query, head) merges the slots. Many small programs: the form for decode and MTP, where
+  query-outer leaves the GPU nearly empty.
 * **KV-outer** (the MSA paper's form; ``_kv_outer_partial_kernel`` + ``_merge_slots_kernel``):
   a device-built reverse index (``metadata.build_block_tiles``) lists, for each (group,
   request, block), the (query, slot) entries that chose it; one program loads that K/V block
@@ -28,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .metadata import build_block_tiles, launch_options, token_requests
+from .metadata import build_block_tiles, launch_options, num_sms, token_requests
 
 _LOG2E = 1.4426950408889634
 
@@ -102,6 +106,100 @@ def _sparse_attn_fwd_kernel(
     # natural-log LSE: (m + log2 l) / log2(e)
     b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_l, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(LSE + i_t64 * (G * tl.num_programs(1)) + i_g * G + o_h, b_lse, mask=m_h)
+
+
+@triton.jit
+def _slot_partial_kernel(
+    Q, K, V, TOPK_IDX, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TOKEN_REQ,
+    O_PART, LSE_PART,
+    num_pages, qk_scale,
+    stride_qt, stride_qh,
+    stride_kp, stride_kb, stride_kh,
+    stride_vp, stride_vb, stride_vh,
+    stride_it, stride_ih,
+    stride_pt_b,
+    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+):
+    """Split form (decode, short calls): one program per (query token, group, slot) attends the
+    slot's block with the group's G heads and writes the partial output (normalised, fp32) and
+    base-2 LSE of entry ``(t * HKV + g) * TOPK + slot`` (then the G heads). A slot that attends
+    nothing writes 0 and -inf, so the merge needs no selection lookup."""
+    i_t = tl.program_id(0)
+    i_g = tl.program_id(1)
+    i_s = tl.program_id(2)
+    i_t64 = i_t.to(tl.int64)
+    o_h = tl.arange(0, G_P)
+    o_d = tl.arange(0, D_P)
+    o_j = tl.arange(0, BLOCK)
+    m_h = o_h < G
+    m_d = o_d < D
+    row = ((i_t64 * HKV + i_g) * TOPK + i_s) * G + o_h
+    p_op = O_PART + row[:, None] * D + o_d[None, :]
+    m_op = m_h[:, None] & m_d[None, :]
+    p_q = Q + i_t64 * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
+    b_q = tl.load(p_q, mask=m_h[:, None] & m_d[None, :], other=0.0)  # [G_P, D_P], issued with the id load
+    blk = tl.load(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + i_s)
+    i_b = tl.load(TOKEN_REQ + i_t)
+    q_start = tl.load(CU_SEQLENS + i_b)
+    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
+    pos = tl.load(SEQ_LENS + i_b) - q_len + (i_t - q_start)
+    if (blk < 0) | (blk > pos // BLOCK):
+        tl.store(p_op, tl.zeros([G_P, D_P], dtype=O_PART.dtype.element_ty), mask=m_op)
+        tl.store(LSE_PART + row, tl.full([G_P], float("-inf"), dtype=tl.float32), mask=m_h)
+        return
+    page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk)
+    page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+    o_key = blk * BLOCK + o_j
+    m_key = o_key <= pos
+    p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
+    b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
+    p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
+    b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P]
+    if IEEE:
+        b_s = tl.dot(b_q, b_k, input_precision="ieee")
+    else:
+        b_s = tl.dot(b_q, b_k)  # [G_P, BLOCK] fp32
+    b_s = tl.where(m_key[None, :], b_s * qk_scale, float("-inf"))
+    b_m = tl.max(b_s, axis=1)  # finite: key blk * BLOCK <= pos
+    b_p = tl.exp2(b_s - b_m[:, None])
+    b_l = tl.sum(b_p, axis=1)
+    if IEEE:
+        b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
+    else:
+        b_o = tl.dot(b_p.to(b_v.dtype), b_v)  # [G_P, D_P]
+    b_o = b_o / b_l[:, None]
+    tl.store(p_op, b_o.to(O_PART.dtype.element_ty), mask=m_op)
+    tl.store(LSE_PART + row, b_m + tl.log2(b_l), mask=m_h)
+
+
+@triton.jit
+def _merge_heads_kernel(
+    O_PART, LSE_PART, OUT, LSE,
+    stride_ot, stride_oh,
+    HQ: tl.constexpr, G: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
+    TOPK: tl.constexpr, TOPK_P: tl.constexpr,
+):
+    """Split form's merge, one program per (query, head): out = sum_s w_s o_s / sum_s w_s with
+    w_s = 2^(lse_s - max lse), in slot order. One round of independent loads (empty slots hold
+    0 and -inf), so a decode step pays one memory latency here."""
+    t64 = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    o_s = tl.arange(0, TOPK_P)
+    o_d = tl.arange(0, D_P)
+    m_s = o_s < TOPK
+    m_d = o_d < D
+    row = ((t64 * (HQ // G) + h // G) * TOPK + o_s) * G + h % G  # [TOPK_P]
+    lse = tl.load(LSE_PART + row, mask=m_s, other=float("-inf"))
+    o = tl.load(O_PART + row[:, None] * D + o_d[None, :], mask=m_s[:, None] & m_d[None, :], other=0.0)
+    b_m = tl.max(lse, axis=0)
+    has = b_m > float("-inf")
+    w = tl.exp2(lse - tl.where(has, b_m, 0.0))  # 0 for empty slots
+    b_w = tl.sum(w, axis=0)
+    b_o = tl.sum(w[:, None] * o.to(tl.float32), axis=0) / tl.where(has, b_w, 1.0)
+    tl.store(OUT + t64 * stride_ot + h * stride_oh + o_d, b_o.to(OUT.dtype.element_ty), mask=m_d)
+    b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_w, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(LSE + t64 * HQ + h, b_lse)
 
 
 @triton.jit
@@ -231,10 +329,26 @@ KV_OUTER_MIN_QUERIES = 2048
 # Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges
 # (M3 shapes: 2 GiB holds 8K query rows; 1 GiB measured 10-40% slower at 128K-1M).
 KV_OUTER_WORKSPACE_BYTES = 2 << 30
+# The split form runs while the query-outer form would have fewer programs than the GPU has SMs
+# times this factor. Main branch alone at M3 shapes, 16K context, H200 (132 SMs; NOTES.md v6):
+# 1 query split 0.021 ms vs query-outer 0.048; 16 queries 0.056 vs 0.069; 64: 0.138 vs 0.085.
+SPLIT_PROGRAMS_PER_SM = 1.0
+# Tests only: force (1 << 62) or forbid (-1) the split form below KV_OUTER_MIN_QUERIES.
+SPLIT_MAX_QUERIES = None
 
 
-def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-             num_warps, num_stages):
+def choose_method(total_q: int, hkv: int, device) -> str:
+    """The main-branch form for a call of ``total_q`` query rows, from shapes only."""
+    if total_q >= KV_OUTER_MIN_QUERIES:
+        return "kv_outer"
+    if SPLIT_MAX_QUERIES is not None:
+        return "split" if total_q <= SPLIT_MAX_QUERIES else "q_outer"
+    return "split" if total_q * hkv < SPLIT_PROGRAMS_PER_SM * num_sms(device) else "q_outer"
+
+
+def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+                   num_warps=None, num_stages=None):
+    """Query-outer form into ``out``/``lse``: one launch, no workspace, no synchronisation."""
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -251,6 +365,43 @@ def _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k
         G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32,
         **launch_options(num_warps, num_stages),
+    )
+
+
+def split_workspace(total_q, hq, d, topk, device):
+    """Partial outputs and base-2 LSEs of the split form: fp32 ``[total_q * Hq * topk, D]`` and
+    ``[total_q * Hq * topk]`` (entry ``(t * Hkv + g) * topk + slot``, then the G heads)."""
+    rows = total_q * hq * topk
+    return (torch.empty(rows, d, dtype=torch.float32, device=device),
+            torch.empty(rows, dtype=torch.float32, device=device))
+
+
+def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+                 o_part, lse_part, num_warps=None, num_stages=None):
+    """Split form into preallocated buffers (see :func:`split_workspace`): no allocation, no
+    synchronisation, launch shapes from shapes only."""
+    total_q, hq, d = q.shape
+    hkv = k_cache.shape[2]
+    g = hq // hkv
+    g_p = max(16, triton.next_power_of_2(g))
+    d_p = max(16, triton.next_power_of_2(d))
+    _slot_partial_kernel[(total_q, hkv, config.topk)](
+        q, k_cache, v_cache, topk_idx, page_table, seq_lens_k, cu_seqlens_q, token_req,
+        o_part, lse_part,
+        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E,
+        q.stride(0), q.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        topk_idx.stride(0), topk_idx.stride(1),
+        page_table.stride(0),
+        HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=config.topk,
+        IEEE=q.dtype == torch.float32,
+        **launch_options(num_warps, num_stages),
+    )
+    _merge_heads_kernel[(total_q, hq)](
+        o_part, lse_part, out, lse,
+        out.stride(0), out.stride(1),
+        HQ=hq, G=g, D=d, D_P=d_p, TOPK=config.topk, TOPK_P=triton.next_power_of_2(config.topk),
     )
 
 
@@ -309,8 +460,8 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
                      tile_rows=128):
     """Kernel behind msa_sgl.sparse_attention (arguments already validated).
 
-    ``method``: ``"kv_outer"``, ``"q_outer"`` or None (by the number of queries, from shapes
-    only); the keyword options override the launch heuristics (tests, benchmarks);
+    ``method``: ``"kv_outer"``, ``"q_outer"``, ``"split"`` or None (by the number of queries,
+    from shapes only); the keyword options override the launch heuristics (tests, benchmarks);
     ``stop_after`` ("tiles" or "partial") stops the KV-outer form early, to time its stages.
     """
     total_q, hq, d = q.shape
@@ -319,13 +470,17 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
     if total_q:
         token_req = token_requests(cu_seqlens_q, total_q)
         if method is None:
-            method = "kv_outer" if total_q >= KV_OUTER_MIN_QUERIES else "q_outer"
+            method = choose_method(total_q, k_cache.shape[2], q.device)
         if method == "kv_outer":
             _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                       workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, stop_after, tile_rows)
         elif method == "q_outer":
-            _q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
+            launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                      num_warps, num_stages)
+        elif method == "split":
+            o_part, lse_part = split_workspace(total_q, hq, d, config.topk, q.device)
+            launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out,
+                         lse, o_part, lse_part, num_warps, num_stages)
         else:
-            raise ValueError(f"method: expected 'kv_outer', 'q_outer' or None, got {method!r}")
+            raise ValueError(f"method: expected 'kv_outer', 'q_outer', 'split' or None, got {method!r}")
     return (out, lse) if return_lse else out

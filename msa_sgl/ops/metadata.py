@@ -14,6 +14,13 @@ import triton
 import triton.language as tl
 
 
+def num_sms(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (4 for the interpreter: small grids)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
 def launch_options(num_warps, num_stages) -> dict:
     """Triton launch keywords for the options that were given (None: the kernel's default)."""
     opts = {}
@@ -45,9 +52,13 @@ def build_tile_map(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int) -> Ti
     tiles = torch.div(q_lens + (block_t - 1), block_t, rounding_mode="floor")
     tile_cum = torch.zeros(batch + 1, dtype=torch.int32, device=cu_seqlens_q.device)
     torch.cumsum(tiles, 0, out=tile_cum[1:])
-    # sum_b ceil(q_len_b / block_t) <= ceil(total_q / block_t) + batch, whatever the lengths
-    grid_tiles = min(triton.cdiv(total_q, block_t) + batch, total_q) if total_q else 0
-    return TileMap(block_t, tile_cum, grid_tiles, max(1, batch.bit_length()))
+    return TileMap(block_t, tile_cum, tile_grid(total_q, batch, block_t), max(1, batch.bit_length()))
+
+
+def tile_grid(total_q: int, batch: int, block_t: int) -> int:
+    """Programs that cover every request-aligned tile, from shapes only:
+    sum_b ceil(q_len_b / block_t) <= ceil(total_q / block_t) + batch, whatever the lengths."""
+    return min(triton.cdiv(total_q, block_t) + batch, total_q) if total_q else 0
 
 
 def token_requests(cu_seqlens_q: torch.Tensor, total_q: int) -> torch.Tensor:

@@ -165,3 +165,63 @@ def test_cpu_tensors_without_interpreter_raise():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert "ValueError: q: expected a CUDA tensor for msa_sgl's kernels, got device cpu (set TRITON_INTERPRET=1" in res.stdout, res.stdout + res.stderr
+
+
+def _wrapper(**changes):
+    a = base()
+    kw = dict(num_q_heads=4, num_kv_heads=2, head_dim=16, index_dim=16, max_batch=2, max_pages=4, max_q_len=4,
+              dtype=torch.float16, device=KERNEL_DEVICE)
+    kw.update(changes)
+    return msa_sgl.MSADecodeWrapper(a["config"], **kw), a
+
+
+def _plan(w, a, **changes):
+    kw = dict(page_table=a["page_table"], cu_seqlens_q=a["cu_seqlens_q"], seq_lens_k=a["seq_lens_k"], total_q=4)
+    kw.update({k: _on_device(v) for k, v in changes.items()})
+    w.plan(**kw)
+
+
+def _run(w, a, **changes):
+    kw = {k: a[k] for k in ("q", "k_cache", "v_cache", "q_idx", "k_idx_cache")}
+    kw.update({k: _on_device(v) for k, v in changes.items()})
+    return w.run(**kw)
+
+
+WRAPPER_CASES = [
+    # (id, action, message regex)
+    ("max_q_len_17", lambda: _wrapper(max_q_len=17), r"^max_q_len: expected an int in \[1, 16\], got 17"),
+    ("max_batch_0", lambda: _wrapper(max_batch=0), r"^max_batch: expected a positive int, got 0"),
+    ("heads_not_multiple", lambda: _wrapper(num_q_heads=3), r"^num_q_heads: expected a multiple of num_kv_heads=2, got 3"),
+    ("head_dim_48", lambda: _wrapper(head_dim=48), r"^head_dim: expected a head dim in \(16, 32, 64, 128\)"),
+    ("dtype_int", lambda: _wrapper(dtype=torch.int8), r"^dtype: expected torch.bfloat16, torch.float16 or torch.float32"),
+    ("run_before_plan", lambda: _run(*_wrapper()), r"^run: plan\(\) must be called first"),
+    ("plan_batch_too_big", lambda: _plan(*_wrapper(max_batch=1)), r"^page_table: expected at most max_batch=1 rows, got 2"),
+    ("plan_pages_too_wide", lambda: _plan(*_wrapper(max_pages=1)), r"^page_table: expected at most max_pages=1 columns, got"),
+    ("plan_total_q_too_big", lambda: _plan(*_wrapper(max_q_len=1)), r"^total_q: expected an int in \[0, batch \* max_q_len = 2\], got 4"),
+    ("plan_seq_lens_int64", lambda: _plan(_wrapper()[0], base(), seq_lens_k=base()["seq_lens_k"].long()),
+     r"^seq_lens_k: expected dtype int32, got int64"),
+]
+
+
+def _planned_run(**changes):
+    w, a = _wrapper()
+    _plan(w, a)
+    return _run(w, a, **changes)
+
+
+WRAPPER_CASES += [
+    ("run_q_rows_not_planned", lambda: _planned_run(q=B["q"][:3].contiguous(), q_idx=B["q_idx"][:3].contiguous()),
+     r"^q.shape\[0\]: expected 4 \(planned / built for\), got 3"),
+    ("run_q_dtype_not_built_for", lambda: _planned_run(q=B["q"].float(), k_cache=B["k_cache"].float(),
+                                                       v_cache=B["v_cache"].float()),
+     r"^q: expected dtype torch.float16 \(built for\), got torch.float32"),
+    ("run_index_dim_not_built_for", lambda: _planned_run(q_idx=B["q_idx"].repeat(1, 1, 2).contiguous(),
+                                                         k_idx_cache=B["k_idx_cache"].repeat(1, 1, 2).contiguous()),
+     r"^q_idx.shape\[2\]: expected 16 \(planned / built for\), got 32"),
+]
+
+
+@pytest.mark.parametrize("action,pattern", [c[1:] for c in WRAPPER_CASES], ids=[c[0] for c in WRAPPER_CASES])
+def test_decode_wrapper_misuse_raises(action, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        action()
