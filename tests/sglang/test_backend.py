@@ -1,0 +1,170 @@
+"""MiniMax-M3-shaped layers through SGLang's MiniMax hybrid backend with msa_sgl installed:
+real ForwardBatch objects in EXTEND (with cached prefixes), MIXED, DECODE and TARGET_VERIFY on
+the kit's shuffled and interleaved page layouts, against msa_sgl's float64 reference."""
+
+import pytest
+import torch
+
+from tests.sglang.conftest import import_kit
+
+K = import_kit()
+
+from sglang.srt.model_executor.forward_batch_info import ForwardMode  # noqa: E402
+
+SHAPE = K.M3Tiny()
+DATA = K.TokenData(SHAPE, seed=3)
+
+
+def _tokens(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, K.M3Tiny.vocab, (n,), generator=g).tolist()
+
+
+# (mode, sequence lengths, new tokens per request, draft tokens)
+CASES = {
+    "extend_cached_prefix": (ForwardMode.EXTEND, (70, 45, 33), (30, 45, 9), 0),
+    "mixed_extend_and_decode": (ForwardMode.MIXED, (52, 67), (20, 1), 0),
+    "decode": (ForwardMode.DECODE, (70, 33, 17, 96), (1, 1, 1, 1), 0),
+    "target_verify_chain": (ForwardMode.TARGET_VERIFY, (41, 66), (3, 3), 3),
+}
+
+
+# other MSA settings SGLang's config can carry (sequences long enough that blocks are dropped)
+OTHER_SHAPES = {
+    # 16 query heads over 2 KV heads (G = 8), D = d_idx = 64, block 32, top-2
+    "g8_d64_block32_top2": K.M3Tiny(num_heads=16, head_dim=64, index_dim=64, block=32, topk=2),
+    # a forced first block and two local blocks (sparse_init_block 1, sparse_local_block 2)
+    "init1_local2_top4": K.M3Tiny(topk=4, init_blocks=1, local_blocks=2),
+}
+
+
+@pytest.mark.parametrize("layout", ["shuffled_pages", "interleaved_pages"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_sparse_layer_matches_reference(msa_on, case, layout):
+    _check_case(SHAPE, DATA, case, layout)
+
+
+@pytest.mark.parametrize("case", ["extend_cached_prefix", "decode"])
+@pytest.mark.parametrize("shape", list(OTHER_SHAPES))
+def test_other_msa_settings(msa_on, shape, case):
+    shape = OTHER_SHAPES[shape]
+    _check_case(shape, K.TokenData(shape, seed=4), case, "shuffled_pages")
+
+
+def _check_case(shape, data, case, layout):
+    mode, seq_lens, new_lens, ndt = CASES[case]
+    runner = K.M3MockModelRunner(shape, num_draft_tokens=ndt)
+    try:
+        hybrid = K.build_backend(runner)
+        sparse = hybrid.sparse
+        reqs = [K.Req(tokens=_tokens(n, 10 * i + len(case)), row=i + 1) for i, n in enumerate(seq_lens)]
+        K.place(runner, reqs, layout, seed=len(case))
+        K.write_prefix(runner, data, shape.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
+        committed = [len(r.tokens) - n for r, n in zip(reqs, new_lens)] if ndt else None
+        fb = K.forward_batch(runner, mode, reqs, new_lens, [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)],
+                             seq_lens_override=committed)
+        hybrid.init_forward_metadata(fb)
+        lid = 3 if layout == "shuffled_pages" else 1  # both msa_sgl layers, across the cases
+        inputs = K.layer_inputs(data, lid, reqs, new_lens)
+        idx_o, out = K.run_layer(hybrid, K.make_layers(shape)[lid], fb, inputs)
+    finally:
+        runner.close()
+    kind = {ForwardMode.DECODE: "decode", ForwardMode.TARGET_VERIFY: "verify"}.get(mode, "extend")
+    assert sparse.msa_sgl_stats == {f"msa_{kind}": 1}, sparse.msa_sgl_stats
+    assert idx_o is None and out.shape == (sum(new_lens), shape.num_heads * shape.head_dim)
+    # this call's K/V and index keys landed at out_cache_loc, through the pool's setter
+    pool = runner.token_to_kv_pool
+    loc = fb.out_cache_loc
+    assert torch.equal(pool.get_key_buffer(lid)[loc], inputs["k"])
+    assert torch.equal(pool.get_value_buffer(lid)[loc], inputs["v"])
+    assert torch.equal(pool.get_index_k_buffer(lid)[loc], inputs["idx_k"])
+    report = K.check_against_reference(out, data, lid, reqs, new_lens)
+    assert report.rel_l2 <= report.bound.rel_l2
+
+
+def test_dp_padded_extend_rows_are_zero(msa_on):
+    """Under DP attention SGLang pads q past the batch's tokens (extend_seq_lens_cpu sums to
+    fewer rows): msa_sgl computes the real rows and returns zeros for the padding, like
+    SGLang's backend."""
+    runner = K.M3MockModelRunner(SHAPE)
+    try:
+        hybrid = K.build_backend(runner)
+        reqs = [K.Req(tokens=_tokens(40, 1), row=2), K.Req(tokens=_tokens(23, 2), row=4)]
+        new_lens = [17, 23]
+        K.place(runner, reqs, "shuffled_pages", seed=5)
+        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [23, 0])
+        pad = 5
+        fb = K.forward_batch(runner, ForwardMode.EXTEND, reqs, new_lens,
+                             [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)] + [[0] * pad])
+        hybrid.init_forward_metadata(fb)
+        inputs = K.layer_inputs(DATA, 1, reqs, new_lens)
+        padded = {k: (None if v is None else torch.cat([v, v[:pad] * 0])) for k, v in inputs.items()}
+        _, out = hybrid.sparse.forward(padded["q"], padded["k"], padded["v"], K.make_layers(SHAPE)[1], fb,
+                                       idx_q=padded["idx_q"], idx_k=padded["idx_k"], idx_v=None)
+    finally:
+        runner.close()
+    assert out.shape[0] == sum(new_lens) + pad
+    assert torch.count_nonzero(out[sum(new_lens):]) == 0
+    K.check_against_reference(out[: sum(new_lens)], DATA, 1, reqs, new_lens)
+
+
+def test_bad_input_raises_instead_of_falling_back(msa_on):
+    runner = K.M3MockModelRunner(SHAPE)
+    try:
+        hybrid = K.build_backend(runner)
+        reqs = [K.Req(tokens=_tokens(20, 7), row=1)]
+        K.place(runner, reqs, "shuffled_pages")
+        fb = K.forward_batch(runner, ForwardMode.DECODE, reqs, [1], [reqs[0].slots[-1:]])
+        hybrid.init_forward_metadata(fb)
+        layer = K.make_layers(SHAPE)[1]
+        inputs = K.layer_inputs(DATA, 1, reqs, [1])
+        two_rows = {k: torch.cat([v, v]) for k, v in inputs.items() if v is not None}
+        with pytest.raises(ValueError, match="q: expected 1 rows for a decode batch"):
+            hybrid.sparse.forward(two_rows["q"], two_rows["k"], two_rows["v"], layer, fb, idx_q=two_rows["idx_q"],
+                                  idx_k=two_rows["idx_k"], idx_v=None)
+        layer.k_scale_float = 0.5
+        with pytest.raises(ValueError, match="layer.k_scale_float"):
+            K.run_layer(hybrid, layer, fb, inputs)
+    finally:
+        runner.close()
+
+
+@pytest.mark.skipif(not K.ON_GPU, reason="SGLang's own MiniMax kernels need a GPU (their autotuner)")
+@pytest.mark.parametrize("case", ["extend_cached_prefix", "decode"])
+def test_matches_sglang_backend(msa_on, case):
+    """GPU: msa_sgl's backend and SGLang's own MiniMax backend on identical inputs (the pool
+    written by each through the same setter): both within the dtype's bound of the float64
+    reference, and within twice that bound of each other."""
+    import sglang.srt.layers.attention.minimax_sparse_backend as msb
+
+    from msa_sgl import radix_integration as ri
+
+    mode, seq_lens, new_lens, _ = CASES[case]
+    outs = {}
+    for which in ("msa_sgl", "sglang"):
+        runner = K.M3MockModelRunner(SHAPE)
+        try:
+            if which == "sglang":
+                stock = ri._stock_base(msb.MiniMaxSparseAttnBackend)
+                dense = K.ATTENTION_BACKENDS["torch_native"](runner)
+                sparse = stock(runner)
+                hybrid = msb.MiniMaxHybridAttnBackend(dense, sparse, sparse.sparse_layer_ids)
+            else:
+                hybrid = K.build_backend(runner)
+            reqs = [K.Req(tokens=_tokens(n, 10 * i + 1), row=i + 1) for i, n in enumerate(seq_lens)]
+            K.place(runner, reqs, "shuffled_pages", seed=3)
+            K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
+            fb = K.forward_batch(runner, mode, reqs, new_lens,
+                                 [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)])
+            hybrid.init_forward_metadata(fb)
+            outs[which] = {lid: K.run_layer(hybrid, K.make_layers(SHAPE)[lid], fb,
+                                            K.layer_inputs(DATA, lid, reqs, new_lens))[1] for lid in SHAPE.msa_layers}
+        finally:
+            runner.close()
+    for lid in SHAPE.msa_layers:
+        for which in outs:
+            K.check_against_reference(outs[which][lid], DATA, lid, reqs, new_lens)
+        from harness.tolerance import BOUNDS
+
+        a, b = outs["msa_sgl"][lid].double().cpu(), outs["sglang"][lid].double().cpu()
+        assert float((a - b).norm() / b.norm()) <= 2 * BOUNDS[SHAPE.dtype].rel_l2
