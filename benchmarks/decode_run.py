@@ -33,7 +33,8 @@ from msa_sgl import ops  # noqa: E402
 
 import gpu_run  # noqa: E402  (env_info, free, _sdpa)
 
-R = {"env": {}, "copy_gbps": None, "decode": [], "forms": [], "errors": []}
+R = {"env": {}, "copy_gbps": None, "decode": [], "forms": [], "fp8": [], "fp8_quality": [], "fp8_prefill": [],
+     "errors": []}
 T0 = time.time()
 M3 = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128)
 
@@ -140,6 +141,136 @@ def time_decode(batch, ctx, q_len=1, peer=None):
     R["decode"].append(rec)
 
 
+def quantized(prob):
+    """8-bit copy of the problem's index-key cache (every slot), via the store kernel."""
+    k = prob.args["k_idx_cache"]
+    pages, B, d = k.shape
+    k8 = torch.empty(pages, B, d, dtype=torch.float8_e4m3fn, device=k.device)
+    sc = torch.empty(pages, B, dtype=torch.float32, device=k.device)
+    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * B, device=k.device), k8, sc)
+    return k8, sc
+
+
+def time_decode_fp8(batch, ctx, q_len=1):
+    """The same decode step with 8-bit index keys: ms, bytes, speedup over bf16 keys and dense."""
+    idx_bytes = batch * ctx * (128 + 4)
+    kv = batch * q_len * 4 * 16 * 128 * 128 * 2 * 2
+    need = idx_bytes + kv
+    copies = max(1, min(8, math.ceil(200e6 / need)))
+    probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
+             for i in range(copies)]
+    qs = [quantized(p) for p in probs]
+    ws = [_wrapper(p, q_len) for p in probs]
+
+    def run8(w, p, q8):
+        a = p.args
+        return w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], q8[0], k_idx_scale=q8[1])
+
+    for w, p, q8 in zip(ws, probs, qs):
+        run8(w, p, q8)
+    torch.cuda.synchronize()
+    ms = hb.bench_graph_ms(lambda: [run8(w, p, q8) for w, p, q8 in zip(ws, probs, qs)]) / copies
+    bf = next((d for d in R["decode"] if d["batch"] == batch and d["ctx"] == ctx and d["q_len"] == q_len), None)
+    rec = dict(batch=batch, ctx=ctx, q_len=q_len, msa_fp8_ms=ms, bytes=need, gbps=need / ms / 1e6)
+    if bf:
+        rec["bf16_keys_ms"] = bf["msa_ms"]
+        if "dense" in bf:
+            rec["speedup_vs_dense"] = min(v for k, v in bf["dense"].items() if not k.endswith("_error")) / ms
+        if "sglang_ms" in bf:
+            rec["speedup_vs_sglang"] = bf["sglang_ms"] / ms
+    log("fp8 decode", rec)
+    R["fp8"].append(rec)
+
+
+def fp8_query_variant():
+    """8-bit keys with the index queries kept in bf16 (keys widened in-kernel): speed and
+    selection agreement with bf16 keys, against the default (queries rounded to e4m3)."""
+    from msa_sgl.ops import index_branch as ib
+
+    for kind in ("random", "structured"):
+        prob = hb.make_big_problem([64] * 4, [131072] * 4, dtype=torch.bfloat16, seed=7)
+        a = prob.args
+        if kind == "structured":
+            k = a["k_idx_cache"]
+            base = torch.randn(k.shape[0], 1, k.shape[2], device=k.device, dtype=torch.float32)
+            k.copy_((base + 0.5 * torch.randn_like(k, dtype=torch.float32)).to(k.dtype))
+        k8, sc = quantized(prob)
+        ia = prob.index_args()
+        t16 = msa_sgl.index_topk(**ia)
+        try:
+            ib.FP8_QUERY = False
+            tk = msa_sgl.index_topk(**{**ia, "k_idx_cache": k8, "k_idx_scale": sc})
+        finally:
+            ib.FP8_QUERY = True
+        rec = dict(kind=kind, q_bf16_identical_sets=(t16 == tk).all(-1).float().mean().item())
+        log("fp8 keys, bf16 queries", rec)
+        R["fp8_quality"].append(rec)
+    for batch, ctx in ((1, 1 << 20), (8, 1 << 20), (64, 131072)):
+        prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=3)
+        k8, sc = quantized(prob)
+        w = _wrapper(prob, 1)
+        a = prob.args
+        rec = dict(batch=batch, ctx=ctx)
+        for q8 in (True, False):
+            ib.FP8_QUERY = q8
+            try:
+                rec["q8" if q8 else "q_bf16"] = hb.bench_graph_ms(
+                    lambda: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8, k_idx_scale=sc))
+            finally:
+                ib.FP8_QUERY = True
+        log("fp8 keys decode, q8 vs q bf16 (ms)", rec)
+        R["fp8_quality"].append(rec)
+    prob = hb.make_big_problem([16384], [131072], dtype=torch.bfloat16, seed=5)
+    k8, sc = quantized(prob)
+    ia = {**prob.index_args(), "k_idx_cache": k8}
+    flops = hb.index_flops([16384], [131072], 4, 128)
+    ib.FP8_QUERY = False
+    try:
+        t = hb.bench_ms(lambda: ops.index_topk(**ia, k_idx_scale=sc), rep=100)
+    finally:
+        ib.FP8_QUERY = True
+    rec = dict(P=114688, C=16384, fp8_keys_q_bf16_ms=t, tflops=flops / t / 1e9)
+    log("fp8 keys prefill, q bf16", rec)
+    R["fp8_prefill"].append(rec)
+
+
+def fp8_quality():
+    """Fraction of (query, group) rows whose 8-bit selection equals the bf16 one, random and
+    structured index data (keys = a per-block direction + noise, so blocks differ in relevance)."""
+    for kind in ("random", "structured"):
+        prob = hb.make_big_problem([64] * 4, [131072] * 4, dtype=torch.bfloat16, seed=7)
+        a = prob.args
+        if kind == "structured":
+            k = a["k_idx_cache"]
+            base = torch.randn(k.shape[0], 1, k.shape[2], device=k.device, dtype=torch.float32)
+            k.copy_((base + 0.5 * torch.randn_like(k, dtype=torch.float32)).to(k.dtype))
+        k8, sc = quantized(prob)
+        ia = prob.index_args()
+        t16 = msa_sgl.index_topk(**ia)
+        t8 = msa_sgl.index_topk(**{**ia, "k_idx_cache": k8, "k_idx_scale": sc})
+        same = (t16 == t8).all(-1).float().mean().item()
+        s16, s8 = (t16.sort(-1).values, t8.sort(-1).values)
+        overlap = (((s16[..., :, None] == s8[..., None, :]) & (s16[..., :, None] >= 0)).sum().item()
+                   / max(1, (s16 >= 0).sum().item()))
+        rec = dict(kind=kind, rows=int(t16.shape[0] * t16.shape[1]), identical_sets=same, block_overlap=overlap)
+        log("fp8 quality", rec)
+        R["fp8_quality"].append(rec)
+
+
+def fp8_prefill(P=114688, C=16384):
+    prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
+    k8, sc = quantized(prob)
+    ia = prob.index_args()
+    flops = hb.index_flops([C], [P + C], 4, 128)
+    t16 = hb.bench_ms(lambda: ops.index_topk(**ia), rep=100)
+    t8 = hb.bench_ms(lambda: ops.index_topk(**{**ia, "k_idx_cache": k8}, k_idx_scale=sc), rep=100)
+    same = (ops.index_topk(**ia) == ops.index_topk(**{**ia, "k_idx_cache": k8}, k_idx_scale=sc)).all(-1).float().mean()
+    rec = dict(P=P, C=C, bf16_ms=t16, fp8_ms=t8, bf16_tflops=flops / t16 / 1e9, fp8_tflops=flops / t8 / 1e9,
+               identical_sets=float(same))
+    log("fp8 prefill index", rec)
+    R["fp8_prefill"].append(rec)
+
+
 def time_forms(ctx=16384):
     """Main branch alone, split vs query-outer, by the number of query rows (decode batches)."""
     for batch in (1, 16, 64, 256, 1024):
@@ -159,6 +290,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--forms", action="store_true")
     ap.add_argument("--peer", action="store_true")
+    ap.add_argument("--fp8", action="store_true")
+    ap.add_argument("--fp8-only", action="store_true", help="only the 8-bit key studies (no decode table)")
     a = ap.parse_args()
     gpu_run.env_info()
     R["env"] = gpu_run.RESULTS["env"]
@@ -175,19 +308,34 @@ def main():
         points = ([(1, 131072), (8, 131072)] if a.quick else
                   [(1, 32768), (1, 131072), (1, 1 << 20), (8, 32768), (8, 131072), (8, 1 << 20), (64, 32768),
                    (64, 131072)])
-        for batch, ctx in points:
+        for batch, ctx in ([] if a.fp8_only else points):
             try:
                 time_decode(batch, ctx, peer=peer)
             except Exception as e:  # noqa: BLE001
                 R["errors"].append(f"decode {batch}x{ctx}: {e!r}"[:400])
                 log("DECODE FAILED", traceback.format_exc()[-1500:])
             gpu_run.free()
-        for batch, q_len in ((1, 8), (8, 8)):
+        for batch, q_len in (() if a.fp8_only else ((1, 8), (8, 8))):
             try:
                 time_decode(batch, 131072, q_len=q_len)
             except Exception as e:  # noqa: BLE001
                 R["errors"].append(f"decode mtp {batch}x{q_len}: {e!r}"[:400])
             gpu_run.free()
+        if a.fp8 or a.fp8_only:
+            for batch, ctx in ([] if a.fp8_only else points):
+                try:
+                    time_decode_fp8(batch, ctx)
+                except Exception as e:  # noqa: BLE001
+                    R["errors"].append(f"fp8 decode {batch}x{ctx}: {e!r}"[:400])
+                    log("FP8 FAILED", traceback.format_exc()[-1500:])
+                gpu_run.free()
+            for fn in (fp8_quality, fp8_prefill, fp8_query_variant):
+                try:
+                    fn()
+                except Exception as e:  # noqa: BLE001
+                    R["errors"].append(f"{fn.__name__}: {e!r}"[:400])
+                    log("FP8 FAILED", traceback.format_exc()[-1500:])
+                gpu_run.free()
         if a.forms:
             time_forms()
     finally:
@@ -205,6 +353,11 @@ def main():
             print(f"b={d['batch']:>2} ctx={d['ctx']:>7} q={d['q_len']} msa {d['msa_ms']:.4f} ms ({d['gbps']:.0f} GB/s) "
                   f"index {d['index_ms']:.4f} ms ({d['index_gbps']:.0f} GB/s) plan {d['plan_ms_eager']:.3f} "
                   f"run-eager {d['run_ms_eager']:.3f}{extra}")
+        for f in R["fp8"]:
+            print(f"fp8 keys b={f['batch']:>2} ctx={f['ctx']:>7}: {f['msa_fp8_ms']:.4f} ms ({f['gbps']:.0f} GB/s) bf16 keys "
+                  f"{f.get('bf16_keys_ms', 0):.4f} x dense {f.get('speedup_vs_dense', 0):.2f} x sglang {f.get('speedup_vs_sglang', 0):.2f}")
+        for f in R["fp8_quality"] + R["fp8_prefill"]:
+            print("fp8", f)
         for f in R["forms"]:
             print(f"forms b={f['batch']:>4}: split {f['split_ms']:.4f} q_outer {f['q_outer_ms']:.4f}")
         for e in R["errors"]:

@@ -7,6 +7,9 @@ Layouts (every entry point; the contract is ../shared/MSA.md of the project):
     k_cache      [num_pages, block_size, Hkv, D]  paged keys (page = one KV block)
     v_cache      [num_pages, block_size, Hkv, D]  paged values
     k_idx_cache  [num_pages, block_size, d_idx]   paged index keys, one head shared by all groups
+                                                  (q_idx's dtype, or float8_e4m3fn with
+    k_idx_scale  float32 [num_pages, block_size]  per-token scales: 8-bit keys, see
+                                                  msa_sgl.quantize_index_keys)
     page_table   int32 [batch, max_pages]         logical block -> physical page, per request
     cu_seqlens_q int32 [batch + 1]                query offsets: request b owns rows
                                                   cu_seqlens_q[b]:cu_seqlens_q[b+1]
@@ -29,7 +32,7 @@ the pages a request uses; ``msa_sgl.validate_metadata`` checks them on demand.
 
 from . import reference
 from ._validate import validate_metadata
-from .api import index_topk, msa_attention, sparse_attention
+from .api import index_topk, msa_attention, quantize_index_keys, sparse_attention
 from .config import MSAConfig
 from .decode import MSADecodeWrapper
 from .paging import page_table_from_req_to_token, paged_view
@@ -41,6 +44,7 @@ __all__ = [
     "index_topk",
     "sparse_attention",
     "msa_attention",
+    "quantize_index_keys",
     "MSADecodeWrapper",
     "reference",
     "validate_metadata",

@@ -103,12 +103,24 @@ def _check_paged_cache(name: str, cache: torch.Tensor, config: MSAConfig) -> Non
         )
 
 
-def check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config) -> Dims:
-    """Arguments of ``index_topk`` (layouts in msa_sgl/__init__.py)."""
+def check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale=None) -> Dims:
+    """Arguments of ``index_topk`` (layouts in msa_sgl/__init__.py). 8-bit index keys:
+    ``k_idx_cache`` float8_e4m3fn with ``k_idx_scale`` float32 ``[num_pages, block_size]``."""
     config = check_config(config)
     _tensor("q_idx", q_idx, 3, FLOAT_DTYPES)
-    _tensor("k_idx_cache", k_idx_cache, 3, FLOAT_DTYPES)
-    if k_idx_cache.dtype != q_idx.dtype:
+    _tensor("k_idx_cache", k_idx_cache, 3, FLOAT_DTYPES + (torch.float8_e4m3fn,))
+    if k_idx_cache.dtype == torch.float8_e4m3fn:
+        if k_idx_scale is None:
+            raise ValueError("k_idx_scale: expected float32 [num_pages, block_size] scales with float8_e4m3fn "
+                             "k_idx_cache, got None")
+        _tensor("k_idx_scale", k_idx_scale, 2, (torch.float32,))
+        _shape("k_idx_scale", k_idx_scale, tuple(k_idx_cache.shape[:2]), "[num_pages, block_size] of k_idx_cache")
+        _contiguous("k_idx_scale", k_idx_scale)
+        _same_device((("k_idx_scale", k_idx_scale),), "q_idx", q_idx)
+    elif k_idx_scale is not None:
+        raise ValueError(f"k_idx_scale: expected None for {_fmt_dtype(k_idx_cache.dtype)} index keys (scales go "
+                         "with float8_e4m3fn keys only), got a tensor")
+    elif k_idx_cache.dtype != q_idx.dtype:
         raise ValueError(
             f"k_idx_cache: expected dtype {_fmt_dtype(q_idx.dtype)} (the dtype of q_idx), got {_fmt_dtype(k_idx_cache.dtype)}"
         )
@@ -174,10 +186,11 @@ def check_topk_idx(topk_idx, dims: Dims, config: MSAConfig, ref: torch.Tensor) -
     _same_device((("topk_idx", topk_idx),), "q", ref)
 
 
-def check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config) -> Dims:
+def check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
+                     k_idx_scale=None) -> Dims:
     """Arguments of ``msa_attention``: both branches, and their agreement."""
     dims = check_attention_inputs(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config)
-    idims = check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    idims = check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale)
     if idims.total_q != dims.total_q:
         raise ValueError(f"q_idx: expected {dims.total_q} tokens in shape[0] (q.shape[0]), got {idims.total_q}")
     if idims.num_kv_heads != dims.num_kv_heads:
@@ -192,6 +205,24 @@ def check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seq
         )
     _same_device((("q_idx", q_idx),), "q", q)
     return Dims(**{**dims.__dict__, "index_dim": idims.index_dim})
+
+
+def check_quantize_inputs(k_idx, slots, k8_cache, scale_cache) -> None:
+    """Arguments of ``quantize_index_keys``."""
+    _tensor("k_idx", k_idx, 2, FLOAT_DTYPES)
+    _tensor("slots", slots, 1, (torch.int64, torch.int32))
+    _tensor("k8_cache", k8_cache, 3, (torch.float8_e4m3fn,))
+    _tensor("scale_cache", scale_cache, 2, (torch.float32,))
+    _shape("slots", slots, (k_idx.shape[0],), "[n], n = k_idx.shape[0]")
+    _shape("scale_cache", scale_cache, tuple(k8_cache.shape[:2]), "[num_pages, block_size] of k8_cache")
+    if k8_cache.shape[2] != k_idx.shape[1]:
+        raise ValueError(f"k8_cache: expected index dim shape[2] == k_idx.shape[1] = {k_idx.shape[1]}, "
+                         f"got {k8_cache.shape[2]}")
+    _inner_contiguous("k_idx", k_idx)
+    _contiguous("slots", slots)
+    _contiguous("k8_cache", k8_cache)
+    _contiguous("scale_cache", scale_cache)
+    _same_device((("slots", slots), ("k8_cache", k8_cache), ("scale_cache", scale_cache)), "k_idx", k_idx)
 
 
 def validate_metadata(page_table, cu_seqlens_q, seq_lens_k, *, total_q: int, num_pages: int, block_size: int) -> None:

@@ -15,7 +15,7 @@ import torch
 from . import _validate as V
 from .config import MSAConfig
 
-__all__ = ["index_topk", "sparse_attention", "msa_attention"]
+__all__ = ["index_topk", "sparse_attention", "msa_attention", "quantize_index_keys"]
 
 # Head dims the kernels are built for (the reference takes any).
 _KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # what the tests cover; 256 is not yet tested
@@ -47,22 +47,27 @@ def _check_head_dim(name: str, value: int) -> None:
         raise ValueError(f"{name}: expected a head dim in {_KERNEL_HEAD_DIMS} for the kernels, got {value}")
 
 
-def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig) -> torch.Tensor:
+def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig,
+               k_idx_scale=None) -> torch.Tensor:
     """Index branch: the top-k KV blocks of every (query token, KV group).
 
     Args:
         q_idx: ``[total_q, Hkv, d_idx]`` index queries, one head per KV group.
-        k_idx_cache: ``[num_pages, block_size, d_idx]`` index keys, one head shared by all groups.
+        k_idx_cache: ``[num_pages, block_size, d_idx]`` index keys, one head shared by all groups;
+            q_idx's dtype, or float8_e4m3fn (8-bit keys, see :func:`quantize_index_keys`).
         page_table, cu_seqlens_q, seq_lens_k, config: see msa_sgl/__init__.py.
+        k_idx_scale: float32 ``[num_pages, block_size]`` per-token scales of 8-bit keys (else None).
+            With 8-bit keys each index query row is rounded to e4m3 too (scaled by 448 / max|q|)
+            and the products run on fp8 tensor cores; ``msa_sgl.reference`` scores the same way.
 
     Returns:
         int32 ``[total_q, Hkv, topk]``: logical block ids, ascending, ``-1`` tail,
         ``min(topk, p + 1)`` valid entries (MSA.md section 3).
     """
-    dims = V.check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    dims = V.check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale)
     _check_kernel_device("q_idx", q_idx)
     _check_head_dim("q_idx.shape[2]", dims.index_dim)
-    return _ops().index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    return _ops().index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale=k_idx_scale)
 
 
 def sparse_attention(
@@ -93,15 +98,35 @@ def sparse_attention(
 
 def msa_attention(
     q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig,
-    return_lse: bool = False,
+    return_lse: bool = False, k_idx_scale=None,
 ):
     """Both branches in one call: :func:`index_topk` then :func:`sparse_attention`."""
-    dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
+                              k_idx_scale)
     _check_kernel_device("q", q)
     _check_head_dim("q.shape[2]", dims.head_dim)
     _check_head_dim("q_idx.shape[2]", dims.index_dim)
     ops = _ops()
-    topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale=k_idx_scale)
     return ops.sparse_attention(
         q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
     )
+
+
+def quantize_index_keys(k_idx, slots, k8_cache, scale_cache) -> None:
+    """Stores index keys as 8-bit keys (quantize on store), in place.
+
+    Args:
+        k_idx: ``[n, d_idx]`` new index keys (float16, bfloat16 or float32).
+        slots: int64 (or int32) ``[n]``: flat slot of each key, ``page * block_size + offset``
+            (SGLang's ``out_cache_loc``). Slots outside ``[0, num_pages * block_size)`` are skipped.
+        k8_cache: float8_e4m3fn ``[num_pages, block_size, d_idx]``.
+        scale_cache: float32 ``[num_pages, block_size]``.
+
+    Each key becomes ``k8 = e4m3(k * 448 / max|k|)`` (round to nearest even) and ``scale = max|k| /
+    448`` (0 and zeros for an all-zero key); :func:`index_topk` reads them with ``k_idx_scale``.
+    One kernel launch, no synchronisation.
+    """
+    V.check_quantize_inputs(k_idx, slots, k8_cache, scale_cache)
+    _check_kernel_device("k_idx", k_idx)
+    _ops().quantize_index_keys(k_idx, slots, k8_cache, scale_cache)

@@ -140,16 +140,17 @@ class MSADecodeWrapper:
             method = "q_outer"
         self._planned = (batch, total_q, idx_plan, ops.tile_grid(total_q, batch, idx_plan.block_t), method)
 
-    def run(self, q, k_cache, v_cache, q_idx, k_idx_cache, *, out: torch.Tensor | None = None,
-            return_lse: bool = False):
+    def run(self, q, k_cache, v_cache, q_idx, k_idx_cache, *, k_idx_scale: torch.Tensor | None = None,
+            out: torch.Tensor | None = None, return_lse: bool = False):
         """Both branches for the planned step: ``out [total_q, Hq, D]`` (and float32 ``lse
         [total_q, Hq]`` when ``return_lse``). ``q``/``q_idx`` hold the step's ``total_q``
-        rows; caches as in msa_sgl/__init__.py."""
+        rows; caches as in msa_sgl/__init__.py (8-bit index keys: float8_e4m3fn ``k_idx_cache``
+        with ``k_idx_scale``)."""
         if self._planned is None:
             raise ValueError("run: plan() must be called first")
         batch, total_q, idx_plan, grid_tiles, method = self._planned
         pt, cu, sl = self._page_table[:batch], self._cu_seqlens[: batch + 1], self._seq_lens[:batch]
-        dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, pt, cu, sl, self.config)
+        dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, pt, cu, sl, self.config, k_idx_scale)
         for name, got, want in (("q.shape[0]", dims.total_q, total_q), ("q.shape[1]", dims.num_q_heads, self.hq),
                                 ("q.shape[2]", dims.head_dim, self.head_dim),
                                 ("q_idx.shape[2]", dims.index_dim, self.index_dim),
@@ -176,7 +177,7 @@ class MSADecodeWrapper:
         part_keys = self._part_keys[:n].view(total_q * self.hkv, idx_plan.n_split, idx_plan.kf)
         token_req = self._token_req[:total_q]
         ops.launch_index(q_idx, k_idx_cache, pt, cu, sl, self.config, idx_plan, self._tile_cum[: batch + 1],
-                         grid_tiles, token_req, part_keys, topk)
+                         grid_tiles, token_req, part_keys, topk, k_idx_scale)
         if method == "split":
             ops.launch_split(q, k_cache, v_cache, topk, pt, cu, sl, self.config, token_req, out, lse,
                              self._o_part, self._lse_part)

@@ -67,15 +67,23 @@ blocks, softmax and index scales are ``1/sqrt(D)`` and ``1/sqrt(d_idx)`` (SGLang
 Hot path: metadata is built once per forward batch on the device (no ``.item()``, ``.cpu()``
 or ``.tolist()`` on device tensors; host sizes come from SGLang's ``*_cpu`` fields), K/V and
 index keys are written at ``out_cache_loc`` by the pool's own setter, the pools are read
-through zero-copy paged views, and ``msa_sgl.msa_attention`` launches shapes that depend only
-on tensor shapes. Extend: ``cu_seqlens_q`` from ``extend_seq_lens``, ``seq_lens_k =
-seq_lens``, a page table ``ceil(max seq_lens_cpu / B)`` wide. Decode: one query per request.
-Verify (TARGET_VERIFY): SGLang's ``seq_lens`` are the committed lengths and the
+through zero-copy paged views, and every launch has shapes that depend only on tensor shapes.
+Extend: ``msa_sgl.msa_attention`` per layer, ``cu_seqlens_q`` from ``extend_seq_lens``,
+``seq_lens_k = seq_lens``, a page table ``ceil(max seq_lens_cpu / B)`` wide. Decode: one query
+per request. Verify (TARGET_VERIFY): SGLang's ``seq_lens`` are the committed lengths and the
 ``speculative_num_draft_tokens`` drafts follow them, so ``q_len`` = drafts and ``seq_len_k =
-seq_lens + drafts``. Decode and verify metadata (page table as wide as ``req_to_token``, so
-fixed) is written into persistent buffers (``init_cuda_graph_state``) by
-``init_forward_metadata_in_graph``, which SGLang records into its decode CUDA graphs and
-replays; padded rows (``seq_len`` fill 1, request row 0) read the padding page 0.
+seq_lens + drafts``. Decode and verify (page table as wide as ``req_to_token``, so fixed) go
+through one ``msa_sgl.MSADecodeWrapper`` per backend: ``init_forward_metadata_in_graph`` (or,
+for eager callers that skip it, the first layer) calls its ``plan()`` once per forward batch,
+which copies the batch's metadata into the wrapper's own buffers with device ops only, and each
+layer's ``run()`` launches the kernels alone, into a fresh output tensor. SGLang records the
+in-graph hook into its decode CUDA graphs and replays it, so a replay re-plans into the same
+buffers the captured ``run()`` kernels read. The wrapper is built outside any capture (in
+``init_cuda_graph_state``, else by the first step batch) for ``max(graph max_bs, most running
+requests)`` requests and ``max(1, draft tokens)`` query tokens each; a larger batch, or verify
+with more than 16 drafts (named in the start-up line), runs ``msa_sgl.msa_attention`` per
+layer instead, on metadata that graphs read from persistent buffers (``init_cuda_graph_state``).
+Padded graph rows (``seq_len`` fill 1, request row 0) read the padding page 0.
 """
 
 from __future__ import annotations
@@ -388,6 +396,12 @@ class ServingPlan:
     reasons: List[str]  # why msa_sgl serves nothing (when not active)
     config: Optional[object] = None  # msa_sgl.MSAConfig
     device: str = ""
+    # decode / verify: the kinds served through one msa_sgl.MSADecodeWrapper (plan once per
+    # batch, kernels only per layer), the others (kind -> why) through msa_sgl.msa_attention
+    wrapper_kinds: Tuple[str, ...] = ()
+    direct_step_kinds: Dict[str, str] = field(default_factory=dict)
+    step_q_len: int = 1  # the wrapper's max_q_len: 1, or the draft tokens when it serves verify
+    num_q_heads: int = 0  # query heads per rank (the wrapper's Hq)
 
     def serves(self, layer_id: int, kind: str) -> bool:
         return self.active and kind in self.kinds and layer_id in self.layers
@@ -411,6 +425,13 @@ class ServingPlan:
             parts.append(f"SGLang's path serves layers {_ranges(lids)}: {why}")
         for kind, why in self.stock_kinds.items():
             parts.append(f"SGLang's path serves {kind}: {why}")
+        if self.wrapper_kinds:
+            parts.append(
+                f"{' and '.join(self.wrapper_kinds)} through msa_sgl.MSADecodeWrapper (plan once per batch, kernels only "
+                f"per layer; up to {self.step_q_len} query token{'s' if self.step_q_len > 1 else ''} per request)"
+            )
+        for kind, why in self.direct_step_kinds.items():
+            parts.append(f"{kind} through msa_sgl.msa_attention per layer: {why}")
         return "; ".join(parts)
 
 
@@ -557,6 +578,30 @@ def _plan(backend, runner) -> ServingPlan:
     if not kinds and not reasons:
         reasons.append(f"no forward kind left ({'; '.join(f'{k}: {v}' for k, v in stock_kinds.items())})")
     active = not reasons
+
+    # decode / verify through one MSADecodeWrapper (at most MAX_Q_LEN query tokens per request)
+    from msa_sgl.decode import MAX_Q_LEN
+
+    num_q_heads = int(getattr(runner.model_config, "num_attention_heads", 0) or 0) // max(1, tp)
+    wrapper_kinds: List[str] = []
+    direct: Dict[str, str] = {}
+    step_q_len = 1
+    heads_ok = num_q_heads >= 1 and num_q_heads % main.head_num == 0
+    for kind in ("decode", "verify"):
+        if not active or kind not in kinds:
+            continue
+        if not heads_ok:
+            direct[kind] = f"{num_q_heads} query heads per rank, not a multiple of {main.head_num} KV heads"
+            continue
+        if kind == "verify":
+            ndt = int(getattr(backend, "speculative_num_draft_tokens", 0) or 0)
+            if ndt < 1:
+                continue  # no speculative decoding: no verify batch comes
+            if ndt > MAX_Q_LEN:
+                direct[kind] = f"{ndt} draft tokens per request > MSADecodeWrapper's {MAX_Q_LEN}"
+                continue
+            step_q_len = max(step_q_len, ndt)
+        wrapper_kinds.append(kind)
     return ServingPlan(
         active=active,
         layers=tuple(served) if active else (),
@@ -566,7 +611,37 @@ def _plan(backend, runner) -> ServingPlan:
         reasons=reasons,
         config=config,
         device=device,
+        wrapper_kinds=tuple(wrapper_kinds),
+        direct_step_kinds=direct,
+        step_q_len=step_q_len,
+        num_q_heads=num_q_heads,
     )
+
+
+def _max_running_requests(runner) -> int:
+    """Most requests one batch of this runner can hold: the largest of what the runner knows
+    (its max_running_requests, the server argument, the req_to_token pool's request rows)."""
+    found = []
+    for get in (
+        lambda: runner.max_running_requests,
+        lambda: runner.server_args.max_running_requests,
+        lambda: runner.req_to_token_pool.size,
+    ):
+        try:
+            v = get()
+        except Exception:  # noqa: BLE001 - a runner without it
+            continue
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            found.append(v)
+    if not found:  # every request has a req_to_token row (row 0 is SGLang's padding row)
+        found.append(max(1, int(runner.req_to_token_pool.req_to_token.shape[0]) - 1))
+    return max(found)
+
+
+def _capturing() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 @dataclass
@@ -581,6 +656,7 @@ class BatchMeta:
     page_table: object
     cu_seqlens_q: object
     seq_lens_k: object
+    wrapper: object = None  # the MSADecodeWrapper planned for this batch (None: msa_attention)
 
 
 def _stock_base(cls: type) -> type:
@@ -621,6 +697,14 @@ def backend_class() -> type:
             # decode / verify page tables cover every block that starts inside req_to_token,
             # a width fixed for the process (CUDA graphs need fixed shapes)
             self._msa_graph_pages = -(-self.req_to_token.shape[1] // B)
+            # decode / verify: one MSADecodeWrapper, built outside graph capture when first
+            # needed (init_cuda_graph_state, or the first eager step batch), for
+            # max(CUDA-graph max_bs, most running requests) requests
+            self._msa_wrapper = None
+            self._msa_step_cu: Dict[int, object] = {}  # q per request -> int32 [max_batch + 1] offsets
+            self._msa_max_reqs = _max_running_requests(runner)
+            self._msa_cg_max_bs = 0
+            self._msa_retired: List[tuple] = []  # wrappers replaced by a larger one (never freed)
             level = logging.INFO if self.msa_sgl_plan.active else logging.WARNING
             _log_once(level, self.msa_sgl_plan.summary(len(self.sparse_layer_ids)))
 
@@ -653,8 +737,21 @@ def backend_class() -> type:
 
         def init_cuda_graph_state(self, max_bs: int, max_num_tokens: int):
             super().init_cuda_graph_state(max_bs, max_num_tokens)
-            if not self.msa_sgl_plan.active:
+            plan = self.msa_sgl_plan
+            if not plan.active:
                 return
+            self._msa_cg_max_bs = max(self._msa_cg_max_bs, int(max_bs))
+            if plan.wrapper_kinds:
+                # built here, before any capture: its buffers are initialised by eager ops
+                w = self._msa_wrapper
+                if w is None or w.max_batch < self._msa_cg_max_bs:
+                    if w is not None:  # graphs captured on it keep its buffers' addresses: keep them alive
+                        self._msa_retired.append((w, self._msa_step_cu))
+                    self._msa_wrapper = None
+                    self._msa_build_wrapper()
+            if not any(k in plan.direct_step_kinds for k in ("decode", "verify")):
+                return  # every step kind reads the wrapper's own persistent buffers
+            # the step kinds msa_attention serves read these persistent buffers in the graphs
             dev = self.req_to_token.device
             ndt = int(self.speculative_num_draft_tokens or 1)
             ar = torch.arange(max_bs + 1, dtype=torch.int32, device=dev)
@@ -665,6 +762,51 @@ def backend_class() -> type:
                 cu_decode=ar.clone(),
                 cu_verify=(ar * ndt).to(torch.int32),
             )
+
+        # -- the decode wrapper ----------------------------------------------------------------
+        def _msa_build_wrapper(self):
+            plan = self.msa_sgl_plan
+            main = self.kv_pool.main_pool
+            max_batch = max(self._msa_max_reqs, self._msa_cg_max_bs, 1)
+            w = msa_sgl.MSADecodeWrapper(
+                plan.config, num_q_heads=plan.num_q_heads, num_kv_heads=main.head_num, head_dim=main.head_dim,
+                index_dim=self.idx_head_dim, max_batch=max_batch, max_pages=self._msa_graph_pages,
+                max_q_len=plan.step_q_len, dtype=main.dtype, device=self.req_to_token.device,
+            )
+            # constant query offsets of the step kinds, sliced per batch (never written again)
+            ar = torch.arange(max_batch + 1, dtype=torch.int32, device=w.device)
+            self._msa_step_cu = {q: (ar * q).to(torch.int32) for q in {1, plan.step_q_len}}
+            self._msa_wrapper = w
+            _log_once(
+                logging.INFO,
+                f"{LOG_PREFIX} MSADecodeWrapper for {', '.join(plan.wrapper_kinds)} on {w.device}: up to {max_batch} "
+                f"requests x {plan.step_q_len} query tokens, {self._msa_graph_pages} pages each, "
+                f"{w.workspace_bytes() / 2**20:.1f} MiB",
+            )
+            return w
+
+        def _msa_wrapper_for(self, kind: str, bs: int):
+            """The wrapper that serves this step batch, or None (msa_attention serves it)."""
+            if kind not in self.msa_sgl_plan.wrapper_kinds or bs == 0:
+                return None
+            w = self._msa_wrapper
+            if w is None:
+                if _capturing():  # its buffers must be initialised outside a graph
+                    _log_once(
+                        logging.WARNING,
+                        f"{LOG_PREFIX} MSADecodeWrapper not built before CUDA-graph capture (no init_cuda_graph_state): "
+                        "msa_sgl.msa_attention serves the captured step batches",
+                    )
+                    return None
+                w = self._msa_build_wrapper()
+            if bs > w.max_batch:
+                _log_once(
+                    logging.WARNING,
+                    f"{LOG_PREFIX} step batches of more than {w.max_batch} requests (the MSADecodeWrapper's max_batch) "
+                    "run msa_sgl.msa_attention (correct, slower)",
+                )
+                return None
+            return w
 
         def init_forward_metadata_in_graph(self, forward_batch):
             super().init_forward_metadata_in_graph(forward_batch)
@@ -694,6 +836,14 @@ def backend_class() -> type:
             )
             # SGLang's TARGET_VERIFY seq_lens are the committed lengths; the drafts come after them
             lens = fb.seq_lens.to(torch.int32) if q_per == 1 else (fb.seq_lens + q_per).to(torch.int32)
+            w = self._msa_wrapper_for(kind, bs)
+            if w is not None:
+                # plan once per batch: copies into the wrapper's own buffers and derives the
+                # step's metadata there, device ops only (graph-safe); every layer's run() reads them
+                cu = self._msa_step_cu[q_per][: bs + 1]
+                w.plan(table, cu, lens, total_q=bs * q_per)
+                self._msa_count(f"wrapper_plan_{kind}")
+                return BatchMeta(kind, fb, bs, bs * q_per, q_per, table, cu, lens, wrapper=w)
             cg = self._msa_cg
             if cg is not None and bs <= cg["max_bs"]:
                 cg["page_table"][:bs].copy_(table)
@@ -831,17 +981,19 @@ def backend_class() -> type:
             if rows > total:
                 raise ValueError(f"q: expected at least {rows} rows (the batch's new tokens), got {total}")
             q_in, iq_in = (q, idx_q) if rows == total else (q[:rows], idx_q[:rows])  # DP-attention padding
-            out = msa_sgl.msa_attention(
-                q_in,
-                msa_sgl.paged_view(k_buf, B),
-                msa_sgl.paged_view(v_buf, B),
-                iq_in,
-                msa_sgl.paged_view(idx_buf.view(idx_buf.shape[0], -1), B),
-                meta.page_table,
-                meta.cu_seqlens_q,
-                meta.seq_lens_k,
-                self.msa_sgl_plan.config,
-            )
+            k_view, v_view = msa_sgl.paged_view(k_buf, B), msa_sgl.paged_view(v_buf, B)
+            idx_view = msa_sgl.paged_view(idx_buf.view(idx_buf.shape[0], -1), B)
+            if meta.wrapper is not None:
+                # decode / verify, planned once for the batch: kernels only, into this layer's
+                # own tensor (the wrapper's out buffer would be overwritten by the next layer)
+                out = meta.wrapper.run(q_in, k_view, v_view, iq_in, idx_view,
+                                       out=q.new_empty(rows, q.shape[1], q.shape[2]))
+                self._msa_count(f"wrapper_{kind}")
+            else:
+                out = msa_sgl.msa_attention(
+                    q_in, k_view, v_view, iq_in, idx_view, meta.page_table, meta.cu_seqlens_q, meta.seq_lens_k,
+                    self.msa_sgl_plan.config,
+                )
             self._msa_count(f"msa_{kind}")
             out = out.reshape(rows, -1)
             if rows < total:

@@ -35,6 +35,7 @@ __all__ = [
     "msa_attention",
     "dense_attention",
     "query_positions",
+    "quantize_index_keys",
 ]
 
 _F64 = torch.float64
@@ -80,13 +81,18 @@ def _gather_tokens(cache: torch.Tensor, page_row: torch.Tensor, seq_len: int) ->
     return tokens.reshape(n_blocks * block_size, *cache.shape[2:])[:seq_len]
 
 
-def index_scores(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig) -> torch.Tensor:
+def index_scores(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig,
+                 k_idx_scale=None) -> torch.Tensor:
     """Block scores ``M[t, g, b] = max_{j in block b, j <= pos_t} <q_idx[t, g], k_idx[j]> * scale_idx``.
 
     Returns float64 ``[total_q, Hkv, max_pages]`` on the CPU; ``-inf`` for blocks with no visible key
     (blocks after the query's own block, and columns past the request's pages).
+
+    8-bit index keys (``k_idx_cache`` float8_e4m3fn, ``k_idx_scale`` float32 ``[pages, B]``): the
+    keys are ``k8 * scale`` and every index query row is rounded the same way (e4m3 after scaling
+    by ``448 / max|q|``, then scaled back), which is what the kernels multiply.
     """
-    dims = V.check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    dims = V.check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale)
     V.validate_metadata(
         page_table, cu_seqlens_q, seq_lens_k, total_q=dims.total_q, num_pages=dims.num_pages, block_size=dims.block_size
     )
@@ -94,6 +100,12 @@ def index_scores(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
     scale = config.resolved_index_scale(dims.index_dim)
     out = torch.full((dims.total_q, dims.num_kv_heads, dims.max_pages), -math.inf, dtype=_F64)
     q64 = q_idx.cpu().to(_F64)
+    if k_idx_scale is not None:
+        from .ops.quant import quantize_e4m3_reference
+
+        q8, q_scale = quantize_e4m3_reference(q_idx.cpu())
+        q64 = q8.to(_F64) * q_scale.to(_F64)[..., None]
+        k_idx_cache = k_idx_cache.cpu().to(_F64) * k_idx_scale.cpu().to(_F64)[..., None]
     for b, start, end, seq_len in _requests(cu_seqlens_q, seq_lens_k):
         q_len = end - start
         if q_len == 0:
@@ -128,9 +140,10 @@ def select_blocks(block_scores: torch.Tensor, p: int, config: MSAConfig) -> List
     return sorted(forced | set(chosen))
 
 
-def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig) -> torch.Tensor:
+def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig,
+               k_idx_scale=None) -> torch.Tensor:
     """Selected logical blocks, int32 ``[total_q, Hkv, topk]``: ascending ids, ``-1`` tail."""
-    scores = index_scores(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    scores = index_scores(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale)
     total_q, num_groups, _ = scores.shape
     _, pos = query_positions(cu_seqlens_q, seq_lens_k)
     out = torch.full((total_q, num_groups, config.topk), -1, dtype=torch.int32)
@@ -221,13 +234,27 @@ def msa_attention(
     seq_lens_k,
     config: MSAConfig,
     return_lse: bool = False,
+    k_idx_scale=None,
 ):
     """Index branch then main branch (float64)."""
-    V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
-    topk_idx = index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config)
+    V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
+                       k_idx_scale)
+    topk_idx = index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale)
     return sparse_attention(
         q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
     )
+
+
+def quantize_index_keys(k_idx, slots, k8_cache, scale_cache) -> None:
+    """What ``msa_sgl.quantize_index_keys`` stores, written with torch ops (in place)."""
+    from .ops.quant import quantize_e4m3_reference
+
+    V.check_quantize_inputs(k_idx, slots, k8_cache, scale_cache)
+    n_slots = k8_cache.shape[0] * k8_cache.shape[1]
+    keep = (slots >= 0) & (slots < n_slots)
+    x8, scale = quantize_e4m3_reference(k_idx[keep])
+    k8_cache.view(n_slots, -1)[slots[keep].long()] = x8
+    scale_cache.view(n_slots)[slots[keep].long()] = scale
 
 
 def dense_attention(

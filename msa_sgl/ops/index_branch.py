@@ -30,6 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .quant import round_e4m3
 from .metadata import build_tile_map, find_tile_request, launch_options, num_sms, tile_grid, token_requests
 
 _NEG_INF = float("-inf")
@@ -90,7 +91,7 @@ def _bitonic_sort_desc(x, LOG2_N: tl.constexpr):
 
 @triton.jit
 def _index_partial_kernel(
-    Q, K, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TILE_CUM,
+    Q, K, K_SCALE, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TILE_CUM,
     OUT_KEY,
     batch, num_pages, total_q,
     stride_qt, stride_qh,
@@ -100,7 +101,7 @@ def _index_partial_kernel(
     HKV: tl.constexpr, HKV_P: tl.constexpr, BLOCK_T: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
-    SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr,
+    SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
 ):
     pid = tl.program_id(0)
     i_split = tl.program_id(1)
@@ -132,6 +133,12 @@ def _index_partial_kernel(
     tok = (q_start + o_t).to(tl.int64)
     p_q = Q + tok[:, None] * stride_qt + o_g[:, None] * stride_qh + o_d[None, :]
     b_q = tl.load(p_q, mask=m_r[:, None] & (o_d[None, :] < D), other=0.0)  # [R, D_P]
+    if Q8:  # 8-bit keys: the query row in e4m3 too, scaled by 448 / max|q| (a positive row factor)
+        b_q = b_q.to(tl.float32)
+        amax = tl.max(tl.abs(b_q), axis=1)
+        inv = tl.div_rn(tl.full([R], 448.0, tl.float32), tl.where(amax > 0, amax, 1.0))  # IEEE, as the reference
+        b_q = round_e4m3(b_q * tl.where(amax > 0, inv, 0.0)[:, None])
+        b_q = b_q.to(K.dtype.element_ty)
 
     top_s, top_i = _empty_list(R, KF, K_FREE)
     o_j = tl.arange(0, BLOCK)
@@ -141,7 +148,11 @@ def _index_partial_kernel(
         page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)  # clamp: never outside the cache
         p_k = K + page * stride_kp + o_j[None, :] * stride_kb + o_d[:, None]
         b_k = tl.load(p_k, mask=o_d[:, None] < D, other=0.0)  # [D_P, BLOCK]
-        if IEEE:
+        if FP8:  # e4m3 x e4m3 products (or e4m3 keys widened to q's dtype), fp32 sums, each key's scale
+            if not Q8:
+                b_k = b_k.to(Q.dtype.element_ty)
+            b_s = tl.dot(b_q, b_k) * tl.load(K_SCALE + page * BLOCK + o_j)[None, :]
+        elif IEEE:
             b_s = tl.dot(b_q, b_k, input_precision="ieee")  # [R, BLOCK] fp32
         else:
             b_s = tl.dot(b_q, b_k)
@@ -235,6 +246,9 @@ _MAX_SPLIT = 256
 _MIN_BLOCKS_PER_SPLIT = 8
 # Candidates (splits x KF) the finalize kernel merges per row at a time.
 _CHUNK_CANDIDATES = 1024
+# 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
+# scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
+FP8_QUERY = True
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -267,24 +281,27 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, 
 
 
 def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan: IndexLaunch,
-                 tile_cum, grid_tiles, token_req, part_keys, out):
-    """Both index kernels into preallocated buffers: no allocation, no synchronisation."""
+                 tile_cum, grid_tiles, token_req, part_keys, out, k_idx_scale=None):
+    """Both index kernels into preallocated buffers: no allocation, no synchronisation.
+    ``k_idx_scale`` (float32 ``[num_pages, block_size]``) with fp8 ``k_idx_cache``: 8-bit keys."""
+    fp8 = k_idx_scale is not None
     total_q, hkv, d = q_idx.shape
     batch = page_table.shape[0]
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     if total_q == 0:
         return out
     _index_partial_kernel[(grid_tiles, plan.n_split)](
-        q_idx, k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
+        q_idx, k_idx_cache, k_idx_scale if fp8 else k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
         part_keys,
         batch, k_idx_cache.shape[0], total_q,
         q_idx.stride(0), q_idx.stride(1),
         k_idx_cache.stride(0), k_idx_cache.stride(1),
         page_table.stride(0),
         plan.n_split,
-        HKV=hkv, HKV_P=plan.hkv_p, BLOCK_T=plan.block_t, D=d, D_P=max(16, triton.next_power_of_2(d)),
+        HKV=hkv, HKV_P=plan.hkv_p, BLOCK_T=plan.block_t, D=d, D_P=max(32 if fp8 else 16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
-        KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32,
+        KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
+        Q8=fp8 and FP8_QUERY,
         **launch_options(plan.num_warps, plan.num_stages),
     )
     rows = total_q * hkv
@@ -298,8 +315,8 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
     return out
 
 
-def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, *, block_t=None, n_split=None,
-               num_warps=None, num_stages=None):
+def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, *, k_idx_scale=None, block_t=None,
+               n_split=None, num_warps=None, num_stages=None):
     """Kernel behind msa_sgl.index_topk (arguments already validated). Returns int32
     ``[total_q, Hkv, topk]``. The keyword options override the launch heuristics (benchmarks)."""
     total_q, hkv, _ = q_idx.shape
@@ -312,4 +329,4 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
     tiles = build_tile_map(cu_seqlens_q, total_q, plan.block_t)
     return launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
                         tiles.grid_tiles, token_requests(cu_seqlens_q, total_q),
-                        plan.workspace(total_q, hkv, q_idx.device), out)
+                        plan.workspace(total_q, hkv, q_idx.device), out, k_idx_scale)

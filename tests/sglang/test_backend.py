@@ -11,6 +11,8 @@ K = import_kit()
 
 from sglang.srt.model_executor.forward_batch_info import ForwardMode  # noqa: E402
 
+import msa_sgl  # noqa: E402
+
 SHAPE = K.M3Tiny()
 DATA = K.TokenData(SHAPE, seed=3)
 
@@ -70,7 +72,17 @@ def _check_case(shape, data, case, layout):
     finally:
         runner.close()
     kind = {ForwardMode.DECODE: "decode", ForwardMode.TARGET_VERIFY: "verify"}.get(mode, "extend")
-    assert sparse.msa_sgl_stats == {f"msa_{kind}": 1}, sparse.msa_sgl_stats
+    if kind == "extend":  # msa_sgl.msa_attention
+        assert sparse.msa_sgl_stats == {"msa_extend": 1}, sparse.msa_sgl_stats
+        assert sparse._msa_wrapper is None
+    else:  # decode / verify: the backend's MSADecodeWrapper, planned for the batch, run for the layer
+        assert sparse.msa_sgl_stats == {f"msa_{kind}": 1, f"wrapper_plan_{kind}": 1, f"wrapper_{kind}": 1}, \
+            sparse.msa_sgl_stats
+        w = sparse._msa_wrapper
+        assert isinstance(w, msa_sgl.MSADecodeWrapper)
+        assert (w.max_batch, w.max_q_len, w.max_pages) == (shape.max_reqs, max(1, ndt), sparse._msa_graph_pages)
+        assert (w.hq, w.hkv, w.head_dim, w.index_dim, w.dtype) == (shape.num_heads, shape.num_kv_heads,
+                                                                   shape.head_dim, shape.index_dim, shape.dtype)
     assert idx_o is None and out.shape == (sum(new_lens), shape.num_heads * shape.head_dim)
     # this call's K/V and index keys landed at out_cache_loc, through the pool's setter
     pool = runner.token_to_kv_pool
@@ -168,3 +180,73 @@ def test_matches_sglang_backend(msa_on, case):
 
         a, b = outs["msa_sgl"][lid].double().cpu(), outs["sglang"][lid].double().cpu()
         assert float((a - b).norm() / b.norm()) <= 2 * BOUNDS[SHAPE.dtype].rel_l2
+
+
+@pytest.mark.parametrize("mode", [ForwardMode.DECODE, ForwardMode.TARGET_VERIFY], ids=["decode", "target_verify"])
+def test_step_plans_once_and_runs_per_layer(msa_on, mode):
+    """Decode / verify: MSADecodeWrapper.plan once per forward batch (the metadata hook), run
+    once per layer; every layer returns its own tensor (the next layer does not overwrite it)."""
+    ndt = 3 if mode == ForwardMode.TARGET_VERIFY else 0
+    q_per = max(1, ndt)
+    kind = "verify" if ndt else "decode"
+    layers = K.make_layers(SHAPE)
+    runner = K.M3MockModelRunner(SHAPE, num_draft_tokens=ndt)
+    try:
+        hybrid = K.build_backend(runner)
+        sparse = hybrid.sparse
+        assert sparse._msa_wrapper is None  # built lazily, by the first step batch
+        reqs = [K.Req(tokens=_tokens(n, 40 + i), row=i + 2) for i, n in enumerate((75, 29, 50))]
+        K.place(runner, reqs, "interleaved_pages", seed=6)
+        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - q_per for r in reqs])
+        outs = []
+        for step in range(2):  # two forward batches (the second reuses the wrapper)
+            new = [q_per] * len(reqs)
+            committed = [len(r.slots) - q_per for r in reqs] if ndt else None
+            fb = K.forward_batch(runner, mode, reqs, new, [r.slots[-q_per:] for r in reqs],
+                                 seq_lens_override=committed)
+            hybrid.init_forward_metadata(fb)
+            w = sparse._msa_wrapper
+            assert sparse._msa_step.wrapper is w and sparse.msa_sgl_stats.get(f"wrapper_plan_{kind}") == step + 1
+            outs.append({lid: K.run_layer(hybrid, layers[lid], fb, K.layer_inputs(DATA, lid, reqs, new))[1]
+                         for lid in SHAPE.msa_layers})
+        assert sparse._msa_wrapper is w
+    finally:
+        runner.close()
+    n = len(SHAPE.msa_layers)
+    assert sparse.msa_sgl_stats == {f"wrapper_plan_{kind}": 2, f"wrapper_{kind}": 2 * n, f"msa_{kind}": 2 * n}
+    for out in outs:
+        ptrs = {out[lid].data_ptr() for lid in SHAPE.msa_layers}
+        assert len(ptrs) == n and not any(p == w._out.data_ptr() for p in ptrs)
+        for lid in SHAPE.msa_layers:  # checked after every layer ran
+            K.check_against_reference(out[lid], DATA, lid, reqs, [q_per] * len(reqs))
+    for lid in SHAPE.msa_layers:
+        torch.testing.assert_close(outs[0][lid], outs[1][lid], rtol=0, atol=0)
+
+
+def test_start_up_line_names_the_step_path(msa_on, caplog):
+    """The start-up line says which step kinds the wrapper serves, and why verify does not
+    when the drafts exceed its 16 query tokens per request."""
+    import logging
+
+    from msa_sgl import radix_integration as ri
+
+    lines = {}
+    for ndt in (4, 17):
+        ri._LOGGED.clear()
+        caplog.clear()
+        runner = K.M3MockModelRunner(SHAPE, num_draft_tokens=ndt)
+        try:
+            with caplog.at_level(logging.INFO, logger=ri.__name__):
+                plan = K.build_backend(runner).sparse.msa_sgl_plan
+        finally:
+            runner.close()
+        msgs = [r.getMessage() for r in caplog.records if r.name == ri.__name__]
+        assert len(msgs) == 1
+        lines[ndt] = (plan, msgs[0])
+    plan, line = lines[4]
+    assert plan.wrapper_kinds == ("decode", "verify") and plan.step_q_len == 4 and not plan.direct_step_kinds
+    assert "decode and verify through msa_sgl.MSADecodeWrapper" in line and "up to 4 query tokens" in line
+    plan, line = lines[17]
+    assert plan.wrapper_kinds == ("decode",) and plan.step_q_len == 1 and "verify" in plan.kinds
+    assert "decode through msa_sgl.MSADecodeWrapper" in line
+    assert "verify through msa_sgl.msa_attention per layer: 17 draft tokens per request > MSADecodeWrapper's 16" in line

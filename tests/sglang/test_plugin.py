@@ -70,6 +70,7 @@ def test_sglang_loader_installs_the_backend(sglang_hooks, monkeypatch, caplog):
     assert len(lines) == 1, lines
     assert "msa_sgl serves 2 of 3 sparse layers [1, 3]" in lines[0]
     assert "layers [2]: index-value path" in lines[0]
+    assert "decode through msa_sgl.MSADecodeWrapper" in lines[0]  # no speculative decoding: no verify
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,72 @@
+"""8-bit index keys: quantize on store, and the indexer reading them, against the float64 reference.
+
+The reference scores the same e4m3 values (keys ``k8 * scale``, each index query row rounded to
+e4m3 after scaling by ``448 / max|q|``), so the kernels' selection must equal it up to ties of
+the fp8 products' summation (harness.tolerance.EPS[float8_e4m3fn]).
+"""
+
+import torch
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from harness.impls import KERNEL_DEVICE, KERNEL_PROBLEMS, KERNELS, kernel_examples
+from harness.strategies import problems
+from harness.tolerance import compare_topk, output_error
+from msa_sgl import MSADecodeWrapper, reference
+
+FP8 = torch.float8_e4m3fn
+_FP8_PROBLEMS = {**KERNEL_PROBLEMS, "dtypes": tuple(d for d in KERNEL_PROBLEMS.get("dtypes", ("float16",))
+                                                  if d != "float32") or ("float16",)}
+
+
+def _quantized(problem):
+    """The problem's index-key cache as 8-bit keys (every slot, poison included)."""
+    k = problem.args()["k_idx_cache"]
+    pages, B, d = k.shape
+    k8 = torch.zeros(pages, B, d, dtype=FP8)
+    scale = torch.zeros(pages, B, dtype=torch.float32)
+    reference.quantize_index_keys(k.reshape(-1, d), torch.arange(pages * B), k8, scale)
+    return k8, scale
+
+
+def _dequantized(problem, k8, scale):
+    from msa_sgl.ops.quant import quantize_e4m3_reference
+
+    q8, qs = quantize_e4m3_reference(problem.args()["q_idx"])
+    return q8.double() * qs.double()[..., None], k8.double() * scale.double()[..., None]
+
+
+@settings(max_examples=kernel_examples())
+@given(problem=problems(**_FP8_PROBLEMS))
+def test_kernel_fp8_index_matches_reference(problem):
+    note(problem.describe())
+    k8, scale = _quantized(problem)
+    ia = {**problem.index_args(), "k_idx_cache": k8, "k_idx_scale": scale}
+    topk = KERNELS.index_topk(**ia)
+    ref_topk = reference.index_topk(**ia)
+    q_deq, k_deq = _dequantized(problem, k8, scale)
+    report = compare_topk(topk, ref_topk, reference.index_scores(**ia), q_deq, torch.nan_to_num(k_deq), problem.config,
+                          input_dtype=FP8)
+    note(str(report))
+    # both branches in one call: the main branch on that selection
+    args = {**problem.msa_args(), "k_idx_cache": k8, "k_idx_scale": scale}
+    out = KERNELS.msa_attention(**args)
+    ref_out = reference.sparse_attention(**problem.attention_args(topk))
+    output_error(out, ref_out, out.dtype)
+
+
+@settings(max_examples=max(2, kernel_examples() // 5))
+@given(problem=problems(**{**_FP8_PROBLEMS, "decode_only": True}), spare=st.integers(0, 2))
+def test_kernel_fp8_decode_wrapper_equals_plain_api(problem, spare):
+    note(problem.describe())
+    k8, scale = _quantized(problem)
+    s = problem.spec
+    a = {k: (v.to(KERNEL_DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in problem.msa_args().items()}
+    w = MSADecodeWrapper(problem.config, num_q_heads=s.num_q_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
+                         index_dim=s.index_dim, max_batch=len(s.q_lens) + spare,
+                         max_pages=a["page_table"].shape[1] + spare, max_q_len=max(s.q_lens),
+                         dtype=a["q"].dtype, device=KERNEL_DEVICE)
+    w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=a["q"].shape[0])
+    w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8.to(KERNEL_DEVICE), k_idx_scale=scale.to(KERNEL_DEVICE))
+    plain = KERNELS.index_topk(**{**problem.index_args(), "k_idx_cache": k8, "k_idx_scale": scale})
+    assert torch.equal(w.topk_idx.cpu(), plain), "wrapper's 8-bit selection != msa_sgl.index_topk's"
