@@ -1,5 +1,6 @@
 """A representative call of every kernel, small enough for compute-sanitizer: varlen batch with
-a prefill, a chunk after a prefix and decode rows, both main-branch forms, bf16, M3 head shapes.
+a prefill, a chunk after a prefix and decode rows, the three main-branch forms, the decode
+wrapper, 8-bit index keys (store and read), bf16, M3 head shapes.
 
     compute-sanitizer --tool memcheck python3 benchmarks/sanitize_case.py
 """
@@ -11,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
 from msa_sgl import ops  # noqa: E402
 
@@ -20,7 +22,17 @@ a = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")
 b = ops.sparse_attention(**prob.attention_args(topk), method="q_outer")
 one = hb.make_big_problem([1] * 4, [5000, 130, 70000, 9000], dtype=torch.bfloat16, seed=4)  # decode: split index
 t1 = ops.index_topk(**one.index_args())
-c = ops.sparse_attention(**one.attention_args(t1))
+c = ops.sparse_attention(**one.attention_args(t1), method="split")
+k = one.args["k_idx_cache"]
+k8 = torch.empty(k.shape, dtype=torch.float8_e4m3fn, device="cuda")
+sc = torch.empty(k.shape[:2], dtype=torch.float32, device="cuda")
+msa_sgl.quantize_index_keys(k.view(-1, k.shape[2]), torch.arange(k.shape[0] * k.shape[1], device="cuda"), k8, sc)
+w = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=6,
+                             max_pages=one.args["page_table"].shape[1] + 2, max_q_len=2, device="cuda")
+oa = one.args
+w.plan(oa["page_table"], oa["cu_seqlens_q"], oa["seq_lens_k"], total_q=4)
+d = w.run(oa["q"], oa["k_cache"], oa["v_cache"], oa["q_idx"], k8, k_idx_scale=sc).clone()
 torch.cuda.synchronize()
-print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()),
+print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()
+                                  and torch.isfinite(d).all()),
       "forms rel diff", float((a.float() - b.float()).norm() / b.float().norm()))
