@@ -182,18 +182,23 @@ def time_decode_fp8(batch, ctx, q_len=1):
     R["fp8"].append(rec)
 
 
+def _quality_problem(kind):
+    """4 requests x 64 queries at 128K; "structured": index keys = a per-block direction + noise."""
+    prob = hb.make_big_problem([64] * 4, [131072] * 4, dtype=torch.bfloat16, seed=7)
+    if kind == "structured":
+        k = prob.args["k_idx_cache"]
+        base = torch.randn(k.shape[0], 1, k.shape[2], device=k.device, dtype=torch.float32)
+        k.copy_((base + 0.5 * torch.randn_like(k, dtype=torch.float32)).to(k.dtype))
+    return prob
+
+
 def fp8_query_variant():
     """8-bit keys with the index queries kept in bf16 (keys widened in-kernel): speed and
     selection agreement with bf16 keys, against the default (queries rounded to e4m3)."""
     from msa_sgl.ops import index_branch as ib
 
     for kind in ("random", "structured"):
-        prob = hb.make_big_problem([64] * 4, [131072] * 4, dtype=torch.bfloat16, seed=7)
-        a = prob.args
-        if kind == "structured":
-            k = a["k_idx_cache"]
-            base = torch.randn(k.shape[0], 1, k.shape[2], device=k.device, dtype=torch.float32)
-            k.copy_((base + 0.5 * torch.randn_like(k, dtype=torch.float32)).to(k.dtype))
+        prob = _quality_problem(kind)
         k8, sc = quantized(prob)
         ia = prob.index_args()
         t16 = msa_sgl.index_topk(**ia)
@@ -238,12 +243,7 @@ def fp8_quality():
     """Fraction of (query, group) rows whose 8-bit selection equals the bf16 one, random and
     structured index data (keys = a per-block direction + noise, so blocks differ in relevance)."""
     for kind in ("random", "structured"):
-        prob = hb.make_big_problem([64] * 4, [131072] * 4, dtype=torch.bfloat16, seed=7)
-        a = prob.args
-        if kind == "structured":
-            k = a["k_idx_cache"]
-            base = torch.randn(k.shape[0], 1, k.shape[2], device=k.device, dtype=torch.float32)
-            k.copy_((base + 0.5 * torch.randn_like(k, dtype=torch.float32)).to(k.dtype))
+        prob = _quality_problem(kind)
         k8, sc = quantized(prob)
         ia = prob.index_args()
         t16 = msa_sgl.index_topk(**ia)
