@@ -125,7 +125,6 @@ CELL_SIZE_TARGET = "sglang.srt.model_executor.pool_configurator.DefaultPoolConfi
 POOL_MOVE_TARGET = "sglang.srt.mem_cache.memory_pool.MiniMaxSparseKVPool.move_kv_cache"
 
 _HEAD_DIMS = (16, 32, 64, 128)  # what msa_sgl's kernels take (msa_sgl.api)
-_FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 # Lines already logged in this process (TBO builds several backends; one line is enough).
 _LOGGED: set = set()
@@ -198,26 +197,6 @@ def register() -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _quantize_index_keys_torch(k_idx, slots, k8_cache, scale_cache) -> None:
-    """The layout of ``msa_sgl.quantize_index_keys`` in plain torch (used until it lands):
-    per-token scale ``amax|k| / 448``, ``k8 = k / scale`` in float8_e4m3fn, written at ``slots``."""
-    import torch
-
-    d = k8_cache.shape[-1]
-    k = k_idx.reshape(-1, d).float()
-    scale = k.abs().amax(dim=1) / _FP8_MAX
-    q8 = (k / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]).clamp_(-_FP8_MAX, _FP8_MAX)
-    k8_cache.view(-1, d)[slots] = q8.to(k8_cache.dtype)
-    scale_cache.view(-1)[slots] = scale
-
-
-def _quantizer():
-    import msa_sgl
-
-    fn = getattr(msa_sgl, "quantize_index_keys", None)
-    return fn if fn is not None else _quantize_index_keys_torch
-
-
 @dataclass
 class PageIndexStore:
     """Per-physical-page index data of the sparse layers msa_sgl serves, beside SGLang's pool.
@@ -273,7 +252,9 @@ class PageIndexStore:
             raise ValueError(
                 f"k_idx: expected [{slots.shape[0]}, {d}] index keys (one per out_cache_loc slot), got {tuple(k_idx.shape)}"
             )
-        _quantizer()(k_idx.reshape(-1, d), slots, self.k8[i], self.scale[i])
+        from msa_sgl import quantize_index_keys
+
+        quantize_index_keys(k_idx.reshape(-1, d), slots, self.k8[i], self.scale[i])
         if self.trace is not None:
             self.trace.append((layer_id, slots.detach().cpu().clone()))
 

@@ -10,6 +10,10 @@ import os
 
 import pytest
 
+if os.environ.get("MSA_SGL_STUB_KERNEL_WHEELS") == "1":  # GPU machine without SGLang's kernel wheels
+    from tests.sglang import kernel_wheel_stub
+
+    kernel_wheel_stub.install()
 
 
 def import_kit():

@@ -58,8 +58,15 @@ GRAPH_CASES = {
 
 
 @pytest.mark.parametrize("case", list(GRAPH_CASES))
-def test_graph_replay_metadata_matches_eager(msa_on, case):
+def test_graph_replay_metadata_matches_eager(msa_on, monkeypatch, case):
     mode, ndt, via_wrapper = GRAPH_CASES[case]
+    if not via_wrapper:
+        # msa_attention picks its main-branch form from the row count (eager: 3 requests, replay:
+        # + 1 padded row), and the forms round differently in bf16: pin one form so that the
+        # comparison below can stay bitwise.
+        from msa_sgl.ops import main_branch
+
+        monkeypatch.setattr(main_branch, "SPLIT_MAX_QUERIES", 0)
     q_per = ndt if mode == ForwardMode.TARGET_VERIFY else 1
     layer = K.make_layers(SHAPE)[LAYER]
     kind = "verify" if ndt else "decode"

@@ -15,8 +15,8 @@ K = import_kit()
 
 from sglang.srt.model_executor.forward_batch_info import ForwardMode  # noqa: E402
 
-import msa_sgl  # noqa: E402
 from msa_sgl import radix_integration as ri  # noqa: E402
+from msa_sgl.ops.quant import quantize_e4m3_reference  # noqa: E402
 
 SHAPE = K.M3Tiny(num_pages=40)
 DATA = K.TokenData(SHAPE, seed=21)
@@ -89,17 +89,17 @@ def _pages(slots):
 
 
 def _expect_page_data_of(store, pool, layer, slots):
-    """The store's rows at ``slots`` are the 8-bit form of the pool's index keys there."""
+    """The store's rows at ``slots`` are the 8-bit form of the pool's index keys there
+    (bitwise: msa_sgl's torch statement of the rule, checked against the kernel in
+    tests/unit/test_quantize.py)."""
     slots = torch.tensor(slots)
     keys = pool.get_index_k_buffer(layer).cpu()[slots, 0].float()
-    k8 = torch.zeros(len(slots), 1, SHAPE.index_dim, dtype=torch.float8_e4m3fn)
-    scale = torch.zeros(len(slots), 1)
-    ri._quantize_index_keys_torch(keys, torch.arange(len(slots)), k8, scale)
+    k8, scale = quantize_e4m3_reference(keys)
     i = store.index_of(layer)
     flat_k8 = store.k8[i].cpu().view(-1, SHAPE.index_dim)[slots]
     flat_scale = store.scale[i].cpu().view(-1)[slots]
-    assert torch.equal(flat_scale, scale[:, 0]), "per-token scales differ from amax|k| / 448"
-    assert torch.equal(flat_k8.view(torch.uint8), k8[:, 0].view(torch.uint8)), "8-bit keys differ"
+    assert torch.equal(flat_scale, scale), "per-token scales differ from amax|k| / 448"
+    assert torch.equal(flat_k8.view(torch.uint8), k8.view(torch.uint8)), "8-bit keys differ"
     deq = flat_k8.float() * flat_scale[:, None]
     assert (deq - keys).abs().le(keys.abs() / 16 + flat_scale[:, None] / 2**9 + 1e-12).all()
 
@@ -193,24 +193,25 @@ def test_eviction_and_page_reuse_leave_no_stale_data(msa_on, debug_allocator):
 
 
 def test_quantizer_layout_and_hand_over():
-    """The store's writer: msa_sgl.quantize_index_keys when msa_sgl has it, else the torch form
-    of the same layout (per-token scale amax|k| / 448, keys / scale in float8_e4m3fn)."""
+    """The store's writer is msa_sgl.quantize_index_keys: per-token scale amax|k| / 448, keys
+    e4m3(k * 448 / amax|k|), written only at the given slots; move() copies rows."""
     g = torch.Generator().manual_seed(0)
-    keys = torch.randn(6, 1, 32, generator=g).half()
+    dev = K.KIT_DEVICE
+    keys = torch.randn(6, 1, 32, generator=g).half().to(dev)
     keys[2] = 0  # an all-zero key: scale 0, zeros
-    store = ri.PageIndexStore.allocate([1], num_pages=3, page_size=4, index_dim=32, device="cpu")
-    slots = torch.tensor([4, 5, 6, 7, 9, 0])
+    store = ri.PageIndexStore.allocate([1], num_pages=3, page_size=4, index_dim=32, device=dev)
+    slots = torch.tensor([4, 5, 6, 7, 9, 0], device=dev)
     store.write(1, keys, slots)
     flat = store.dequantized(1).view(-1, 32)[slots]
     amax = keys[:, 0].float().abs().amax(1)
-    assert torch.equal(store.scale[0].view(-1)[slots], amax / 448)
-    assert torch.equal(flat[2], torch.zeros(32))
+    # tensor / tensor: IEEE division, like the kernel (CUDA's tensor / scalar multiplies by 1/448)
+    assert torch.equal(store.scale[0].view(-1)[slots], amax / torch.full_like(amax, 448))
+    assert torch.equal(flat[2], torch.zeros(32, device=dev))
     assert (flat - keys[:, 0].float()).abs().le(keys[:, 0].float().abs() / 16 + amax[:, None] / 448 / 2**9).all()
-    untouched = torch.ones(12, dtype=torch.bool)
+    untouched = torch.ones(12, dtype=torch.bool, device=dev)
     untouched[slots] = False
     assert torch.count_nonzero(store.scale[0].view(-1)[untouched]) == 0
     with pytest.raises(ValueError, match="k_idx: expected"):
         store.write(1, keys[:5], slots)
-    store.move(torch.tensor([10, 11]), torch.tensor([4, 5]))
+    store.move(torch.tensor([10, 11], device=dev), torch.tensor([4, 5], device=dev))
     assert torch.equal(store.dequantized(1).view(-1, 32)[[10, 11]], flat[:2])
-    assert ri._quantizer() is getattr(msa_sgl, "quantize_index_keys", ri._quantize_index_keys_torch)

@@ -1,4 +1,4 @@
-"""msa_sgl on SGLang 0.5.23's own pools, on the CPU: a real ReqToTokenPool and MiniMaxSparseKVPool,
+"""msa_sgl on SGLang 0.5.23's own pools (on the CPU, or on CUDA where there is a GPU): a real ReqToTokenPool and MiniMaxSparseKVPool,
 K/V and index keys written through the pool's own setters at page-aligned, shuffled slots, then
 read by msa_sgl through zero-copy paged views and a page table derived from req_to_token.
 
@@ -29,6 +29,9 @@ from harness.tolerance import compare_topk, lse_error, output_error
 from msa_sgl import page_table_from_req_to_token, paged_view, reference
 
 SPARSE_LAYER = 1
+# SGLang picks its store path from the platform (on CUDA its own store kernel, which takes CUDA
+# tensors only): the pools live where the kernels run.
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def build_sglang_state(problem: Problem, seed: int):
@@ -40,25 +43,25 @@ def build_sglang_state(problem: Problem, seed: int):
     pool = MiniMaxSparseKVPool(
         size=num_pages * B, page_size=B, dtype=DTYPES[spec.dtype], head_num=spec.num_kv_heads,
         head_dim=spec.head_dim, idx_head_dim=spec.index_dim, dense_layer_ids=[0],
-        sparse_layer_ids=[SPARSE_LAYER, 2], device="cpu", disable_value_sparse_layer_ids=[SPARSE_LAYER, 2],
+        sparse_layer_ids=[SPARSE_LAYER, 2], device=DEVICE, disable_value_sparse_layer_ids=[SPARSE_LAYER, 2],
         start_layer=0, end_layer=3,
     )
     batch = len(problem.requests)
-    r2t = ReqToTokenPool(size=batch + 2, max_context_len=max(problem.seq_lens) + 4, device="cpu",
+    r2t = ReqToTokenPool(size=batch + 2, max_context_len=max(problem.seq_lens) + 4, device=DEVICE,
                          enable_memory_saver=False)
     # page 0 is SGLang's padding page; the requests own shuffled pages 1..
     physical = (torch.randperm(num_pages - 1, generator=gen) + 1).tolist()
-    rows = (torch.randperm(batch + 2, generator=gen)[:batch] + 1).to(torch.int64)  # row 0: padding
+    rows = (torch.randperm(batch + 2, generator=gen)[:batch] + 1).to(DEVICE, torch.int64)  # row 0: padding
     layer = SimpleNamespace(layer_id=SPARSE_LAYER)
     cursor = 0
     for b, req in enumerate(problem.requests):
         pages = torch.tensor(physical[cursor : cursor + n_blocks[b]])
         cursor += n_blocks[b]
         pos = torch.arange(req.seq_len)
-        slots = pages[pos // B] * B + pos % B
+        slots = (pages[pos // B] * B + pos % B).to(DEVICE)
         r2t.req_to_token[rows[b], : req.seq_len] = slots.to(torch.int32)
-        pool.set_kv_buffer(layer, slots, req.k, req.v)
-        pool.set_index_k_buffer(layer, slots, req.k_idx[:, None, :])
+        pool.set_kv_buffer(layer, slots, req.k.to(DEVICE), req.v.to(DEVICE))
+        pool.set_index_k_buffer(layer, slots, req.k_idx[:, None, :].to(DEVICE))
     index_buffer = pool.get_index_k_buffer(SPARSE_LAYER)  # [slots, 1, d_idx]
     width = r2t.req_to_token.shape[1]
     args = dict(
@@ -74,7 +77,8 @@ def build_sglang_state(problem: Problem, seed: int):
     return args, pool
 
 
-CPU_DTYPES = ("float16", "float32")  # the interpreter cannot run bf16 products
+# the interpreter cannot run bf16 products; SGLang's pools hold 16-bit K/V on the GPU
+TEST_DTYPES = ("float16", "float32") if DEVICE == "cpu" else ("bfloat16", "float16")
 
 
 @settings(max_examples=kernel_examples())
@@ -82,7 +86,7 @@ CPU_DTYPES = ("float16", "float32")  # the interpreter cannot run bf16 products
     q_lens=st.lists(st.integers(0, 40), min_size=1, max_size=3),
     extra=st.lists(st.integers(0, 90), min_size=3, max_size=3),
     topk=st.integers(1, 6),
-    dtype=st.sampled_from(CPU_DTYPES),
+    dtype=st.sampled_from(TEST_DTYPES),
     seed=st.integers(0, 2**16),
 )
 def test_kernels_on_sglang_pools(q_lens, extra, topk, dtype, seed):
