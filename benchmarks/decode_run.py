@@ -59,10 +59,10 @@ def compulsory_bytes(batch, ctx, q_len):
     return idx, idx + kv + qo
 
 
-def _wrapper(prob, q_len):
+def _wrapper(prob, q_len, pdl=None):
     batch = len(prob.q_lens)
     w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=batch, max_pages=prob.args["page_table"].shape[1],
-                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda")
+                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl)
     a = prob.args
     w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=sum(prob.q_lens))
     return w
@@ -72,12 +72,12 @@ def _run(w, a):
     return w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"])
 
 
-def _index_only(w, a):
+def _index_only(w, a, pdl=0):
     batch, total_q, plan, grid, _ = w._planned
     n = total_q * w.hkv * plan.n_split * plan.kf
     ops.launch_index(a["q_idx"], a["k_idx_cache"], w._page_table[:batch], w._cu_seqlens[: batch + 1],
                      w._seq_lens[:batch], w.config, plan, w._tile_cum[: batch + 1], grid, w._token_req[:total_q],
-                     w._part_keys[:n].view(-1, plan.n_split, plan.kf), w._topk[:total_q])
+                     w._part_keys[:n].view(-1, plan.n_split, plan.kf), w._topk[:total_q], pdl=pdl)
 
 
 def time_decode(batch, ctx, q_len=1, peer=None):
@@ -90,6 +90,12 @@ def time_decode(batch, ctx, q_len=1, peer=None):
         _run(w, p.args)
     torch.cuda.synchronize()
     ms = hb.bench_graph_ms(lambda: [_run(w, p.args) for w, p in zip(ws, probs)]) / copies
+    # the same step without programmatic dependent launch (the wrapper's default uses it on sm_90+)
+    ws_np = [_wrapper(p, q_len, pdl=False) for p in probs]
+    outs = [_run(w, p.args).clone() for w, p in zip(ws, probs)]
+    outs_np = [_run(w, p.args).clone() for w, p in zip(ws_np, probs)]
+    pdl_bitwise = all(torch.equal(a, b) for a, b in zip(outs, outs_np))
+    ms_np = hb.bench_graph_ms(lambda: [_run(w, p.args) for w, p in zip(ws_np, probs)]) / copies
     ms_idx = hb.bench_graph_ms(lambda: [_index_only(w, p.args) for w, p in zip(ws, probs)]) / copies
     a0 = probs[0].args
     ms_plan = hb.bench_ms(lambda: ws[0].plan(a0["page_table"], a0["cu_seqlens_q"], a0["seq_lens_k"],
@@ -98,7 +104,8 @@ def time_decode(batch, ctx, q_len=1, peer=None):
     ms_run_eager = hb.bench_ms(lambda: _run(ws[0], a0), rep=50)
     # the wrapper agrees with the plain API (selection exact, output bitwise: same kernels)
     same_sel = bool(torch.equal(ws[0].topk_idx, msa_sgl.index_topk(**probs[0].index_args())))
-    rec = dict(batch=batch, ctx=ctx, q_len=q_len, msa_ms=ms, index_ms=ms_idx, plan_ms_eager=ms_plan,
+    rec = dict(batch=batch, ctx=ctx, q_len=q_len, msa_ms=ms, msa_ms_no_pdl=ms_np, pdl=ws[0].pdl,
+               pdl_output_bitwise_equal=pdl_bitwise, index_ms=ms_idx, plan_ms_eager=ms_plan,
                run_ms_eager=ms_run_eager, bytes=need, gbps=need / ms / 1e6, index_gbps=idx_bytes / ms_idx / 1e6,
                copies=copies, wrapper_selection_equals_api=same_sel)
     # dense decode over the same-length contiguous K/V
@@ -351,6 +358,7 @@ def main():
                 extra += (f" sglang {d['sglang_ms']:.4f} ms x{d['speedup_vs_sglang']:.2f} same sel "
                           f"{d['sglang_same_selection_rows']:.4f} rel {d['out_rel_l2_on_sglang_selection']:.1e}")
             print(f"b={d['batch']:>2} ctx={d['ctx']:>7} q={d['q_len']} msa {d['msa_ms']:.4f} ms ({d['gbps']:.0f} GB/s) "
+                  f"[no PDL {d['msa_ms_no_pdl']:.4f}, bitwise {d['pdl_output_bitwise_equal']}] "
                   f"index {d['index_ms']:.4f} ms ({d['index_gbps']:.0f} GB/s) plan {d['plan_ms_eager']:.3f} "
                   f"run-eager {d['run_ms_eager']:.3f}{extra}")
         for f in R["fp8"]:

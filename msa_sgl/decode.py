@@ -52,11 +52,14 @@ class MSADecodeWrapper:
         max_pages: most blocks per request (the page table's width; ``ceil(context / B)``).
         max_q_len: most query tokens per request (1..16).
         dtype: q's dtype (bf16 or fp16; fp32 for tests); device: where everything lives.
+        pdl: launch ``run()``'s kernels with programmatic dependent launch, each one starting
+            while its predecessor finishes (None: where supported, i.e. CUDA sm_90+ unless
+            ``MSA_SGL_PDL=0``; see ``msa_sgl.ops.metadata.pdl_enabled``).
     """
 
     def __init__(self, config: MSAConfig, *, num_q_heads: int, num_kv_heads: int, head_dim: int, index_dim: int,
                  max_batch: int, max_pages: int, max_q_len: int = 1, dtype: torch.dtype = torch.bfloat16,
-                 device="cuda"):
+                 device="cuda", pdl: bool | None = None):
         self.config = V.check_config(config)
         self.hq = _positive("num_q_heads", num_q_heads)
         self.hkv = _positive("num_kv_heads", num_kv_heads)
@@ -76,6 +79,12 @@ class MSADecodeWrapper:
         self.device = probe.device  # with its index: cuda -> cuda:0
         ops = _ops()
         self._ops = ops
+        if pdl is not None and not isinstance(pdl, bool):
+            raise ValueError(f"pdl: expected None, True or False, got {pdl!r}")
+        if pdl and not ops.pdl_enabled(self.device):
+            raise ValueError(f"pdl: programmatic dependent launch needs CUDA sm_90+ outside Triton's interpreter "
+                             f"(and MSA_SGL_PDL unset or 1); got device {self.device}")
+        self.pdl = ops.pdl_enabled(self.device) if pdl is None else pdl
 
         max_q = self.max_batch * self.max_q_len
         i32 = dict(dtype=torch.int32, device=self.device)
@@ -172,17 +181,18 @@ class MSADecodeWrapper:
         if total_q == 0:
             return (out, lse) if return_lse else out
         ops = self._ops
+        pdl = self.pdl
         topk = self._topk[:total_q]
         n = total_q * self.hkv * idx_plan.n_split * idx_plan.kf
         part_keys = self._part_keys[:n].view(total_q * self.hkv, idx_plan.n_split, idx_plan.kf)
         token_req = self._token_req[:total_q]
         ops.launch_index(q_idx, k_idx_cache, pt, cu, sl, self.config, idx_plan, self._tile_cum[: batch + 1],
-                         grid_tiles, token_req, part_keys, topk, k_idx_scale)
+                         grid_tiles, token_req, part_keys, topk, k_idx_scale, pdl=pdl)
         if method == "split":
             ops.launch_split(q, k_cache, v_cache, topk, pt, cu, sl, self.config, token_req, out, lse,
-                             self._o_part, self._lse_part)
+                             self._o_part, self._lse_part, pdl=pdl)
         else:
-            ops.launch_q_outer(q, k_cache, v_cache, topk, pt, cu, sl, self.config, token_req, out, lse)
+            ops.launch_q_outer(q, k_cache, v_cache, topk, pt, cu, sl, self.config, token_req, out, lse, pdl=pdl)
         return (out, lse) if return_lse else out
 
     @property

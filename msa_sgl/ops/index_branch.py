@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from .quant import round_e4m3
-from .metadata import build_tile_map, find_tile_request, launch_options, num_sms, tile_grid, token_requests
+from .metadata import build_tile_map, find_tile_request, launch_options, num_sms, pdl_mode, tile_grid, token_requests
 
 _NEG_INF = float("-inf")
 
@@ -102,7 +102,12 @@ def _index_partial_kernel(
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
+    USE_PDL: tl.constexpr = 0,
 ):
+    if USE_PDL:  # everything below may read what the step's previous kernels wrote
+        tl.extra.cuda.gdc_wait()
+    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
+        tl.extra.cuda.gdc_launch_dependents()
     pid = tl.program_id(0)
     i_split = tl.program_id(1)
     if pid >= tl.load(TILE_CUM + batch):
@@ -174,6 +179,7 @@ def _index_finalize_kernel(
     HKV: tl.constexpr, BLOCK_R: tl.constexpr, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, BLOCK: tl.constexpr,
     TOPK: tl.constexpr, TOPK_P: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr, LOG2_KF: tl.constexpr,
+    USE_PDL: tl.constexpr = 0,
 ):
     """BLOCK_R rows (token * HKV + group) per program. The splits' lists of a row (int64 order
     keys, each list descending; keys are distinct, as every block id is offered by one split
@@ -184,11 +190,17 @@ def _index_finalize_kernel(
     o_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     m_r = o_r < total_rows
     tok = tl.where(m_r, o_r // HKV, 0)
+    # the step's metadata was written before the partial kernel ran (PDL: it can be read before
+    # the wait, which only the partial lists need)
     i_b = tl.load(TOKEN_REQ + tok, mask=m_r, other=0)
     q_start = tl.load(CU_SEQLENS + i_b, mask=m_r, other=0)
     q_len = tl.load(CU_SEQLENS + i_b + 1, mask=m_r, other=0) - q_start
     seq_len = tl.load(SEQ_LENS + i_b, mask=m_r, other=1)
     p = (seq_len - q_len + tok - q_start) // BLOCK  # [BLOCK_R]
+    if USE_PDL:
+        tl.extra.cuda.gdc_wait()
+    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
+        tl.extra.cuda.gdc_launch_dependents()
 
     o_k = tl.arange(0, KF)
     o_s = tl.arange(0, NS_C)
@@ -281,9 +293,11 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, 
 
 
 def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan: IndexLaunch,
-                 tile_cum, grid_tiles, token_req, part_keys, out, k_idx_scale=None):
+                 tile_cum, grid_tiles, token_req, part_keys, out, k_idx_scale=None, pdl=False):
     """Both index kernels into preallocated buffers: no allocation, no synchronisation.
-    ``k_idx_scale`` (float32 ``[num_pages, block_size]``) with fp8 ``k_idx_cache``: 8-bit keys."""
+    ``k_idx_scale`` (float32 ``[num_pages, block_size]``) with fp8 ``k_idx_cache``: 8-bit keys.
+    ``pdl``: programmatic dependent launch (metadata.pdl_enabled): 0/False off, 1/True the next
+    kernel launches once every program passed its wait, 2 when this one exits."""
     fp8 = k_idx_scale is not None
     total_q, hkv, d = q_idx.shape
     batch = page_table.shape[0]
@@ -301,8 +315,8 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         HKV=hkv, HKV_P=plan.hkv_p, BLOCK_T=plan.block_t, D=d, D_P=max(32 if fp8 else 16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
-        Q8=fp8 and FP8_QUERY,
-        **launch_options(plan.num_warps, plan.num_stages),
+        Q8=fp8 and FP8_QUERY, USE_PDL=pdl_mode(pdl, "index_partial"),
+        **launch_options(plan.num_warps, plan.num_stages, bool(pdl)),
     )
     rows = total_q * hkv
     _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
@@ -310,7 +324,8 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         rows, plan.n_split,
         HKV=hkv, BLOCK_R=plan.block_r, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1, BLOCK=config.block_size, TOPK=config.topk,
         TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks,
-        K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1,
+        K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1, USE_PDL=pdl_mode(pdl, "index_finalize"),
+        **launch_options(None, None, bool(pdl)),
     )
     return out
 

@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .metadata import build_block_tiles, launch_options, num_sms, token_requests
+from .metadata import build_block_tiles, launch_options, num_sms, pdl_mode, token_requests
 
 _LOG2E = 1.4426950408889634
 
@@ -49,8 +49,12 @@ def _sparse_attn_fwd_kernel(
     stride_pt_b,
     stride_ot, stride_oh,
     G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-    BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr, USE_PDL: tl.constexpr = 0,
 ):
+    if USE_PDL:  # the selection is the previous kernel's
+        tl.extra.cuda.gdc_wait()
+    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
+        tl.extra.cuda.gdc_launch_dependents()
     i_t = tl.program_id(0)  # query token (packed row)
     i_g = tl.program_id(1)  # KV group
     i_b = tl.load(TOKEN_REQ + i_t)
@@ -119,12 +123,14 @@ def _slot_partial_kernel(
     stride_it, stride_ih,
     stride_pt_b,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-    BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr, USE_PDL: tl.constexpr = 0,
 ):
     """Split form (decode, short calls): one program per (query token, group, slot) attends the
     slot's block with the group's G heads and writes the partial output (normalised, fp32) and
     base-2 LSE of entry ``(t * HKV + g) * TOPK + slot`` (then the G heads). A slot that attends
-    nothing writes 0 and -inf, so the merge needs no selection lookup."""
+    nothing writes 0 and -inf, so the merge needs no selection lookup. With PDL, the query and
+    the step's metadata (written before the index kernels ran) load before the wait; the
+    selection after it."""
     i_t = tl.program_id(0)
     i_g = tl.program_id(1)
     i_s = tl.program_id(2)
@@ -139,11 +145,15 @@ def _slot_partial_kernel(
     m_op = m_h[:, None] & m_d[None, :]
     p_q = Q + i_t64 * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
     b_q = tl.load(p_q, mask=m_h[:, None] & m_d[None, :], other=0.0)  # [G_P, D_P], issued with the id load
-    blk = tl.load(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + i_s)
     i_b = tl.load(TOKEN_REQ + i_t)
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     pos = tl.load(SEQ_LENS + i_b) - q_len + (i_t - q_start)
+    if USE_PDL:
+        tl.extra.cuda.gdc_wait()
+    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
+        tl.extra.cuda.gdc_launch_dependents()
+    blk = tl.load(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + i_s)
     if (blk < 0) | (blk > pos // BLOCK):
         tl.store(p_op, tl.zeros([G_P, D_P], dtype=O_PART.dtype.element_ty), mask=m_op)
         tl.store(LSE_PART + row, tl.full([G_P], float("-inf"), dtype=tl.float32), mask=m_h)
@@ -178,11 +188,15 @@ def _merge_heads_kernel(
     O_PART, LSE_PART, OUT, LSE,
     stride_ot, stride_oh,
     HQ: tl.constexpr, G: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-    TOPK: tl.constexpr, TOPK_P: tl.constexpr,
+    TOPK: tl.constexpr, TOPK_P: tl.constexpr, USE_PDL: tl.constexpr = 0,
 ):
     """Split form's merge, one program per (query, head): out = sum_s w_s o_s / sum_s w_s with
     w_s = 2^(lse_s - max lse), in slot order. One round of independent loads (empty slots hold
     0 and -inf), so a decode step pays one memory latency here."""
+    if USE_PDL:  # the partials are the previous kernel's
+        tl.extra.cuda.gdc_wait()
+    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
+        tl.extra.cuda.gdc_launch_dependents()
     t64 = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     o_s = tl.arange(0, TOPK_P)
@@ -347,8 +361,9 @@ def choose_method(total_q: int, hkv: int, device) -> str:
 
 
 def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                   num_warps=None, num_stages=None):
-    """Query-outer form into ``out``/``lse``: one launch, no workspace, no synchronisation."""
+                   num_warps=None, num_stages=None, pdl=False):
+    """Query-outer form into ``out``/``lse``: one launch, no workspace, no synchronisation.
+    ``pdl``: programmatic dependent launch, as in index_branch.launch_index."""
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -363,8 +378,8 @@ def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_
         page_table.stride(0),
         out.stride(0), out.stride(1),
         G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
-        BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32,
-        **launch_options(num_warps, num_stages),
+        BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "q_outer"),
+        **launch_options(num_warps, num_stages, bool(pdl)),
     )
 
 
@@ -377,9 +392,10 @@ def split_workspace(total_q, hq, d, topk, device):
 
 
 def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                 o_part, lse_part, num_warps=None, num_stages=None):
+                 o_part, lse_part, num_warps=None, num_stages=None, pdl=False):
     """Split form into preallocated buffers (see :func:`split_workspace`): no allocation, no
-    synchronisation, launch shapes from shapes only."""
+    synchronisation, launch shapes from shapes only. ``pdl``: programmatic dependent launch, as
+    in index_branch.launch_index."""
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -395,13 +411,14 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
         topk_idx.stride(0), topk_idx.stride(1),
         page_table.stride(0),
         HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=config.topk,
-        IEEE=q.dtype == torch.float32,
-        **launch_options(num_warps, num_stages),
+        IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"),
+        **launch_options(num_warps, num_stages, bool(pdl)),
     )
     _merge_heads_kernel[(total_q, hq)](
         o_part, lse_part, out, lse,
         out.stride(0), out.stride(1),
-        HQ=hq, G=g, D=d, D_P=d_p, TOPK=config.topk, TOPK_P=triton.next_power_of_2(config.topk),
+        HQ=hq, G=g, D=d, D_P=d_p, TOPK=config.topk, TOPK_P=triton.next_power_of_2(config.topk), USE_PDL=pdl_mode(pdl, "merge_heads"),
+        **launch_options(None, None, bool(pdl)),
     )
 
 

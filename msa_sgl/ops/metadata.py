@@ -7,6 +7,7 @@ device, so building it never synchronises and can be captured in a CUDA graph.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -21,14 +22,51 @@ def num_sms(device: torch.device) -> int:
     return 4
 
 
-def launch_options(num_warps, num_stages) -> dict:
-    """Triton launch keywords for the options that were given (None: the kernel's default)."""
+def launch_options(num_warps, num_stages, pdl: bool = False) -> dict:
+    """Triton launch keywords for the options that were given (None: the kernel's default);
+    ``pdl``: launch with programmatic dependent launch (see :func:`pdl_enabled`)."""
     opts = {}
     if num_warps is not None:
         opts["num_warps"] = num_warps
     if num_stages is not None:
         opts["num_stages"] = num_stages
+    if pdl:
+        opts["launch_pdl"] = True
     return opts
+
+
+# How each PDL kernel lets its successor launch: 1 right after its own wait (the successor's
+# programs are placed and wait on the chip), 2 when it exits. The chain's last kernel waits for
+# its exit: its successor is the next layer's index kernel, long and memory-bound, and placed
+# early beside the finishing kernel its programs spread unevenly over the SMs (H200, 8 x 1M:
+# 662 us a step against 522; every other choice within 1%, benchmarks/NOTES.md v7). A benchmark
+# may set an int (every kernel) or another dict.
+PDL_TRIGGER = {"index_partial": 1, "index_finalize": 1, "slot_partial": 1, "merge_heads": 2, "q_outer": 2}
+
+
+def pdl_mode(pdl, kernel: str) -> int:
+    """The USE_PDL value of ``kernel`` for a launcher's ``pdl`` argument: False/0 off, True the
+    PDL_TRIGGER choice, 1 or 2 that mode."""
+    if not pdl:
+        return 0
+    if pdl is True:
+        return PDL_TRIGGER.get(kernel, 1) if isinstance(PDL_TRIGGER, dict) else PDL_TRIGGER
+    return int(pdl)
+
+
+def pdl_enabled(device: torch.device) -> bool:
+    """Whether a chain of msa_sgl kernels on ``device`` may use programmatic dependent launch
+    (PDL): CUDA sm_90+, not Triton's interpreter, and not turned off with ``MSA_SGL_PDL=0``.
+
+    With PDL a kernel is launched while its predecessor in the stream still runs; it executes
+    ``griddepcontrol.wait`` (``USE_PDL`` kernels: before any load of what an earlier kernel of
+    the step wrote, outside every loop) and then lets its own successor launch. This hides the
+    launch gap between the small kernels of a decode step; CUDA graphs keep it as a
+    programmatic edge."""
+    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("MSA_SGL_PDL", "1") == "0":
+        return False
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
 @dataclass(frozen=True)

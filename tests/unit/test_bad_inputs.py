@@ -200,7 +200,11 @@ WRAPPER_CASES = [
     ("plan_total_q_too_big", lambda: _plan(*_wrapper(max_q_len=1)), r"^total_q: expected an int in \[0, batch \* max_q_len = 2\], got 4"),
     ("plan_seq_lens_int64", lambda: _plan(_wrapper()[0], base(), seq_lens_k=base()["seq_lens_k"].long()),
      r"^seq_lens_k: expected dtype int32, got int64"),
+    ("pdl_not_bool", lambda: _wrapper(pdl="yes"), r"^pdl: expected None, True or False, got 'yes'"),
 ]
+if torch.device(KERNEL_DEVICE).type == "cpu":  # PDL needs CUDA sm_90+ (the GPU tests run the wrapper with it)
+    WRAPPER_CASES.append(("pdl_on_interpreter", lambda: _wrapper(pdl=True),
+                          r"^pdl: programmatic dependent launch needs CUDA sm_90\+"))
 
 
 def _planned_run(**changes):

@@ -25,9 +25,10 @@ def _problems(q_len, dtype):
     ]
 
 
+@pytest.mark.parametrize("pdl", [True, False], ids=["pdl", "no_pdl"])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("q_len", [1, 4])
-def test_graph_replay_with_new_lengths_and_page_tables(q_len, dtype):
+def test_graph_replay_with_new_lengths_and_page_tables(q_len, dtype, pdl):
     probs = _problems(q_len, dtype)
     args = [{k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in p.msa_args().items()} for p in probs]
     width = max(a["page_table"].shape[1] for a in args)
@@ -43,7 +44,8 @@ def test_graph_replay_with_new_lengths_and_page_tables(q_len, dtype):
     s = probs[0].spec
     w = MSADecodeWrapper(probs[0].config, num_q_heads=s.num_q_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
                          index_dim=s.index_dim, max_batch=3, max_pages=width, max_q_len=q_len,
-                         dtype=args[0]["q"].dtype, device="cuda")
+                         dtype=args[0]["q"].dtype, device="cuda", pdl=pdl)
+    assert w.pdl == pdl
     total_q = 3 * q_len
     views = load(args[0])
     w.plan(args[0]["page_table"], args[0]["cu_seqlens_q"], args[0]["seq_lens_k"], total_q=total_q)
@@ -51,6 +53,9 @@ def test_graph_replay_with_new_lengths_and_page_tables(q_len, dtype):
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
+        # two layers back to back: with PDL each run's first kernel starts while the previous
+        # run's last one finishes, and must still see (and not overwrite) what it reads
+        w.run(**views)
         out_static = w.run(**views)
     for p, a in zip(probs, args):
         load(a)
