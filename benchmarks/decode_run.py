@@ -59,12 +59,18 @@ def compulsory_bytes(batch, ctx, q_len):
     return idx, idx + kv + qo
 
 
-def _wrapper(prob, q_len, pdl=None):
+def _wrapper(prob, q_len, pdl=None, max_pages=None):
+    """A wrapper planned for the problem; ``max_pages``: a wider page table (SGLang sizes it for
+    the longest context the server takes), the problem's own otherwise."""
     batch = len(prob.q_lens)
-    w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=batch, max_pages=prob.args["page_table"].shape[1],
-                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl)
     a = prob.args
-    w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=sum(prob.q_lens))
+    table = a["page_table"]
+    width = max(max_pages or 0, table.shape[1])
+    w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=batch, max_pages=width,
+                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl)
+    if width > table.shape[1]:
+        table = torch.nn.functional.pad(table, (0, width - table.shape[1]))
+    w.plan(table, a["cu_seqlens_q"], a["seq_lens_k"], total_q=sum(prob.q_lens))
     return w
 
 

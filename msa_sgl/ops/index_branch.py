@@ -256,6 +256,8 @@ class IndexLaunch:
 # Most splits of one tile's block range (each split walks at least _MIN_BLOCKS_PER_SPLIT blocks).
 _MAX_SPLIT = 256
 _MIN_BLOCKS_PER_SPLIT = 8
+# Programs per SM the splits aim at (tiles x splits ~ this x SMs).
+_SPLIT_PROGRAMS_PER_SM = 2
 # Candidates (splits x KF) the finalize kernel merges per row at a time.
 _CHUNK_CANDIDATES = 1024
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
@@ -285,7 +287,7 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, 
     if n_split is None:
         n_split = _FORCE_N_SPLIT
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
-        want = triton.cdiv(2 * num_sms(device), max(1, grid_tiles))
+        want = triton.cdiv(_SPLIT_PROGRAMS_PER_SM * num_sms(device), max(1, grid_tiles))
         n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT))
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))

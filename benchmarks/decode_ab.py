@@ -1,0 +1,149 @@
+"""Decode-step A/B studies on one device call: variants of one knob, same inputs, interleaved.
+
+    python benchmarks/decode_ab.py pdl      # programmatic dependent launch per kernel (NOTES.md v7)
+    python benchmarks/decode_ab.py split    # index-branch splits per request (NOTES.md v8)
+    python benchmarks/decode_ab.py split --wide   # the same with SGLang's page-table width (1M)
+
+Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
+decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
+medians, so clock drift does not favour one; outputs must be bitwise equal across variants.
+pdl: each kernel lets its successor launch right after its own wait ("early", mode 1) or when
+it exits (mode 2); "_gap" variants put one small non-PDL kernel between steps, as a model's
+other layers do. split: fewer blocks per split (more, shorter programs, longer merge).
+Writes $OUT/decode_ab_<study>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import decode_run as dr  # noqa: E402
+import gpu_run  # noqa: E402
+from harness import bench as hb  # noqa: E402
+from msa_sgl.ops import index_branch, metadata  # noqa: E402
+
+POINTS = [(1, 32768), (1, 131072), (1, 1 << 20), (8, 32768), (8, 131072), (8, 1 << 20), (64, 131072)]
+ROUNDS = 3
+_KERNELS = ("index_partial", "index_finalize", "slot_partial", "merge_heads", "q_outer")
+
+
+def _per_kernel(**modes):
+    return {k: modes.get(k, 2) for k in _KERNELS}
+
+
+def _set(**knobs):
+    """A variant: module globals to set (pdl: the wrapper's pdl argument)."""
+    return knobs
+
+
+_DEFAULT_TRIGGER = dict(metadata.PDL_TRIGGER)
+STUDIES = {
+    "pdl": {
+        "off": _set(pdl=False),
+        "all_early": _set(PDL_TRIGGER=1),
+        "all_exit": _set(PDL_TRIGGER=2),
+        "index_early": _set(PDL_TRIGGER=_per_kernel(index_partial=1, index_finalize=1)),
+        "partial_early": _set(PDL_TRIGGER=_per_kernel(index_partial=1)),
+        "to_slot_early": _set(PDL_TRIGGER=_per_kernel(index_partial=1, index_finalize=1, slot_partial=1)),
+        "merge_early": _set(PDL_TRIGGER=_per_kernel(merge_heads=1, q_outer=1)),
+        "off_gap": _set(pdl=False, gap=True),
+        "all_early_gap": _set(PDL_TRIGGER=1, gap=True),
+    },
+    "split": {
+        "min8_x2": _set(_MIN_BLOCKS_PER_SPLIT=8, _SPLIT_PROGRAMS_PER_SM=2),
+        "min4_x2": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=2),
+        "min2_x2": _set(_MIN_BLOCKS_PER_SPLIT=2, _SPLIT_PROGRAMS_PER_SM=2),
+        "min1_x2": _set(_MIN_BLOCKS_PER_SPLIT=1, _SPLIT_PROGRAMS_PER_SM=2),
+        "min2_x4": _set(_MIN_BLOCKS_PER_SPLIT=2, _SPLIT_PROGRAMS_PER_SM=4),
+        "min4_x4": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=4),
+    },
+}
+
+
+def _apply(knobs):
+    metadata.PDL_TRIGGER = knobs.get("PDL_TRIGGER", _DEFAULT_TRIGGER)
+    for name in ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM"):
+        if name in knobs:
+            setattr(index_branch, name, knobs[name])
+
+
+def point(variants, batch, ctx, q_len=1, width=None):
+    _, need = dr.compulsory_bytes(batch, ctx, q_len)
+    copies = max(1, min(8, math.ceil(200e6 / need)))
+    probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
+             for i in range(copies)]
+    gap = torch.zeros(1 << 16, device="cuda")
+    saved = {n: getattr(index_branch, n) for n in ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM")}
+    wrappers, splits = {}, {}
+    for name, knobs in variants.items():
+        _apply(knobs)  # the wrapper sizes its workspace and plans with these
+        wrappers[name] = [dr._wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width) for p in probs]
+        splits[name] = wrappers[name][0]._planned[2].n_split
+        for n, v in saved.items():
+            setattr(index_branch, n, v)
+
+    def steps(ws, with_gap):
+        def fn():
+            for w, p in zip(ws, probs):
+                dr._run(w, p.args)
+                if with_gap:  # a non-PDL kernel between layers, as in a model (o_proj, MoE, ...)
+                    gap.add_(1.0)
+        return fn
+
+    times, outs = {}, {}
+    for _ in range(ROUNDS):
+        for name, knobs in variants.items():
+            _apply(knobs)
+            fn = steps(wrappers[name], knobs.get("gap", False))
+            fn()
+            torch.cuda.synchronize()
+            outs[name] = dr._run(wrappers[name][0], probs[0].args).clone()
+            times.setdefault(name, []).append(hb.bench_graph_ms(fn) / copies)
+    _apply({})
+    first = next(iter(outs.values()))
+    rec = dict(batch=batch, ctx=ctx, q_len=q_len, copies=copies, page_table_width=width or ctx // 128,
+               n_split=splits, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
+               us={k: statistics.median(v) * 1e3 for k, v in times.items()}, rounds_ms=times)
+    dr.log("ab", {k: v for k, v in rec.items() if k != "rounds_ms"})
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("study", choices=sorted(STUDIES))
+    ap.add_argument("--wide", action="store_true", help="page tables 8192 blocks wide (SGLang's, 1M context)")
+    a = ap.parse_args()
+    variants = STUDIES[a.study]
+    width = 8192 if a.wide else None
+    gpu_run.env_info()
+    res = {"env": gpu_run.RESULTS["env"], "study": a.study, "wide": a.wide, "variants": variants, "points": []}
+    try:
+        for b, c in POINTS:
+            res["points"].append(point(variants, b, c, width=width))
+            gpu_run.free()
+        res["points"].append(point(variants, 1, 131072, q_len=8, width=width))
+    finally:
+        name = f"decode_ab_{a.study}{'_wide' if a.wide else ''}.json"
+        (Path(os.environ.get("OUT", ".")) / name).write_text(json.dumps(res, indent=1, default=str))
+        print(f"card {res['env'].get('card')} torch {res['env'].get('torch')} triton {res['env'].get('triton')}")
+        names = list(variants)
+        print(f"{a.study}: step us (median of rounds); n_split per variant in the JSON")
+        print("batch      ctx q | " + " ".join(f"{n:>13}" for n in names) + " | bitwise")
+        for r in res["points"]:
+            print(f"{r['batch']:>5} {r['ctx']:>8} {r['q_len']} | " + " ".join(f"{r['us'][n]:13.1f}" for n in names)
+                  + f" | {r['bitwise_equal']}")
+
+
+if __name__ == "__main__":
+    main()
