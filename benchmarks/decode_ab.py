@@ -3,6 +3,8 @@
     python benchmarks/decode_ab.py pdl      # programmatic dependent launch per kernel (NOTES.md v7)
     python benchmarks/decode_ab.py split    # index-branch splits per request (NOTES.md v8)
     python benchmarks/decode_ab.py split --wide   # the same with SGLang's page-table width (1M)
+    python benchmarks/decode_ab.py cap --batch1   # the most splits per tile (batch 1 points only)
+    python benchmarks/decode_ab.py floor --wide   # the runtime split floor (NOTES.md v8)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -60,6 +62,17 @@ STUDIES = {
         "off_gap": _set(pdl=False, gap=True),
         "all_early_gap": _set(PDL_TRIGGER=1, gap=True),
     },
+    "cap": {  # the most splits per tile (1 or 2 programs per SM at batch 1) x the block floor
+        "min8_max256": _set(_MIN_BLOCKS_PER_SPLIT=8, _MAX_SPLIT=256),
+        "min2_max128": _set(_MIN_BLOCKS_PER_SPLIT=2, _MAX_SPLIT=128),
+        "min4_max128": _set(_MIN_BLOCKS_PER_SPLIT=4, _MAX_SPLIT=128),
+        "min2_max96": _set(_MIN_BLOCKS_PER_SPLIT=2, _MAX_SPLIT=96),
+        "min2_max192": _set(_MIN_BLOCKS_PER_SPLIT=2, _MAX_SPLIT=192),
+    },
+    "floor": {  # the runtime split floor (v8's choice) against none
+        "floor8_pieces64": _set(),
+        "no_floor": _set(_SPLIT_FLOOR=1, _SPLIT_PIECES=1),
+    },
     "split": {
         "min8_x2": _set(_MIN_BLOCKS_PER_SPLIT=8, _SPLIT_PROGRAMS_PER_SM=2),
         "min4_x2": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=2),
@@ -71,9 +84,12 @@ STUDIES = {
 }
 
 
+_INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_MAX_SPLIT", "_SPLIT_FLOOR", "_SPLIT_PIECES")
+
+
 def _apply(knobs):
     metadata.PDL_TRIGGER = knobs.get("PDL_TRIGGER", _DEFAULT_TRIGGER)
-    for name in ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM"):
+    for name in _INDEX_KNOBS:
         if name in knobs:
             setattr(index_branch, name, knobs[name])
 
@@ -84,7 +100,7 @@ def point(variants, batch, ctx, q_len=1, width=None):
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
              for i in range(copies)]
     gap = torch.zeros(1 << 16, device="cuda")
-    saved = {n: getattr(index_branch, n) for n in ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM")}
+    saved = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
     wrappers, splits = {}, {}
     for name, knobs in variants.items():
         _apply(knobs)  # the wrapper sizes its workspace and plans with these
@@ -123,18 +139,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("study", choices=sorted(STUDIES))
     ap.add_argument("--wide", action="store_true", help="page tables 8192 blocks wide (SGLang's, 1M context)")
+    ap.add_argument("--batch1", action="store_true", help="only the batch-1 points (the split heuristics' case)")
     a = ap.parse_args()
     variants = STUDIES[a.study]
     width = 8192 if a.wide else None
     gpu_run.env_info()
     res = {"env": gpu_run.RESULTS["env"], "study": a.study, "wide": a.wide, "variants": variants, "points": []}
     try:
-        for b, c in POINTS:
+        for b, c in [p for p in POINTS if p[0] == 1 or not a.batch1]:
             res["points"].append(point(variants, b, c, width=width))
             gpu_run.free()
         res["points"].append(point(variants, 1, 131072, q_len=8, width=width))
     finally:
-        name = f"decode_ab_{a.study}{'_wide' if a.wide else ''}.json"
+        name = f"decode_ab_{a.study}{'_wide' if a.wide else ''}{'_b1' if a.batch1 else ''}.json"
         (Path(os.environ.get("OUT", ".")) / name).write_text(json.dumps(res, indent=1, default=str))
         print(f"card {res['env'].get('card')} torch {res['env'].get('torch')} triton {res['env'].get('triton')}")
         names = list(variants)

@@ -76,19 +76,21 @@ class KernelImpl:
         from msa_sgl.ops import main_branch as sa
 
         saved = sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES, sa.SPLIT_MAX_QUERIES
-        saved_ib = ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES
+        saved_ib = ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES, ib._SPLIT_FLOOR, ib._SPLIT_PIECES
         if self.main_branch is not None:
             sa.KV_OUTER_MIN_QUERIES = 0 if self.main_branch == "kv_outer" else 1 << 62
             sa.SPLIT_MAX_QUERIES = 1 << 62 if self.main_branch == "split" else -1
         if self.workspace_bytes is not None:
             sa.KV_OUTER_WORKSPACE_BYTES = self.workspace_bytes
         if self.index_splits is not None:
-            ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES = self.index_splits, 8
+            # several chunks in the merge, and the runtime split floor engaged at toy sizes (a
+            # range of n blocks: splits of at least min(3, n / 4) blocks, trailing ones skipped)
+            ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES, ib._SPLIT_FLOOR, ib._SPLIT_PIECES = self.index_splits, 8, 3, 4
         try:
             return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
         finally:
             sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES, sa.SPLIT_MAX_QUERIES = saved
-            ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES = saved_ib
+            ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES, ib._SPLIT_FLOOR, ib._SPLIT_PIECES = saved_ib
 
     def index_topk(self, **kwargs):
         return self._call(msa_sgl.index_topk, kwargs)

@@ -90,6 +90,15 @@ def _bitonic_sort_desc(x, LOG2_N: tl.constexpr):
 
 
 @triton.jit
+def _split_len(n_cand, n_split, FLOOR: tl.constexpr, PIECES: tl.constexpr):
+    """Blocks per split of a tile whose candidate range holds ``n_cand`` blocks: an even share
+    over ``n_split`` splits, but at least min(FLOOR, n_cand / PIECES), so that a short range
+    takes fewer, longer splits (the trailing ones stay empty and the finalize kernel skips
+    them). Non-decreasing in n_cand, which the finalize kernel's skip relies on."""
+    return tl.maximum((n_cand + n_split - 1) // n_split, tl.minimum(FLOOR, (n_cand + PIECES - 1) // PIECES))
+
+
+@triton.jit
 def _index_partial_kernel(
     Q, K, K_SCALE, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TILE_CUM,
     OUT_KEY,
@@ -102,7 +111,7 @@ def _index_partial_kernel(
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
-    USE_PDL: tl.constexpr = 0,
+    SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
 ):
     if USE_PDL:  # everything below may read what the step's previous kernels wrote
         tl.extra.cuda.gdc_wait()
@@ -127,10 +136,10 @@ def _index_partial_kernel(
     p = pos // BLOCK
     last_cand = tl.where(m_r, p - N_LOCAL, -1)  # candidates: N_INIT <= b <= last_cand
 
-    # the tile's candidate range [N_INIT, hi), split evenly
+    # the tile's candidate range [N_INIT, hi), split evenly (short ranges: fewer splits)
     hi = tl.max(last_cand, axis=0) + 1
     n_cand = tl.maximum(hi - N_INIT, 0)
-    per_split = (n_cand + n_split - 1) // n_split
+    per_split = _split_len(n_cand, n_split, SPLIT_FLOOR, SPLIT_PIECES)
     b_lo = N_INIT + i_split * per_split
     b_hi = tl.minimum(b_lo + per_split, hi)
 
@@ -179,14 +188,17 @@ def _index_finalize_kernel(
     HKV: tl.constexpr, BLOCK_R: tl.constexpr, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, BLOCK: tl.constexpr,
     TOPK: tl.constexpr, TOPK_P: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr, LOG2_KF: tl.constexpr,
-    USE_PDL: tl.constexpr = 0,
+    SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
 ):
     """BLOCK_R rows (token * HKV + group) per program. The splits' lists of a row (int64 order
     keys, each list descending; keys are distinct, as every block id is offered by one split
     only) are merged NS_C splits at a time in a tree of log2(NS_C) levels: the KF best of two
     descending lists a, b are max(a, flip(b)), a bitonic sequence that log2(KF) compare-exchange
     steps sort again. The chunk's best list joins the running one the same way. The first
-    K_FREE keys are the selection; the forced blocks are added and the ids written ascending."""
+    K_FREE keys are the selection; the forced blocks are added and the ids written ascending.
+    Only the splits that can hold a row's candidates are read: a row's blocks N_INIT..last lie
+    in splits below (last - N_INIT) // per + 1, with ``per`` the split length of the row's own
+    range, at most its tile's (the partial kernel splits by the tile's whole range)."""
     o_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     m_r = o_r < total_rows
     tok = tl.where(m_r, o_r // HKV, 0)
@@ -197,6 +209,9 @@ def _index_finalize_kernel(
     q_len = tl.load(CU_SEQLENS + i_b + 1, mask=m_r, other=0) - q_start
     seq_len = tl.load(SEQ_LENS + i_b, mask=m_r, other=1)
     p = (seq_len - q_len + tok - q_start) // BLOCK  # [BLOCK_R]
+    n_row = tl.where(m_r, tl.maximum(p - N_LOCAL - N_INIT + 1, 0), 0)  # the row's candidate blocks
+    per_row = tl.maximum(_split_len(n_row, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
+    n_used = tl.minimum(tl.max(tl.where(n_row > 0, (n_row - 1) // per_row + 1, 0), axis=0), n_split)
     if USE_PDL:
         tl.extra.cuda.gdc_wait()
     if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
@@ -206,7 +221,7 @@ def _index_finalize_kernel(
     o_s = tl.arange(0, NS_C)
     rows64 = o_r.to(tl.int64)
     top = tl.full([BLOCK_R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
-    for c0 in range(0, n_split, NS_C):
+    for c0 in range(0, n_used, NS_C):
         i_split = c0 + o_s
         off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [BLOCK_R, NS_C, KF]
         m_c = m_r[:, None, None] & (i_split < n_split)[None, :, None]
@@ -236,8 +251,9 @@ def _index_finalize_kernel(
 class IndexLaunch:
     """Launch shapes of the index branch, from shapes only (so a plan can be reused by a CUDA
     graph): ``block_t`` tokens x ``hkv_p`` groups per tile, ``n_split`` pieces of each tile's
-    block range, ``kf`` slots per partial list; the finalize kernel merges ``ns_c`` splits at a
-    time for ``block_r`` rows per program."""
+    block range (at runtime a range of n blocks takes splits of at least min(split_floor,
+    n / split_pieces) blocks), ``kf`` slots per partial list; the finalize kernel merges
+    ``ns_c`` splits at a time for ``block_r`` rows per program."""
 
     block_t: int
     hkv_p: int
@@ -247,15 +263,26 @@ class IndexLaunch:
     num_stages: int | None
     block_r: int
     ns_c: int
+    split_floor: int = 1
+    split_pieces: int = 1
 
     def workspace(self, total_q: int, hkv: int, device) -> torch.Tensor:
         """The partial lists as int64 order keys, ``[total_q * hkv, n_split, kf]``."""
         return torch.empty(total_q * hkv, self.n_split, self.kf, dtype=torch.int64, device=device)
 
 
-# Most splits of one tile's block range (each split walks at least _MIN_BLOCKS_PER_SPLIT blocks).
+# Most splits of one tile's block range (each split walks at least _MIN_BLOCKS_PER_SPLIT blocks
+# of the page table's width).
 _MAX_SPLIT = 256
-_MIN_BLOCKS_PER_SPLIT = 8
+_MIN_BLOCKS_PER_SPLIT = 1
+# At runtime a tile's range of n candidate blocks takes splits of at least min(_SPLIT_FLOOR,
+# n / _SPLIT_PIECES) blocks: with the launch sized for the page table's width (SGLang's: the
+# longest context), a 32K request walks 64 splits of 4 blocks, 128K 128 of 8, 1M 256 of 32
+# (batch 1, H100: 22, 33 and 111 us a step, against 26, 34, 111 for splits as short as the
+# width allows - the finalize merge grows with the lists, the scan needs 2 programs per SM;
+# benchmarks/NOTES.md v8).
+_SPLIT_FLOOR = 8
+_SPLIT_PIECES = 64
 # Programs per SM the splits aim at (tiles x splits ~ this x SMs).
 _SPLIT_PROGRAMS_PER_SM = 2
 # Candidates (splits x KF) the finalize kernel merges per row at a time.
@@ -291,7 +318,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, 
         n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT))
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))
-    return IndexLaunch(block_t, hkv_p, n_split, kf, num_warps, num_stages, block_r, ns_c)
+    return IndexLaunch(block_t, hkv_p, n_split, kf, num_warps, num_stages, block_r, ns_c, _SPLIT_FLOOR,
+                       _SPLIT_PIECES)
 
 
 def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan: IndexLaunch,
@@ -317,7 +345,8 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         HKV=hkv, HKV_P=plan.hkv_p, BLOCK_T=plan.block_t, D=d, D_P=max(32 if fp8 else 16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
-        Q8=fp8 and FP8_QUERY, USE_PDL=pdl_mode(pdl, "index_partial"),
+        Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
+        USE_PDL=pdl_mode(pdl, "index_partial"),
         **launch_options(plan.num_warps, plan.num_stages, bool(pdl)),
     )
     rows = total_q * hkv
@@ -326,7 +355,8 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         rows, plan.n_split,
         HKV=hkv, BLOCK_R=plan.block_r, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1, BLOCK=config.block_size, TOPK=config.topk,
         TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks,
-        K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1, USE_PDL=pdl_mode(pdl, "index_finalize"),
+        K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1, SPLIT_FLOOR=plan.split_floor,
+        SPLIT_PIECES=plan.split_pieces, USE_PDL=pdl_mode(pdl, "index_finalize"),
         **launch_options(None, None, bool(pdl)),
     )
     return out
