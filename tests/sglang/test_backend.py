@@ -141,20 +141,45 @@ def test_bad_input_raises_instead_of_falling_back(msa_on):
         runner.close()
 
 
+# MiniMax-M3's own dimensions (Hq 64, Hkv 4, D = d_idx = 128, block 128, top-16, local 1), with
+# requests of 17-24 blocks so that blocks are dropped: GPU only (SGLang's kernels, and the size)
+M3_DIMS = dict(num_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, block=128, topk=16, context_len=3200,
+               max_reqs=4, num_pages=80)
+M3_CASES = {
+    "extend_cached_prefix": (ForwardMode.EXTEND, (3000, 2200), (300, 128), 0),
+    "decode": (ForwardMode.DECODE, (3000, 2500, 2177), (1, 1, 1), 0),
+}
+_M3 = {}
+
+
+def _m3_shape_and_data():
+    if not _M3:
+        _M3["shape"] = K.M3Tiny(**M3_DIMS)
+        _M3["data"] = K.TokenData(_M3["shape"], seed=5)
+    return _M3["shape"], _M3["data"]
+
+
 @pytest.mark.skipif(not K.ON_GPU, reason="SGLang's own MiniMax kernels need a GPU (their autotuner)")
+@pytest.mark.parametrize("dims", ["tiny", "m3"])
 @pytest.mark.parametrize("case", ["extend_cached_prefix", "decode"])
-def test_matches_sglang_backend(msa_on, case):
+def test_matches_sglang_backend(msa_on, case, dims):
     """GPU: msa_sgl's backend and SGLang's own MiniMax backend on identical inputs (the pool
     written by each through the same setter): both within the dtype's bound of the float64
-    reference, and within twice that bound of each other."""
+    reference, and within twice that bound of each other; at the kit's small shape and at
+    MiniMax-M3's own dimensions."""
     import sglang.srt.layers.attention.minimax_sparse_backend as msb
 
     from msa_sgl import radix_integration as ri
 
-    mode, seq_lens, new_lens, _ = CASES[case]
+    if dims == "m3":
+        shape, data = _m3_shape_and_data()
+        mode, seq_lens, new_lens, _ = M3_CASES[case]
+    else:
+        shape, data = SHAPE, DATA
+        mode, seq_lens, new_lens, _ = CASES[case]
     outs = {}
     for which in ("msa_sgl", "sglang"):
-        runner = K.M3MockModelRunner(SHAPE)
+        runner = K.M3MockModelRunner(shape)
         try:
             if which == "sglang":
                 stock = ri._stock_base(msb.MiniMaxSparseAttnBackend)
@@ -165,21 +190,21 @@ def test_matches_sglang_backend(msa_on, case):
                 hybrid = K.build_backend(runner)
             reqs = [K.Req(tokens=_tokens(n, 10 * i + 1), row=i + 1) for i, n in enumerate(seq_lens)]
             K.place(runner, reqs, "shuffled_pages", seed=3)
-            K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
+            K.write_prefix(runner, data, shape.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
             fb = K.forward_batch(runner, mode, reqs, new_lens,
                                  [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)])
             hybrid.init_forward_metadata(fb)
-            outs[which] = {lid: K.run_layer(hybrid, K.make_layers(SHAPE)[lid], fb,
-                                            K.layer_inputs(DATA, lid, reqs, new_lens))[1] for lid in SHAPE.msa_layers}
+            outs[which] = {lid: K.run_layer(hybrid, K.make_layers(shape)[lid], fb,
+                                            K.layer_inputs(data, lid, reqs, new_lens))[1] for lid in shape.msa_layers}
         finally:
             runner.close()
-    for lid in SHAPE.msa_layers:
+    for lid in shape.msa_layers:
         for which in outs:
-            K.check_against_reference(outs[which][lid], DATA, lid, reqs, new_lens)
+            K.check_against_reference(outs[which][lid], data, lid, reqs, new_lens)
         from harness.tolerance import BOUNDS
 
         a, b = outs["msa_sgl"][lid].double().cpu(), outs["sglang"][lid].double().cpu()
-        assert float((a - b).norm() / b.norm()) <= 2 * BOUNDS[SHAPE.dtype].rel_l2
+        assert float((a - b).norm() / b.norm()) <= 2 * BOUNDS[shape.dtype].rel_l2
 
 
 @pytest.mark.parametrize("mode", [ForwardMode.DECODE, ForwardMode.TARGET_VERIFY], ids=["decode", "target_verify"])
