@@ -141,13 +141,11 @@ class MSADecodeWrapper:
         # request of every query row: the number of request ends at or before the row
         torch.searchsorted(cu[1:], self._arange[:total_q], right=True, out=self._token_req[:total_q])
         idx_plan = ops.plan_index(total_q, batch, self.max_pages, self.hkv, self.config, self.device)
-        q_lens = cu[1:] - cu[:-1]
-        torch.cumsum(torch.div(q_lens + (idx_plan.block_t - 1), idx_plan.block_t, rounding_mode="floor"), 0,
-                     out=self._tile_cum[1 : batch + 1])
+        tiles = ops.metadata.build_tile_map(cu, total_q, idx_plan.block_t, out=self._tile_cum)  # [0] stays 0
         method = ops.main_branch.choose_method(total_q, self.hkv, self.device)
         if method == "split" and total_q * self.hq * self.config.topk > self._o_part.shape[0]:
             method = "q_outer"
-        self._planned = (batch, total_q, idx_plan, ops.tile_grid(total_q, batch, idx_plan.block_t), method)
+        self._planned = (batch, total_q, idx_plan, tiles.grid_tiles, method)
 
     def run(self, q, k_cache, v_cache, q_idx, k_idx_cache, *, k_idx_scale: torch.Tensor | None = None,
             out: torch.Tensor | None = None, return_lse: bool = False):

@@ -360,6 +360,21 @@ def choose_method(total_q: int, hkv: int, device) -> str:
     return "split" if total_q * hkv < SPLIT_PROGRAMS_PER_SM * num_sms(device) else "q_outer"
 
 
+def _block_args(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req):
+    """What the query-outer and slot kernels take around their outputs: (the input tensors, the
+    scalars and strides after the outputs)."""
+    tensors = (q, k_cache, v_cache, topk_idx, page_table, seq_lens_k, cu_seqlens_q, token_req)
+    scalars = (
+        k_cache.shape[0], config.resolved_softmax_scale(q.shape[2]) * _LOG2E,
+        q.stride(0), q.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        topk_idx.stride(0), topk_idx.stride(1),
+        page_table.stride(0),
+    )
+    return tensors, scalars
+
+
 def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                    num_warps=None, num_stages=None, pdl=False):
     """Query-outer form into ``out``/``lse``: one launch, no workspace, no synchronisation.
@@ -367,16 +382,10 @@ def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
+    tensors, scalars = _block_args(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config,
+                                   token_req)
     _sparse_attn_fwd_kernel[(total_q, hkv)](
-        q, k_cache, v_cache, topk_idx, page_table, seq_lens_k, cu_seqlens_q, token_req,
-        out, lse,
-        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E,
-        q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        topk_idx.stride(0), topk_idx.stride(1),
-        page_table.stride(0),
-        out.stride(0), out.stride(1),
+        *tensors, out, lse, *scalars, out.stride(0), out.stride(1),
         G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "q_outer"),
         **launch_options(num_warps, num_stages, bool(pdl)),
@@ -401,15 +410,10 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
     g = hq // hkv
     g_p = max(16, triton.next_power_of_2(g))
     d_p = max(16, triton.next_power_of_2(d))
+    tensors, scalars = _block_args(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config,
+                                   token_req)
     _slot_partial_kernel[(total_q, hkv, config.topk)](
-        q, k_cache, v_cache, topk_idx, page_table, seq_lens_k, cu_seqlens_q, token_req,
-        o_part, lse_part,
-        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E,
-        q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        topk_idx.stride(0), topk_idx.stride(1),
-        page_table.stride(0),
+        *tensors, o_part, lse_part, *scalars,
         HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=config.topk,
         IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"),
         **launch_options(num_warps, num_stages, bool(pdl)),

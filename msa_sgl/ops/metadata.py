@@ -84,11 +84,16 @@ class TileMap:
     search_steps: int
 
 
-def build_tile_map(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int) -> TileMap:
+def build_tile_map(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int, out: torch.Tensor | None = None) -> TileMap:
+    """The tiles of a call; ``out`` (int32, at least ``batch + 1`` long, first entry 0): write
+    ``tile_cum`` there instead of allocating (MSADecodeWrapper's preallocated buffer)."""
     batch = cu_seqlens_q.shape[0] - 1
     q_lens = cu_seqlens_q[1:] - cu_seqlens_q[:-1]
     tiles = torch.div(q_lens + (block_t - 1), block_t, rounding_mode="floor")
-    tile_cum = torch.zeros(batch + 1, dtype=torch.int32, device=cu_seqlens_q.device)
+    if out is None:
+        tile_cum = torch.zeros(batch + 1, dtype=torch.int32, device=cu_seqlens_q.device)
+    else:
+        tile_cum = out[: batch + 1]
     torch.cumsum(tiles, 0, out=tile_cum[1:])
     return TileMap(block_t, tile_cum, tile_grid(total_q, batch, block_t), max(1, batch.bit_length()))
 
