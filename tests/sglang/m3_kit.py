@@ -360,6 +360,22 @@ def place(runner, reqs: Sequence[Req], layout: str, seed: int = 0):
 # ---------------------------------------------------------------------------------------------
 
 
+
+def prepare(runner, data: TokenData, reqs: Sequence[Req], new_lens: Sequence[int], layout: str, seed: int = 0):
+    """Pages for the requests (``layout``, as :func:`place`) and every sparse layer's K/V and
+    index keys written for all but their last ``new_lens[b]`` tokens: what earlier steps left
+    in the pool before the step under test."""
+    place(runner, reqs, layout, seed=seed)
+    write_prefix(runner, data, runner.shape.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
+
+
+def step_batch(runner, mode: ForwardMode, reqs: Sequence[Req], new_lens: Sequence[int]) -> ForwardBatch:
+    """The ForwardBatch of a step that computes each request's last ``new_lens[b]`` tokens
+    (TARGET_VERIFY: ``seq_lens`` counts the committed tokens only, as SGLang's verify batches)."""
+    committed = [len(r.slots) - n for r, n in zip(reqs, new_lens)] if mode == ForwardMode.TARGET_VERIFY else None
+    return forward_batch(runner, mode, reqs, new_lens, [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)],
+                         seq_lens_override=committed)
+
 def reference_rows(data: TokenData, layer: int, reqs: Sequence[Req], new_lens: Sequence[int],
                    seq_lens: Optional[Sequence[int]] = None):
     """(out float64 [T, Hq*D], topk [T, Hkv, k], args) for the new rows of each request, computed

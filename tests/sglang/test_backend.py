@@ -60,11 +60,8 @@ def _check_case(shape, data, case, layout):
         hybrid = K.build_backend(runner)
         sparse = hybrid.sparse
         reqs = [K.Req(tokens=_tokens(n, 10 * i + len(case)), row=i + 1) for i, n in enumerate(seq_lens)]
-        K.place(runner, reqs, layout, seed=len(case))
-        K.write_prefix(runner, data, shape.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
-        committed = [len(r.tokens) - n for r, n in zip(reqs, new_lens)] if ndt else None
-        fb = K.forward_batch(runner, mode, reqs, new_lens, [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)],
-                             seq_lens_override=committed)
+        K.prepare(runner, data, reqs, new_lens, layout, seed=len(case))
+        fb = K.step_batch(runner, mode, reqs, new_lens)
         hybrid.init_forward_metadata(fb)
         lid = 3 if layout == "shuffled_pages" else 1  # both msa_sgl layers, across the cases
         inputs = K.layer_inputs(data, lid, reqs, new_lens)
@@ -189,10 +186,8 @@ def test_matches_sglang_backend(msa_on, case, dims):
             else:
                 hybrid = K.build_backend(runner)
             reqs = [K.Req(tokens=_tokens(n, 10 * i + 1), row=i + 1) for i, n in enumerate(seq_lens)]
-            K.place(runner, reqs, "shuffled_pages", seed=3)
-            K.write_prefix(runner, data, shape.sparse_layers, reqs, [len(r.tokens) - n for r, n in zip(reqs, new_lens)])
-            fb = K.forward_batch(runner, mode, reqs, new_lens,
-                                 [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)])
+            K.prepare(runner, data, reqs, new_lens, "shuffled_pages", seed=3)
+            fb = K.step_batch(runner, mode, reqs, new_lens)
             hybrid.init_forward_metadata(fb)
             outs[which] = {lid: K.run_layer(hybrid, K.make_layers(shape)[lid], fb,
                                             K.layer_inputs(data, lid, reqs, new_lens))[1] for lid in shape.msa_layers}
@@ -221,14 +216,11 @@ def test_step_plans_once_and_runs_per_layer(msa_on, mode):
         sparse = hybrid.sparse
         assert sparse._msa_wrapper is None  # built lazily, by the first step batch
         reqs = [K.Req(tokens=_tokens(n, 40 + i), row=i + 2) for i, n in enumerate((75, 29, 50))]
-        K.place(runner, reqs, "interleaved_pages", seed=6)
-        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - q_per for r in reqs])
+        K.prepare(runner, DATA, reqs, [q_per] * len(reqs), "interleaved_pages", seed=6)
         outs = []
         for step in range(2):  # two forward batches (the second reuses the wrapper)
             new = [q_per] * len(reqs)
-            committed = [len(r.slots) - q_per for r in reqs] if ndt else None
-            fb = K.forward_batch(runner, mode, reqs, new, [r.slots[-q_per:] for r in reqs],
-                                 seq_lens_override=committed)
+            fb = K.step_batch(runner, mode, reqs, new)
             hybrid.init_forward_metadata(fb)
             w = sparse._msa_wrapper
             assert sparse._msa_step.wrapper is w and sparse.msa_sgl_stats.get(f"wrapper_plan_{kind}") == step + 1

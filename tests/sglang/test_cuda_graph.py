@@ -34,9 +34,7 @@ def _padding_req(q_per, ndt):
 
 def _batch(runner, mode, reqs, q_per):
     new = [q_per] * len(reqs)
-    committed = [len(r.slots) - q_per for r in reqs] if mode == ForwardMode.TARGET_VERIFY else None
-    return K.forward_batch(runner, mode, reqs, new, [r.slots[len(r.slots) - q_per:] for r in reqs],
-                           seq_lens_override=committed), new
+    return K.step_batch(runner, mode, reqs, new), new
 
 
 def _meta_ptrs(m):
@@ -77,8 +75,7 @@ def test_graph_replay_metadata_matches_eager(msa_on, monkeypatch, case):
         eager = K.build_backend(runner)
         reqs = [K.Req(tokens=[(7 * i + j) % SHAPE.vocab for i in range(n)], row=j + 1)
                 for j, n in enumerate((70, 37, 18))]
-        K.place(runner, reqs, "interleaved_pages", seed=2)
-        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - q_per for r in reqs])
+        K.prepare(runner, DATA, reqs, [q_per] * len(reqs), "interleaved_pages", seed=2)
         fb, new = _batch(runner, mode, reqs, q_per)
         eager.init_forward_metadata(fb)
         _, eager_out = K.run_layer(eager, layer, fb, K.layer_inputs(DATA, LAYER, reqs, new))
@@ -119,8 +116,7 @@ def test_graph_replay_metadata_matches_eager(msa_on, monkeypatch, case):
 
         reqs = [K.Req(tokens=[(7 * i + j) % SHAPE.vocab for i in range(n)], row=j + 1)
                 for j, n in enumerate((70, 37, 18))]
-        K.place(runner, reqs, "interleaved_pages", seed=2)
-        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - q_per for r in reqs])
+        K.prepare(runner, DATA, reqs, [q_per] * len(reqs), "interleaved_pages", seed=2)
         pad = _padding_req(q_per, ndt)
         replay_fb, replay_new = _batch(runner, mode, reqs + [pad], q_per)
         _init_cuda_graph_replay_metadata(sparse, CAPTURE_BS, replay_fb)
@@ -196,8 +192,7 @@ def test_batch_over_wrapper_size_runs_msa_attention(msa_on, caplog, mode):
         sparse._msa_max_reqs = 2  # as if the server ran at most 2 requests (the pool has rows for 6)
         reqs = [K.Req(tokens=[(5 * i + j) % SHAPE.vocab for i in range(n)], row=j + 1)
                 for j, n in enumerate((70, 37, 18, 52))]
-        K.place(runner, reqs, "shuffled_pages", seed=4)
-        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - q_per for r in reqs])
+        K.prepare(runner, DATA, reqs, [q_per] * len(reqs), "shuffled_pages", seed=4)
 
         def step(batch):
             fb, new = _batch(runner, mode, batch, q_per)
@@ -274,8 +269,7 @@ def test_real_cuda_graph_replay(msa_on, monkeypatch, case):
         # a real batch of 4 requests: overwrite the static inputs in place, replay
         reqs = [K.Req(tokens=[(7 * i + j) % SHAPE.vocab for i in range(n)], row=j + 1)
                 for j, n in enumerate((70, 37, 18, 129))]
-        K.place(runner, reqs, "interleaved_pages", seed=2)
-        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [len(r.tokens) - q_per for r in reqs])
+        K.prepare(runner, DATA, reqs, [q_per] * len(reqs), "interleaved_pages", seed=2)
         fb, new = _batch(runner, mode, reqs, q_per)
         for name in ("req_pool_indices", "seq_lens", "out_cache_loc"):
             getattr(static_fb, name).copy_(getattr(fb, name))
