@@ -31,7 +31,7 @@ import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
 from msa_sgl import ops  # noqa: E402
 
-import gpu_run  # noqa: E402  (env_info, free, _sdpa)
+import gpu_run  # noqa: E402  (env_info, free, dense_decode_ms)
 
 R = {"env": {}, "copy_gbps": None, "decode": [], "forms": [], "fp8": [], "fp8_quality": [], "fp8_prefill": [],
      "errors": []}
@@ -116,23 +116,9 @@ def time_decode(batch, ctx, q_len=1, peer=None):
                copies=copies, wrapper_selection_equals_api=same_sel)
     # dense decode over the same-length contiguous K/V
     if q_len == 1:
-        from torch.nn.attention import SDPBackend
-
-        q4 = torch.randn(batch, 64, q_len, 128, device="cuda", dtype=torch.bfloat16)
-        k4 = torch.randn(batch, 4, ctx, 128, device="cuda", dtype=torch.bfloat16)
-        v4 = torch.randn_like(k4)
-        dense = {}
-        for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
-            try:
-                gpu_run._sdpa(q4, k4, v4, be, False)
-                torch.cuda.synchronize()
-                dense[name] = hb.bench_graph_ms(lambda: gpu_run._sdpa(q4, k4, v4, be, False))
-            except Exception as e:  # noqa: BLE001
-                dense[name + "_error"] = repr(e)[:120]
-        del q4, k4, v4
-        ok = [v for k, v in dense.items() if not k.endswith("_error")]
+        dense, best = gpu_run.dense_decode_ms(batch, ctx, q_len)
         rec["dense"] = dense
-        rec["speedup_vs_dense"] = min(ok) / ms if ok else float("nan")
+        rec["speedup_vs_dense"] = best / ms
     if peer is not None and q_len == 1:
         import peer_sglang as ps
 
