@@ -97,12 +97,9 @@ class MSADecodeWrapper:
         self._topk = torch.full((max_q, self.hkv, config.topk), -1, **i32)
         self._out = torch.zeros(max_q, self.hq, head_dim, dtype=dtype, device=self.device)
         self._lse = torch.zeros(max_q, self.hq, dtype=torch.float32, device=self.device)
-        # index partial lists: the largest any (batch, total_q) within the limits can ask for
-        idx_elems = 0
-        for b in range(1, self.max_batch + 1):
-            for t in sorted({b, b * self.max_q_len}):
-                p = ops.plan_index(t, b, self.max_pages, self.hkv, config, self.device)
-                idx_elems = max(idx_elems, t * self.hkv * p.n_split * p.kf)
+        # index partial lists: at least what any (batch, total_q) within the limits asks for
+        idx_elems = ops.index_branch.workspace_bound(self.max_batch, self.max_q_len, self.max_pages, self.hkv,
+                                                     config, self.device)
         self._part_keys = torch.empty(idx_elems, dtype=torch.int64, device=self.device)
         # main branch: the split form for the calls that choose it, query-outer beyond
         split_rows = max([t for t in range(1, max_q + 1) if ops.main_branch.choose_method(t, self.hkv, self.device)
@@ -141,6 +138,9 @@ class MSADecodeWrapper:
         # request of every query row: the number of request ends at or before the row
         torch.searchsorted(cu[1:], self._arange[:total_q], right=True, out=self._token_req[:total_q])
         idx_plan = ops.plan_index(total_q, batch, self.max_pages, self.hkv, self.config, self.device)
+        if total_q * self.hkv * idx_plan.n_split * idx_plan.kf > self._part_keys.numel():  # never, by the bound
+            raise ValueError(f"total_q: the index workspace (sized at construction) is too small for "
+                             f"{total_q} rows of {batch} requests; please report this")
         tiles = ops.metadata.build_tile_map(cu, total_q, idx_plan.block_t, out=self._tile_cum)  # [0] stays 0
         method = ops.main_branch.choose_method(total_q, self.hkv, self.device)
         if method == "split" and total_q * self.hq * self.config.topk > self._o_part.shape[0]:

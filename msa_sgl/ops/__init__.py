@@ -9,7 +9,7 @@
 import time).
 """
 
-from . import main_branch, metadata
+from . import index_branch, main_branch, metadata
 from .index_branch import IndexLaunch, index_topk, launch_index, plan_index
 from .main_branch import _sparse_attn_fwd_kernel, launch_q_outer, launch_split, sparse_attention, split_workspace
 from .metadata import pdl_enabled, tile_grid
@@ -22,5 +22,5 @@ __all__ = [
     "index_topk", "sparse_attention", "quantize_index_keys", "INTERPRETED",
     # building blocks of msa_sgl.decode (preallocated buffers, launch shapes from shapes only)
     "main_branch", "IndexLaunch", "plan_index", "launch_index", "launch_q_outer", "launch_split", "split_workspace", "tile_grid",
-    "pdl_enabled", "metadata",
+    "pdl_enabled", "metadata", "index_branch",
 ]

@@ -322,6 +322,27 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, 
                        _SPLIT_PIECES)
 
 
+def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device) -> int:
+    """Elements (int64) of the partial lists that any call of at most ``max_batch`` requests
+    and ``max_batch * max_q_len`` query rows can ask plan_index for: an upper bound of
+    ``total_q * hkv * n_split * kf`` over every (batch, total_q), in O(max_batch).
+
+    With ``b`` requests and ``t`` rows plan_index launches ``tile_grid(t, b, .)`` tiles: ``t``
+    when t < b, at least ``b`` otherwise; its splits are cdiv(P, tiles) for P programs, capped.
+    So t * n_split <= P + t when t < b, and <= t * min(cap, cdiv(P, b)) otherwise."""
+    k_free = config.topk - config.num_init_blocks - config.num_local_blocks
+    kf = max(1, triton.next_power_of_2(k_free))
+    programs = _SPLIT_PROGRAMS_PER_SM * num_sms(device)
+    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT)
+    rows = 0
+    for b in range(1, max_batch + 1):
+        if _FORCE_N_SPLIT is not None:
+            rows = max(rows, b * max_q_len * _FORCE_N_SPLIT)
+        else:
+            rows = max(rows, programs + b, b * max_q_len * max(1, min(cap, triton.cdiv(programs, b))))
+    return rows * hkv * kf
+
+
 def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan: IndexLaunch,
                  tile_cum, grid_tiles, token_req, part_keys, out, k_idx_scale=None, pdl=False):
     """Both index kernels into preallocated buffers: no allocation, no synchronisation.
@@ -347,7 +368,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
         USE_PDL=pdl_mode(pdl, "index_partial"),
-        **launch_options(plan.num_warps, plan.num_stages, bool(pdl)),
+        **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, "index_partial") > 0),
     )
     rows = total_q * hkv
     _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
@@ -357,7 +378,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks,
         K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1, SPLIT_FLOOR=plan.split_floor,
         SPLIT_PIECES=plan.split_pieces, USE_PDL=pdl_mode(pdl, "index_finalize"),
-        **launch_options(None, None, bool(pdl)),
+        **launch_options(None, None, pdl_mode(pdl, "index_finalize") > 0),
     )
     return out
 

@@ -388,7 +388,7 @@ def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_
         *tensors, out, lse, *scalars, out.stride(0), out.stride(1),
         G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "q_outer"),
-        **launch_options(num_warps, num_stages, bool(pdl)),
+        **launch_options(num_warps, num_stages, pdl_mode(pdl, "q_outer") > 0),
     )
 
 
@@ -416,13 +416,13 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
         *tensors, o_part, lse_part, *scalars,
         HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=config.topk,
         IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"),
-        **launch_options(num_warps, num_stages, bool(pdl)),
+        **launch_options(num_warps, num_stages, pdl_mode(pdl, "slot_partial") > 0),
     )
     _merge_heads_kernel[(total_q, hq)](
         o_part, lse_part, out, lse,
         out.stride(0), out.stride(1),
         HQ=hq, G=g, D=d, D_P=d_p, TOPK=config.topk, TOPK_P=triton.next_power_of_2(config.topk), USE_PDL=pdl_mode(pdl, "merge_heads"),
-        **launch_options(None, None, bool(pdl)),
+        **launch_options(None, None, pdl_mode(pdl, "merge_heads") > 0),
     )
 
 

@@ -46,12 +46,14 @@ PDL_TRIGGER = {"index_partial": 1, "index_finalize": 1, "slot_partial": 1, "merg
 
 def pdl_mode(pdl, kernel: str) -> int:
     """The USE_PDL value of ``kernel`` for a launcher's ``pdl`` argument: False/0 off, True the
-    PDL_TRIGGER choice, 1 or 2 that mode."""
+    PDL_TRIGGER choice, 1 or 2 that mode. Launch with ``launch_pdl`` exactly when it is > 0 (a
+    kernel launched early must wait)."""
     if not pdl:
         return 0
-    if pdl is True:
-        return PDL_TRIGGER.get(kernel, 1) if isinstance(PDL_TRIGGER, dict) else PDL_TRIGGER
-    return int(pdl)
+    mode = (PDL_TRIGGER.get(kernel, 1) if isinstance(PDL_TRIGGER, dict) else PDL_TRIGGER) if pdl is True else pdl
+    if mode not in (0, 1, 2):
+        raise ValueError(f"pdl: expected a mode 0, 1 or 2 for {kernel}, got {mode!r}")
+    return int(mode)
 
 
 def pdl_enabled(device: torch.device) -> bool:
@@ -66,7 +68,19 @@ def pdl_enabled(device: torch.device) -> bool:
     if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("MSA_SGL_PDL", "1") == "0":
         return False
     device = torch.device(device)
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+    if device.type != "cuda" or torch.version.hip is not None:  # griddepcontrol is NVIDIA's
+        return False
+    if not _TRITON_HAS_PDL:
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+try:  # launch_pdl and the gdc intrinsics arrived together (Triton 3.4)
+    import triton.language.extra.cuda as _tl_cuda
+
+    _TRITON_HAS_PDL = hasattr(_tl_cuda, "gdc_wait") and hasattr(_tl_cuda, "gdc_launch_dependents")
+except ImportError:  # pragma: no cover - older Triton
+    _TRITON_HAS_PDL = False
 
 
 @dataclass(frozen=True)
