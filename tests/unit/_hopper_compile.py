@@ -1,0 +1,68 @@
+"""Compiles the decode chain's kernels for sm_90 (Hopper) without a GPU and prints, per kernel and
+PDL mode, the griddepcontrol instructions in the PTX as JSON lines. Run in a process without
+TRITON_INTERPRET (tests/unit/test_hopper_compile.py does that): Triton's compiler front end and
+NVIDIA back end run on any machine; only launching needs the GPU."""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from msa_sgl.ops import index_branch as ib  # noqa: E402
+from msa_sgl.ops import main_branch as mb  # noqa: E402
+
+I32 = "i32"
+BLOCK_ARGS = ["num_pages", "qk_scale", "stride_qt", "stride_qh", "stride_kp", "stride_kb", "stride_kh", "stride_vp",
+              "stride_vb", "stride_vh", "stride_it", "stride_ih", "stride_pt_b"]
+BLOCK_IN = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "TOPK_IDX": "*i32", "PAGE_TABLE": "*i32", "SEQ_LENS": "*i32",
+            "CU_SEQLENS": "*i32", "TOKEN_REQ": "*i64"}
+
+
+def _scalars(names):
+    return {k: ("fp32" if k == "qk_scale" else I32) for k in names}
+
+
+# M3 decode shapes: (kernel, signature, constexprs without USE_PDL)
+KERNELS = [
+    (ib._index_partial_kernel,
+     {"Q": "*bf16", "K": "*bf16", "K_SCALE": "*bf16", "PAGE_TABLE": "*i32", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
+      "TILE_CUM": "*i32", "OUT_KEY": "*i64", **_scalars(["batch", "num_pages", "total_q", "stride_qt", "stride_qh",
+                                                        "stride_kp", "stride_kb", "stride_pt_b", "n_split"])},
+     dict(HKV=4, HKV_P=4, BLOCK_T=4, D=128, D_P=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
+          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
+    (ib._index_finalize_kernel,
+     {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
+      "total_rows": I32, "n_split": I32},
+     dict(HKV=4, BLOCK_R=2, NS_C=64, LOG2_NS_C=6, BLOCK=128, TOPK=16, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15,
+          KF=16, LOG2_KF=4, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
+    (mb._slot_partial_kernel,
+     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS)},
+     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)),
+    (mb._merge_heads_kernel,
+     {"O_PART": "*fp32", "LSE_PART": "*fp32", "OUT": "*bf16", "LSE": "*fp32", "stride_ot": I32, "stride_oh": I32},
+     dict(HQ=64, G=16, D=128, D_P=128, TOPK=16, TOPK_P=16)),
+    (mb._sparse_attn_fwd_kernel,
+     {**BLOCK_IN, "OUT": "*bf16", "LSE": "*fp32", **_scalars(BLOCK_ARGS + ["stride_ot", "stride_oh"])},
+     dict(G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)),
+]
+
+
+def main():
+    for fn, sig, const in KERNELS:
+        for mode in (0, 1, 2):
+            c = dict(const, USE_PDL=mode)
+            s = dict(sig, **{k: "constexpr" for k in c})
+            k = triton.compile(ASTSource(fn, s, c), target=GPUTarget("cuda", 90, 32),
+                               options={"launch_pdl": mode > 0})
+            ptx = k.asm["ptx"]
+            print(json.dumps({"kernel": fn.__name__, "mode": mode, "wait": ptx.count("griddepcontrol.wait"),
+                              "launch": ptx.count("griddepcontrol.launch_dependents")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

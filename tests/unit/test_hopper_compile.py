@@ -1,0 +1,36 @@
+"""The decode chain's kernels compile for Hopper (sm_90) on a machine without a GPU, with and
+without programmatic dependent launch, and carry the griddepcontrol instructions their PDL mode
+asks for: one wait when on, one launch_dependents only in mode 1 (tests/unit/_hopper_compile.py
+in a process without TRITON_INTERPRET). Catches front-end errors before a GPU run; the GPU has
+Triton 3.6, this check the Triton installed here."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNELS = ("_index_partial_kernel", "_index_finalize_kernel", "_slot_partial_kernel", "_merge_heads_kernel",
+           "_sparse_attn_fwd_kernel")
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, os.path.join(HERE, "_hopper_compile.py")], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(HERE)))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return {(r["kernel"], r["mode"]): r for r in rows}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+@pytest.mark.parametrize("mode", [0, 1, 2], ids=["no_pdl", "pdl_early", "pdl_at_exit"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_decode_kernels_compile_for_sm90(compiled, kernel, mode):
+    r = compiled[(kernel, mode)]
+    assert r["wait"] == (1 if mode else 0), r
+    assert r["launch"] == (1 if mode == 1 else 0), r
