@@ -361,6 +361,13 @@ def place(runner, reqs: Sequence[Req], layout: str, seed: int = 0):
 
 
 
+def step_shape(mode: ForwardMode, drafts: int = 3):
+    """(draft tokens, query tokens per request, msa_sgl_stats kind) of a decode step or of a
+    chain-verify step with ``drafts`` drafts."""
+    ndt = drafts if mode == ForwardMode.TARGET_VERIFY else 0
+    return ndt, max(1, ndt), ("verify" if ndt else "decode")
+
+
 def prepare(runner, data: TokenData, reqs: Sequence[Req], new_lens: Sequence[int], layout: str, seed: int = 0):
     """Pages for the requests (``layout``, as :func:`place`) and every sparse layer's K/V and
     index keys written for all but their last ``new_lens[b]`` tokens: what earlier steps left

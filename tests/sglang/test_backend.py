@@ -206,9 +206,7 @@ def test_matches_sglang_backend(msa_on, case, dims):
 def test_step_plans_once_and_runs_per_layer(msa_on, mode):
     """Decode / verify: MSADecodeWrapper.plan once per forward batch (the metadata hook), run
     once per layer; every layer returns its own tensor (the next layer does not overwrite it)."""
-    ndt = 3 if mode == ForwardMode.TARGET_VERIFY else 0
-    q_per = max(1, ndt)
-    kind = "verify" if ndt else "decode"
+    ndt, q_per, kind = K.step_shape(mode)
     layers = K.make_layers(SHAPE)
     runner = K.M3MockModelRunner(SHAPE, num_draft_tokens=ndt)
     try:

@@ -181,9 +181,7 @@ def test_batch_over_wrapper_size_runs_msa_attention(msa_on, caplog, mode):
 
     from msa_sgl import radix_integration as ri
 
-    ndt = 3 if mode == ForwardMode.TARGET_VERIFY else 0
-    q_per = max(1, ndt)
-    kind = "verify" if ndt else "decode"
+    ndt, q_per, kind = K.step_shape(mode)
     layers = K.make_layers(SHAPE)
     runner = K.M3MockModelRunner(SHAPE, num_draft_tokens=ndt)
     try:
