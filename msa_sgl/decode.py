@@ -81,10 +81,11 @@ class MSADecodeWrapper:
         self._ops = ops
         if pdl is not None and not isinstance(pdl, bool):
             raise ValueError(f"pdl: expected None, True or False, got {pdl!r}")
-        if pdl and not ops.pdl_enabled(self.device):
-            raise ValueError(f"pdl: programmatic dependent launch needs CUDA sm_90+ outside Triton's interpreter "
-                             f"(and MSA_SGL_PDL unset or 1); got device {self.device}")
-        self.pdl = ops.pdl_enabled(self.device) if pdl is None else pdl
+        supported = ops.pdl_enabled(self.device)
+        if pdl and not supported:
+            raise ValueError(f"pdl: programmatic dependent launch needs CUDA sm_90+ (NVIDIA, Triton >= 3.4) outside "
+                             f"Triton's interpreter (and MSA_SGL_PDL unset or 1); got device {self.device}")
+        self.pdl = supported if pdl is None else pdl
 
         max_q = self.max_batch * self.max_q_len
         i32 = dict(dtype=torch.int32, device=self.device)

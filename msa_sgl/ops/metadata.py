@@ -58,7 +58,8 @@ def pdl_mode(pdl, kernel: str) -> int:
 
 def pdl_enabled(device: torch.device) -> bool:
     """Whether a chain of msa_sgl kernels on ``device`` may use programmatic dependent launch
-    (PDL): CUDA sm_90+, not Triton's interpreter, and not turned off with ``MSA_SGL_PDL=0``.
+    (PDL): an NVIDIA GPU of sm_90+, a Triton with the gdc intrinsics (3.4+), not Triton's
+    interpreter, and not turned off with ``MSA_SGL_PDL=0``.
 
     With PDL a kernel is launched while its predecessor in the stream still runs; it executes
     ``griddepcontrol.wait`` (``USE_PDL`` kernels: before any load of what an earlier kernel of
