@@ -5,6 +5,8 @@
     python benchmarks/decode_ab.py split --wide   # the same with SGLang's page-table width (1M)
     python benchmarks/decode_ab.py cap --batch1   # the most splits per tile (batch 1 points only)
     python benchmarks/decode_ab.py floor --wide   # the runtime split floor (NOTES.md v8)
+    python benchmarks/decode_ab.py stages [--fp8] # pipeline depth of the index scan (NOTES.md v9)
+    python benchmarks/decode_ab.py chunk --batch1 # finalize: candidates merged per row at a time
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -12,6 +14,7 @@ medians, so clock drift does not favour one; outputs must be bitwise equal acros
 pdl: each kernel lets its successor launch right after its own wait ("early", mode 1) or when
 it exits (mode 2); "_gap" variants put one small non-PDL kernel between steps, as a model's
 other layers do. split: fewer blocks per split (more, shorter programs, longer merge).
+--fp8: 8-bit index keys (the problem's keys through msa_sgl.quantize_index_keys).
 Writes $OUT/decode_ab_<study>.json.
 """
 
@@ -73,6 +76,19 @@ STUDIES = {
         "floor8_pieces64": _set(),
         "no_floor": _set(_SPLIT_FLOOR=1, _SPLIT_PIECES=1),
     },
+    "stages": {  # Triton num_stages of the index scan for decode tiles (x programs per SM)
+        "st3": _set(_SHORT_TILE_STAGES=3),
+        "st5": _set(_SHORT_TILE_STAGES=5),
+        "st6": _set(_SHORT_TILE_STAGES=6),
+        "st8": _set(_SHORT_TILE_STAGES=8),
+        "st6_x3": _set(_SHORT_TILE_STAGES=6, _SPLIT_PROGRAMS_PER_SM=3),
+    },
+    "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
+        "c1024": _set(_CHUNK_CANDIDATES=1024),
+        "c2048": _set(_CHUNK_CANDIDATES=2048),
+        "c4096": _set(_CHUNK_CANDIDATES=4096),
+        "c512": _set(_CHUNK_CANDIDATES=512),
+    },
     "split": {
         "min8_x2": _set(_MIN_BLOCKS_PER_SPLIT=8, _SPLIT_PROGRAMS_PER_SM=2),
         "min4_x2": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=2),
@@ -84,35 +100,42 @@ STUDIES = {
 }
 
 
-_INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_MAX_SPLIT", "_SPLIT_FLOOR", "_SPLIT_PIECES")
+_INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_MAX_SPLIT", "_SPLIT_FLOOR", "_SPLIT_PIECES",
+                "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES")
+
+
+_DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
 
 
 def _apply(knobs):
+    """The variant's knobs over the defaults: a knob one variant sets must not leak into the next
+    (studies up to v8 leaked: see benchmarks/NOTES.md v9)."""
     metadata.PDL_TRIGGER = knobs.get("PDL_TRIGGER", _DEFAULT_TRIGGER)
     for name in _INDEX_KNOBS:
-        if name in knobs:
-            setattr(index_branch, name, knobs[name])
+        setattr(index_branch, name, knobs.get(name, _DEFAULT_KNOBS[name]))
 
 
-def point(variants, batch, ctx, q_len=1, width=None):
+def point(variants, batch, ctx, q_len=1, width=None, fp8=False):
     _, need = dr.compulsory_bytes(batch, ctx, q_len)
     copies = max(1, min(8, math.ceil(200e6 / need)))
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
              for i in range(copies)]
+    if fp8:  # the same problems with 8-bit index keys
+        for p in probs:
+            p.k8 = dr.quantized(p)
     gap = torch.zeros(1 << 16, device="cuda")
-    saved = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
     wrappers, splits = {}, {}
     for name, knobs in variants.items():
         _apply(knobs)  # the wrapper sizes its workspace and plans with these
-        wrappers[name] = [dr._wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width) for p in probs]
+        wrappers[name] = [dr._wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width,
+                                      index_fp8=fp8) for p in probs]
         splits[name] = wrappers[name][0]._planned[2].n_split
-        for n, v in saved.items():
-            setattr(index_branch, n, v)
+    _apply({})
 
     def steps(ws, with_gap):
         def fn():
             for w, p in zip(ws, probs):
-                dr._run(w, p.args)
+                _step(w, p)
                 if with_gap:  # a non-PDL kernel between layers, as in a model (o_proj, MoE, ...)
                     gap.add_(1.0)
         return fn
@@ -124,15 +147,23 @@ def point(variants, batch, ctx, q_len=1, width=None):
             fn = steps(wrappers[name], knobs.get("gap", False))
             fn()
             torch.cuda.synchronize()
-            outs[name] = dr._run(wrappers[name][0], probs[0].args).clone()
+            outs[name] = _step(wrappers[name][0], probs[0]).clone()
             times.setdefault(name, []).append(hb.bench_graph_ms(fn) / copies)
     _apply({})
     first = next(iter(outs.values()))
-    rec = dict(batch=batch, ctx=ctx, q_len=q_len, copies=copies, page_table_width=width or ctx // 128,
+    rec = dict(batch=batch, ctx=ctx, q_len=q_len, fp8=fp8, copies=copies, page_table_width=width or ctx // 128,
                n_split=splits, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
                us={k: statistics.median(v) * 1e3 for k, v in times.items()}, rounds_ms=times)
     dr.log("ab", {k: v for k, v in rec.items() if k != "rounds_ms"})
     return rec
+
+
+def _step(w, p):
+    k8 = getattr(p, "k8", None)
+    if k8 is None:
+        return dr._run(w, p.args)
+    a = p.args
+    return w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8[0], k_idx_scale=k8[1])
 
 
 def main():
@@ -140,18 +171,20 @@ def main():
     ap.add_argument("study", choices=sorted(STUDIES))
     ap.add_argument("--wide", action="store_true", help="page tables 8192 blocks wide (SGLang's, 1M context)")
     ap.add_argument("--batch1", action="store_true", help="only the batch-1 points (the split heuristics' case)")
+    ap.add_argument("--fp8", action="store_true", help="8-bit index keys")
     a = ap.parse_args()
     variants = STUDIES[a.study]
     width = 8192 if a.wide else None
     gpu_run.env_info()
-    res = {"env": gpu_run.RESULTS["env"], "study": a.study, "wide": a.wide, "variants": variants, "points": []}
+    res = {"env": gpu_run.RESULTS["env"], "study": a.study, "wide": a.wide, "fp8": a.fp8, "variants": variants,
+           "points": []}
     try:
         for b, c in [p for p in POINTS if p[0] == 1 or not a.batch1]:
-            res["points"].append(point(variants, b, c, width=width))
+            res["points"].append(point(variants, b, c, width=width, fp8=a.fp8))
             gpu_run.free()
-        res["points"].append(point(variants, 1, 131072, q_len=8, width=width))
+        res["points"].append(point(variants, 1, 131072, q_len=8, width=width, fp8=a.fp8))
     finally:
-        name = f"decode_ab_{a.study}{'_wide' if a.wide else ''}{'_b1' if a.batch1 else ''}.json"
+        name = f"decode_ab_{a.study}{'_wide' if a.wide else ''}{'_b1' if a.batch1 else ''}{'_fp8' if a.fp8 else ''}.json"
         (Path(os.environ.get("OUT", ".")) / name).write_text(json.dumps(res, indent=1, default=str))
         print(f"card {res['env'].get('card')} torch {res['env'].get('torch')} triton {res['env'].get('triton')}")
         names = list(variants)

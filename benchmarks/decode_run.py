@@ -59,7 +59,7 @@ def compulsory_bytes(batch, ctx, q_len):
     return idx, idx + kv + qo
 
 
-def _wrapper(prob, q_len, pdl=None, max_pages=None):
+def _wrapper(prob, q_len, pdl=None, max_pages=None, index_fp8=False):
     """A wrapper planned for the problem; ``max_pages``: a wider page table (SGLang sizes it for
     the longest context the server takes), the problem's own otherwise."""
     batch = len(prob.q_lens)
@@ -67,7 +67,7 @@ def _wrapper(prob, q_len, pdl=None, max_pages=None):
     table = a["page_table"]
     width = max(max_pages or 0, table.shape[1])
     w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=batch, max_pages=width,
-                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl)
+                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl, index_fp8=index_fp8)
     if width > table.shape[1]:
         table = torch.nn.functional.pad(table, (0, width - table.shape[1]))
     w.plan(table, a["cu_seqlens_q"], a["seq_lens_k"], total_q=sum(prob.q_lens))
@@ -159,7 +159,7 @@ def time_decode_fp8(batch, ctx, q_len=1):
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
              for i in range(copies)]
     qs = [quantized(p) for p in probs]
-    ws = [_wrapper(p, q_len) for p in probs]
+    ws = [_wrapper(p, q_len, index_fp8=True) for p in probs]
 
     def run8(w, p, q8):
         a = p.args
@@ -212,7 +212,7 @@ def fp8_query_variant():
     for batch, ctx in ((1, 1 << 20), (8, 1 << 20), (64, 131072)):
         prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=3)
         k8, sc = quantized(prob)
-        w = _wrapper(prob, 1)
+        w = _wrapper(prob, 1, index_fp8=True)
         a = prob.args
         rec = dict(batch=batch, ctx=ctx)
         for q8 in (True, False):

@@ -28,7 +28,8 @@ k8 = torch.empty(k.shape, dtype=torch.float8_e4m3fn, device="cuda")
 sc = torch.empty(k.shape[:2], dtype=torch.float32, device="cuda")
 msa_sgl.quantize_index_keys(k.view(-1, k.shape[2]), torch.arange(k.shape[0] * k.shape[1], device="cuda"), k8, sc)
 w = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=6,
-                             max_pages=one.args["page_table"].shape[1] + 2, max_q_len=2, device="cuda")
+                             max_pages=one.args["page_table"].shape[1] + 2, max_q_len=2, device="cuda",
+                             index_fp8=True)
 oa = one.args
 w.plan(oa["page_table"], oa["cu_seqlens_q"], oa["seq_lens_k"], total_q=4)
 d = w.run(oa["q"], oa["k_cache"], oa["v_cache"], oa["q_idx"], k8, k_idx_scale=sc).clone()

@@ -55,11 +55,15 @@ class MSADecodeWrapper:
         pdl: launch ``run()``'s kernels with programmatic dependent launch, each one starting
             while its predecessor finishes (None: where supported, i.e. CUDA sm_90+ unless
             ``MSA_SGL_PDL=0``; see ``msa_sgl.ops.metadata.pdl_enabled``).
+        index_fp8: ``run()`` gets 8-bit index keys (float8_e4m3fn ``k_idx_cache`` with
+            ``k_idx_scale``); False: keys in q's dtype. The index scan's launch shapes differ
+            (more programs, a deeper pipeline), so the key format is fixed here and ``run()``
+            raises on the other one.
     """
 
     def __init__(self, config: MSAConfig, *, num_q_heads: int, num_kv_heads: int, head_dim: int, index_dim: int,
                  max_batch: int, max_pages: int, max_q_len: int = 1, dtype: torch.dtype = torch.bfloat16,
-                 device="cuda", pdl: bool | None = None):
+                 device="cuda", pdl: bool | None = None, index_fp8: bool = False):
         self.config = V.check_config(config)
         self.hq = _positive("num_q_heads", num_q_heads)
         self.hkv = _positive("num_kv_heads", num_kv_heads)
@@ -86,6 +90,9 @@ class MSADecodeWrapper:
             raise ValueError(f"pdl: programmatic dependent launch needs CUDA sm_90+ (NVIDIA, Triton >= 3.4) outside "
                              f"Triton's interpreter (and MSA_SGL_PDL unset or 1); got device {self.device}")
         self.pdl = supported if pdl is None else pdl
+        if not isinstance(index_fp8, bool):
+            raise ValueError(f"index_fp8: expected True or False, got {index_fp8!r}")
+        self.index_fp8 = index_fp8
 
         max_q = self.max_batch * self.max_q_len
         i32 = dict(dtype=torch.int32, device=self.device)
@@ -100,7 +107,7 @@ class MSADecodeWrapper:
         self._lse = torch.zeros(max_q, self.hq, dtype=torch.float32, device=self.device)
         # index partial lists: at least what any (batch, total_q) within the limits asks for
         idx_elems = ops.index_branch.workspace_bound(self.max_batch, self.max_q_len, self.max_pages, self.hkv,
-                                                     config, self.device)
+                                                     config, self.device, fp8=index_fp8)
         self._part_keys = torch.empty(idx_elems, dtype=torch.int64, device=self.device)
         # main branch: the split form for the calls that choose it, query-outer beyond
         split_rows = max([t for t in range(1, max_q + 1) if ops.main_branch.choose_method(t, self.hkv, self.device)
@@ -138,7 +145,8 @@ class MSADecodeWrapper:
         cu = self._cu_seqlens[: batch + 1]
         # request of every query row: the number of request ends at or before the row
         torch.searchsorted(cu[1:], self._arange[:total_q], right=True, out=self._token_req[:total_q])
-        idx_plan = ops.plan_index(total_q, batch, self.max_pages, self.hkv, self.config, self.device)
+        idx_plan = ops.plan_index(total_q, batch, self.max_pages, self.hkv, self.config, self.device,
+                                  fp8=self.index_fp8)
         if total_q * self.hkv * idx_plan.n_split * idx_plan.kf > self._part_keys.numel():  # never, by the bound
             raise ValueError(f"total_q: the index workspace (sized at construction) is too small for "
                              f"{total_q} rows of {batch} requests; please report this")
@@ -153,9 +161,13 @@ class MSADecodeWrapper:
         """Both branches for the planned step: ``out [total_q, Hq, D]`` (and float32 ``lse
         [total_q, Hq]`` when ``return_lse``). ``q``/``q_idx`` hold the step's ``total_q``
         rows; caches as in msa_sgl/__init__.py (8-bit index keys: float8_e4m3fn ``k_idx_cache``
-        with ``k_idx_scale``)."""
+        with ``k_idx_scale``, for a wrapper built with ``index_fp8=True``)."""
         if self._planned is None:
             raise ValueError("run: plan() must be called first")
+        if (k_idx_scale is not None) != self.index_fp8:
+            want = "8-bit keys with k_idx_scale" if self.index_fp8 else "keys in q's dtype, no k_idx_scale"
+            got = "k_idx_scale given" if k_idx_scale is not None else "no k_idx_scale"
+            raise ValueError(f"k_idx_scale: the wrapper was built with index_fp8={self.index_fp8} ({want}), got {got}")
         batch, total_q, idx_plan, grid_tiles, method = self._planned
         pt, cu, sl = self._page_table[:batch], self._cu_seqlens[: batch + 1], self._seq_lens[:batch]
         dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, pt, cu, sl, self.config, k_idx_scale)

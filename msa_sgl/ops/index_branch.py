@@ -142,6 +142,8 @@ def _index_partial_kernel(
     per_split = _split_len(n_cand, n_split, SPLIT_FLOOR, SPLIT_PIECES)
     b_lo = N_INIT + i_split * per_split
     b_hi = tl.minimum(b_lo + per_split, hi)
+    if b_lo >= b_hi:  # past the tile's range: nothing to read or write (the finalize kernel skips it)
+        return
 
     o_d = tl.arange(0, D_P)
     tok = (q_start + o_t).to(tl.int64)
@@ -185,7 +187,7 @@ def _index_partial_kernel(
 def _index_finalize_kernel(
     IN_KEY, OUT, TOKEN_REQ, SEQ_LENS, CU_SEQLENS,
     total_rows, n_split,
-    HKV: tl.constexpr, BLOCK_R: tl.constexpr, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, BLOCK: tl.constexpr,
+    HKV: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, BLOCK: tl.constexpr,
     TOPK: tl.constexpr, TOPK_P: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr, LOG2_KF: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
@@ -196,9 +198,9 @@ def _index_finalize_kernel(
     descending lists a, b are max(a, flip(b)), a bitonic sequence that log2(KF) compare-exchange
     steps sort again. The chunk's best list joins the running one the same way. The first
     K_FREE keys are the selection; the forced blocks are added and the ids written ascending.
-    Only the splits that can hold a row's candidates are read: a row's blocks N_INIT..last lie
-    in splits below (last - N_INIT) // per + 1, with ``per`` the split length of the row's own
-    range, at most its tile's (the partial kernel splits by the tile's whole range)."""
+    Exactly the splits the partial kernel wrote are read: those that hold a part of the row's
+    tile's candidate range (the tile: BLOCK_T tokens of the request; its range ends at its last
+    token's, and is split by the same rule); the others it left unwritten."""
     o_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     m_r = o_r < total_rows
     tok = tl.where(m_r, o_r // HKV, 0)
@@ -209,9 +211,12 @@ def _index_finalize_kernel(
     q_len = tl.load(CU_SEQLENS + i_b + 1, mask=m_r, other=0) - q_start
     seq_len = tl.load(SEQ_LENS + i_b, mask=m_r, other=1)
     p = (seq_len - q_len + tok - q_start) // BLOCK  # [BLOCK_R]
-    n_row = tl.where(m_r, tl.maximum(p - N_LOCAL - N_INIT + 1, 0), 0)  # the row's candidate blocks
-    per_row = tl.maximum(_split_len(n_row, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
-    n_used = tl.minimum(tl.max(tl.where(n_row > 0, (n_row - 1) // per_row + 1, 0), axis=0), n_split)
+    t_last = tl.minimum((tok - q_start) // BLOCK_T * BLOCK_T + BLOCK_T - 1, q_len - 1)  # the tile's last token
+    p_last = (seq_len - q_len + t_last) // BLOCK
+    n_tile = tl.where(m_r, tl.maximum(p_last - N_LOCAL - N_INIT + 1, 0), 0)  # the tile's candidate blocks
+    per_tile = tl.maximum(_split_len(n_tile, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
+    n_used = tl.minimum(tl.where(n_tile > 0, (n_tile - 1) // per_tile + 1, 0), n_split)  # [BLOCK_R]
+    n_used_max = tl.max(n_used, axis=0)
     if USE_PDL:
         tl.extra.cuda.gdc_wait()
     if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
@@ -221,10 +226,10 @@ def _index_finalize_kernel(
     o_s = tl.arange(0, NS_C)
     rows64 = o_r.to(tl.int64)
     top = tl.full([BLOCK_R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
-    for c0 in range(0, n_used, NS_C):
+    for c0 in range(0, n_used_max, NS_C):
         i_split = c0 + o_s
         off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [BLOCK_R, NS_C, KF]
-        m_c = m_r[:, None, None] & (i_split < n_split)[None, :, None]
+        m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
         x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
         for _ in tl.static_range(LOG2_NS_C):
             a, b = tl.split(tl.permute(tl.reshape(x, [BLOCK_R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
@@ -283,20 +288,31 @@ _MIN_BLOCKS_PER_SPLIT = 1
 # benchmarks/NOTES.md v8).
 _SPLIT_FLOOR = 8
 _SPLIT_PIECES = 64
-# Programs per SM the splits aim at (tiles x splits ~ this x SMs).
+# Programs per SM the splits aim at (tiles x splits ~ this x SMs), with bf16/fp16 and 8-bit keys.
 _SPLIT_PROGRAMS_PER_SM = 2
-# Candidates (splits x KF) the finalize kernel merges per row at a time.
-_CHUNK_CANDIDATES = 1024
+_SPLIT_PROGRAMS_PER_SM_FP8 = 3
+# Candidates (splits x KF) the finalize kernel merges per row at a time (H100, batch 1: 2048 is
+# 1.8-3.6 us faster than 1024 at 128K-1M, 4096 slower at 32K-128K; benchmarks/NOTES.md v9).
+_CHUNK_CANDIDATES = 2048
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
 FP8_QUERY = True
+# Triton num_stages of the partial kernel for tiles under 128 rows (decode, MTP). With Triton's
+# default (3) the block loop prefetches the next block's page id but not its keys (the key load
+# waits on the page id, and the pipeliner gives each of the two loads its own stages); 5-6 buffer
+# one key block ahead, 8 two. 8-bit keys take 6 always; bf16/fp16 keys take 6 where the launch
+# puts at most _SPLIT_PROGRAMS_PER_SM programs on an SM, Triton's default otherwise (there the
+# resident programs hide the latency, and 70 KB of buffers a program cost 5%: H100, batch 64 /
+# 128K; benchmarks/NOTES.md v9). None: Triton's default everywhere.
+_SHORT_TILE_STAGES = 6
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
 
-def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, n_split=None, num_warps=None,
-               num_stages=None) -> IndexLaunch:
-    """The launch shapes for a call of these sizes; the keyword options override the heuristics."""
+def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, block_t=None, n_split=None,
+               num_warps=None, num_stages=None) -> IndexLaunch:
+    """The launch shapes for a call of these sizes (``fp8``: 8-bit index keys); the keyword
+    options override the heuristics."""
     hkv_p = triton.next_power_of_2(hkv)
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
@@ -311,18 +327,26 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, block_t=None, 
         if num_warps is None:
             num_warps = 8 if rows >= 128 else 4
     grid_tiles = tile_grid(total_q, batch, block_t)
+    programs = _programs(device, fp8)
     if n_split is None:
         n_split = _FORCE_N_SPLIT
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
-        want = triton.cdiv(_SPLIT_PROGRAMS_PER_SM * num_sms(device), max(1, grid_tiles))
+        want = triton.cdiv(programs, max(1, grid_tiles))
         n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT))
+    if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= programs):
+        num_stages = _SHORT_TILE_STAGES
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))
     return IndexLaunch(block_t, hkv_p, n_split, kf, num_warps, num_stages, block_r, ns_c, _SPLIT_FLOOR,
                        _SPLIT_PIECES)
 
 
-def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device) -> int:
+def _programs(device, fp8):
+    """Programs the index partial kernel's splits aim at."""
+    return (_SPLIT_PROGRAMS_PER_SM_FP8 if fp8 else _SPLIT_PROGRAMS_PER_SM) * num_sms(device)
+
+
+def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=False) -> int:
     """Elements (int64) of the partial lists that any call of at most ``max_batch`` requests
     and ``max_batch * max_q_len`` query rows can ask plan_index for: an upper bound of
     ``total_q * hkv * n_split * kf`` over every (batch, total_q), in O(max_batch).
@@ -332,7 +356,7 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device) -> int
     So t * n_split <= P + t when t < b, and <= t * min(cap, cdiv(P, b)) otherwise."""
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
-    programs = _SPLIT_PROGRAMS_PER_SM * num_sms(device)
+    programs = _programs(device, fp8)
     cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT)
     rows = 0
     for b in range(1, max_batch + 1):
@@ -374,7 +398,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
     _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
         part_keys, out, token_req, seq_lens_k, cu_seqlens_q,
         rows, plan.n_split,
-        HKV=hkv, BLOCK_R=plan.block_r, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1, BLOCK=config.block_size, TOPK=config.topk,
+        HKV=hkv, BLOCK_T=plan.block_t, BLOCK_R=plan.block_r, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1, BLOCK=config.block_size, TOPK=config.topk,
         TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks,
         K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1, SPLIT_FLOOR=plan.split_floor,
         SPLIT_PIECES=plan.split_pieces, USE_PDL=pdl_mode(pdl, "index_finalize"),
@@ -392,8 +416,8 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
     out = torch.empty(total_q, hkv, config.topk, dtype=torch.int32, device=q_idx.device)
     if total_q == 0:
         return out
-    plan = plan_index(total_q, batch, max_pages, hkv, config, q_idx.device, block_t=block_t, n_split=n_split,
-                      num_warps=num_warps, num_stages=num_stages)
+    plan = plan_index(total_q, batch, max_pages, hkv, config, q_idx.device, fp8=k_idx_scale is not None,
+                      block_t=block_t, n_split=n_split, num_warps=num_warps, num_stages=num_stages)
     tiles = build_tile_map(cu_seqlens_q, total_q, plan.block_t)
     return launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
                         tiles.grid_tiles, token_requests(cu_seqlens_q, total_q),

@@ -65,7 +65,7 @@ def test_kernel_fp8_decode_wrapper_equals_plain_api(problem, spare):
     w = MSADecodeWrapper(problem.config, num_q_heads=s.num_q_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
                          index_dim=s.index_dim, max_batch=len(s.q_lens) + spare,
                          max_pages=a["page_table"].shape[1] + spare, max_q_len=max(s.q_lens),
-                         dtype=a["q"].dtype, device=KERNEL_DEVICE)
+                         dtype=a["q"].dtype, device=KERNEL_DEVICE, index_fp8=True)
     w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=a["q"].shape[0])
     w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8.to(KERNEL_DEVICE), k_idx_scale=scale.to(KERNEL_DEVICE))
     plain = KERNELS.index_topk(**{**problem.index_args(), "k_idx_cache": k8, "k_idx_scale": scale})

@@ -38,7 +38,7 @@ KERNELS = [
     (ib._index_finalize_kernel,
      {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
       "total_rows": I32, "n_split": I32},
-     dict(HKV=4, BLOCK_R=2, NS_C=64, LOG2_NS_C=6, BLOCK=128, TOPK=16, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15,
+     dict(HKV=4, BLOCK_T=4, BLOCK_R=2, NS_C=64, LOG2_NS_C=6, BLOCK=128, TOPK=16, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15,
           KF=16, LOG2_KF=4, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
     (mb._slot_partial_kernel,
      {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS)},
@@ -52,7 +52,32 @@ KERNELS = [
 ]
 
 
+_ALIGNED = ("Q", "K", "K_SCALE", "PAGE_TABLE", "SEQ_LENS", "CU_SEQLENS", "TILE_CUM", "OUT_KEY", "stride_qt", "stride_qh",
+            "stride_kp", "stride_kb", "stride_pt_b")
+
+
+def key_buffers():
+    """The index scan at M3 decode shapes (16 rows: 1 token x 4 groups, padded), compiled as the
+    JIT does (pointers and strides known 16-aligned) with the decode num_stages: how many key
+    blocks its loop keeps in shared memory (1: each block's load waits in full)."""
+    import re
+
+    fn, sig, const = KERNELS[0]
+    for dtype in ("bf16", "fp8e4nv"):
+        c = dict(const, USE_PDL=0, FP8=dtype != "bf16", Q8=dtype != "bf16")
+        s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
+        names = list(s)
+        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
+        for stages in (3, ib._SHORT_TILE_STAGES):
+            k = triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
+                               options={"num_warps": 4, "num_stages": stages})
+            bufs = [int(m) for m in re.findall(r"local_alloc : \(\) -> !ttg\.memdesc<(\d+)x128x128", k.asm["ttgir"])]
+            print(json.dumps({"kernel": "index_partial_key_buffers", "dtype": dtype, "num_stages": stages,
+                              "buffers": max(bufs, default=0)}), flush=True)
+
+
 def main():
+    key_buffers()
     for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):
             c = dict(const, USE_PDL=mode)

@@ -207,10 +207,15 @@ if torch.device(KERNEL_DEVICE).type == "cpu":  # PDL needs CUDA sm_90+ (the GPU 
                           r"^pdl: programmatic dependent launch needs CUDA sm_90\+"))
 
 
-def _planned_run(**changes):
-    w, a = _wrapper()
+def _planned_run(index_fp8=False, **changes):
+    w, a = _wrapper(index_fp8=index_fp8)
     _plan(w, a)
     return _run(w, a, **changes)
+
+
+def _fp8_keys():
+    k = B["k_idx_cache"]
+    return dict(k_idx_cache=k.float().to(torch.float8_e4m3fn), k_idx_scale=torch.ones(k.shape[:2]))
 
 
 WRAPPER_CASES += [
@@ -222,6 +227,11 @@ WRAPPER_CASES += [
     ("run_index_dim_not_built_for", lambda: _planned_run(q_idx=B["q_idx"].repeat(1, 1, 2).contiguous(),
                                                          k_idx_cache=B["k_idx_cache"].repeat(1, 1, 2).contiguous()),
      r"^q_idx.shape\[2\]: expected 16 \(planned / built for\), got 32"),
+    ("index_fp8_not_bool", lambda: _wrapper(index_fp8=1), r"^index_fp8: expected True or False, got 1"),
+    ("run_fp8_keys_on_plain_key_wrapper", lambda: _planned_run(**_fp8_keys()),
+     r"^k_idx_scale: the wrapper was built with index_fp8=False \(keys in q's dtype, no k_idx_scale\), got k_idx_scale given"),
+    ("run_plain_keys_on_fp8_wrapper", lambda: _planned_run(index_fp8=True),
+     r"^k_idx_scale: the wrapper was built with index_fp8=True \(8-bit keys with k_idx_scale\), got no k_idx_scale"),
 ]
 
 

@@ -2,7 +2,9 @@
 without programmatic dependent launch, and carry the griddepcontrol instructions their PDL mode
 asks for: one wait when on, one launch_dependents only in mode 1 (tests/unit/_hopper_compile.py
 in a process without TRITON_INTERPRET). Catches front-end errors before a GPU run; the GPU has
-Triton 3.6, this check the Triton installed here."""
+Triton 3.6, this check the Triton installed here. And the decode index scan's loop keeps a key
+block in flight with the decode num_stages, where Triton's default keeps none (Triton 3.6 and 3.8
+alike; benchmarks/NOTES.md v9)."""
 
 import json
 import os
@@ -24,13 +26,22 @@ def compiled():
                          text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(HERE)))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    return {(r["kernel"], r["mode"]): r for r in rows}
+    return {(r["kernel"], r.get("mode", r.get("dtype")), r.get("num_stages")): r for r in rows}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
 @pytest.mark.parametrize("mode", [0, 1, 2], ids=["no_pdl", "pdl_early", "pdl_at_exit"])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_decode_kernels_compile_for_sm90(compiled, kernel, mode):
-    r = compiled[(kernel, mode)]
+    r = compiled[(kernel, mode, None)]
     assert r["wait"] == (1 if mode else 0), r
     assert r["launch"] == (1 if mode == 1 else 0), r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+@pytest.mark.parametrize("dtype", ["bf16", "fp8e4nv"])
+def test_decode_index_scan_keeps_a_key_block_in_flight(compiled, dtype):
+    from msa_sgl.ops.index_branch import _SHORT_TILE_STAGES
+
+    assert compiled[("index_partial_key_buffers", dtype, 3)]["buffers"] == 1  # Triton's default: none ahead
+    assert compiled[("index_partial_key_buffers", dtype, _SHORT_TILE_STAGES)]["buffers"] >= 2
