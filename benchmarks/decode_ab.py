@@ -7,6 +7,7 @@
     python benchmarks/decode_ab.py floor --wide   # the runtime split floor (NOTES.md v8)
     python benchmarks/decode_ab.py stages [--fp8] # pipeline depth of the index scan (NOTES.md v9)
     python benchmarks/decode_ab.py chunk --batch1 # finalize: candidates merged per row at a time
+    python benchmarks/decode_ab.py fp8cap --batch1 --fp8  # more splits per tile with 8-bit keys
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -82,6 +83,11 @@ STUDIES = {
         "st6": _set(_SHORT_TILE_STAGES=6),
         "st8": _set(_SHORT_TILE_STAGES=8),
         "st6_x3": _set(_SHORT_TILE_STAGES=6, _SPLIT_PROGRAMS_PER_SM=3),
+    },
+    "fp8cap": {  # the most splits per tile with 8-bit keys (batch 1: the cap binds)
+        "cap256": _set(),
+        "cap384": _set(_MAX_SPLIT=384),
+        "cap512": _set(_MAX_SPLIT=512),
     },
     "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
         "c1024": _set(_CHUNK_CANDIDATES=1024),

@@ -305,6 +305,8 @@ FP8_QUERY = True
 # resident programs hide the latency, and 70 KB of buffers a program cost 5%: H100, batch 64 /
 # 128K; benchmarks/NOTES.md v9). None: Triton's default everywhere.
 _SHORT_TILE_STAGES = 6
+# num_stages of 128-row tiles (prefill) with 8-bit keys (bf16/fp16 keys: Triton's default).
+_FP8_TILE_STAGES = 5
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -320,12 +322,15 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         # 128 rows, 8 warps: 562 TF/s at M3 shapes, 16K chunk after 112K (H200, 2026-11-26),
         # against 390 for 64 rows / 4 warps and 456 for 256 rows (benchmarks/NOTES.md). Short
         # calls (decode, MTP) take one tile of all of a request's tokens when they fit in 128 rows,
-        # so every index key is read once per request.
+        # so every index key is read once per request. 8-bit keys: 128 rows on 4 warps, 5 stages
+        # (H100, same chunk: 735 TF/s against 408 with 8 warps / 3 stages; NOTES.md v10).
         per_req = triton.cdiv(max(total_q, 1), max(batch, 1))
         rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
         block_t = max(1, rows // hkv_p)
         if num_warps is None:
-            num_warps = 8 if rows >= 128 else 4
+            num_warps = 8 if rows >= 128 and not fp8 else 4
+        if num_stages is None and rows >= 128 and fp8:
+            num_stages = _FP8_TILE_STAGES
     grid_tiles = tile_grid(total_q, batch, block_t)
     programs = _programs(device, fp8)
     if n_split is None:

@@ -218,32 +218,40 @@ def _merge_heads_kernel(
 
 @triton.jit
 def _kv_outer_partial_kernel(
-    Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS,
-    ORDER, SORTED_KEY, TILE_FIRST, TILE_N,
+    Q, K, V, ORDER, TILE_INFO,
     O_PART, LSE_PART,
-    batch, max_pages, num_pages, qk_scale, row_lo,
+    qk_scale, row_lo,
     stride_qt, stride_qh,
     stride_kp, stride_kb, stride_kh,
     stride_vp, stride_vb, stride_vh,
-    stride_pt_b,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
 ):
     """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
-    it. (Several tiles per program, pipelined or not, measured slower: benchmarks/NOTES.md.)"""
-    pid = tl.program_id(0)
-    n = tl.load(TILE_N + pid)
+    it. (Several tiles per program, pipelined or not, measured slower: benchmarks/NOTES.md.)
+    Dependent loads: the tile's row of TILE_INFO (page and request data precomputed), then K, V
+    and the tile's entries at once, then the entries' Q rows."""
+    info = TILE_INFO + tl.program_id(0).to(tl.int64) * 8  # metadata.TILE_INFO_FIELDS
+    first = tl.load(info + 0)
+    n = tl.load(info + 1)
+    blk = tl.load(info + 2)
+    i_g = tl.load(info + 3)
+    page = tl.load(info + 4).to(tl.int64)  # clamped when written
+    q_start = tl.load(info + 5)
+    q_len = tl.load(info + 6)
+    seq_len = tl.load(info + 7)
     if n == 0:
         return
-    first = tl.load(TILE_FIRST + pid)
-    key = tl.load(SORTED_KEY + first)  # (g * batch + request) * max_pages + block
-    blk = (key % max_pages).to(tl.int32)
-    gb = key // max_pages
-    i_b = (gb % batch).to(tl.int32)
-    i_g = (gb // batch).to(tl.int32)
-    q_start = tl.load(CU_SEQLENS + i_b)
-    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
-    seq_len = tl.load(SEQ_LENS + i_b)
+
+    o_d = tl.arange(0, D_P)
+    o_j = tl.arange(0, BLOCK)
+    m_d = o_d < D
+    o_key = blk * BLOCK + o_j
+    m_key = o_key < seq_len
+    p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
+    b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
+    p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
+    b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P], in flight during QK
 
     R: tl.constexpr = MQ * G_P
     o_r = tl.arange(0, R)
@@ -253,19 +261,9 @@ def _kv_outer_partial_kernel(
     e = tl.load(ORDER + first + o_i, mask=o_i < n, other=0)  # entry (query, group, slot), local numbering
     t = row_lo + e // (HKV * TOPK)  # packed query row
     pos = seq_len - q_len + (t - q_start)  # [R]
-
-    o_d = tl.arange(0, D_P)
-    o_j = tl.arange(0, BLOCK)
-    m_d = o_d < D
     p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
     b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
 
-    page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk)
-    page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
-    o_key = blk * BLOCK + o_j
-    m_key = o_key < seq_len
-    p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
-    b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
     if IEEE:
         b_s = tl.dot(b_q, b_k, input_precision="ieee")
     else:
@@ -276,8 +274,6 @@ def _kv_outer_partial_kernel(
     b_m = tl.where(m_r, b_m, 0.0)
     b_p = tl.exp2(b_s - b_m[:, None])
     b_l = tl.sum(b_p, axis=1)
-    p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
-    b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P]
     if IEEE:
         b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
     else:
@@ -340,9 +336,12 @@ def _merge_slots_kernel(
 # short chunks take the query-outer form. Measured on an H200 at M3 shapes after a 32K prefix:
 # 1024 queries q_outer 0.85 ms vs kv_outer 1.01 ms; 2048 queries 1.66 vs 1.03 (NOTES.md, v5).
 KV_OUTER_MIN_QUERIES = 2048
-# Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges
-# (M3 shapes: 2 GiB holds 8K query rows; 1 GiB measured 10-40% slower at 128K-1M).
-KV_OUTER_WORKSPACE_BYTES = 2 << 30
+# Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges of
+# as many rows as fit, each of which reads the K/V blocks its queries chose (at long contexts
+# nearly all of them). M3 shapes: 260 KiB a query row, so 2.25 GiB holds 9074 rows: a 16K chunk
+# in 2 ranges (2 GiB took 3: 8066 + 8066 + 252 rows; 3 equal ranges were slower still, 1 GiB
+# 10-40% slower; one range, 4.3 GB, is 8% faster at 1M: H100, NOTES.md v10).
+KV_OUTER_WORKSPACE_BYTES = 9 << 28
 # The split form runs while the query-outer form would have fewer programs than the GPU has SMs
 # times this factor. Main branch alone at M3 shapes, 16K context, H200 (132 SMs; NOTES.md v6):
 # 1 query split 0.021 ms vs query-outer 0.048; 16 queries 0.056 vs 0.069; 64: 0.138 vs 0.085.
@@ -447,18 +446,16 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     for row_lo in range(0, total_q, rows_per_pass):
         row_hi = min(total_q, row_lo + rows_per_pass)
         tiles = build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
-                                  config.block_size, mq)
+                                  config.block_size, mq, page_table, k_cache.shape[0])
         if stop_after == "tiles":
             continue
         _kv_outer_partial_kernel[(tiles.grid,)](
-            q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q,
-            tiles.order, tiles.sorted_key, tiles.tile_first, tiles.tile_n,
+            q, k_cache, v_cache, tiles.order, tiles.tile_info,
             o_part, lse_part,
-            batch, max_pages, k_cache.shape[0], scale, row_lo,
+            scale, row_lo,
             q.stride(0), q.stride(1),
             k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
             v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-            page_table.stride(0),
             HKV=hkv, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
             IEEE=q.dtype == torch.float32,
             **launch_options(8 if num_warps is None else num_warps, num_stages),

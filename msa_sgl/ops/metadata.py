@@ -149,16 +149,18 @@ class BlockTiles:
 
     Entries are numbered ``e = ((t - row_lo) * Hkv + g) * topk + slot``. ``order`` lists the valid
     entries sorted by (group, request, block), stably (so by query within a block: deterministic);
-    ``sorted_key[i] = (g * batch + request) * max_pages + block`` for ``order[i]``. Tile ``i``
-    covers ``order[tile_first[i] : tile_first[i] + tile_n[i]]``; tiles past the real count have
-    ``tile_n == 0`` (and an unset ``tile_first``). ``grid`` bounds the number of tiles from shapes
-    alone.
+    ``sorted_key[i] = (g * batch + request) * max_pages + block`` for ``order[i]``. Tile ``i`` is
+    described by int32 ``tile_info[i, :]`` = ``TILE_INFO_FIELDS``: it covers ``order[first :
+    first + n]``, all of group ``group`` and logical block ``block`` (physical page ``page``,
+    clamped to the cache) of a request whose queries start at row ``q_start`` (``q_len`` of them)
+    and whose context holds ``seq_len`` keys - what the attention kernel needs, in one 32-byte
+    row. Tiles past the real count have ``n == 0`` (the rest unset). ``grid`` bounds the number of
+    tiles from shapes alone.
     """
 
     order: torch.Tensor
     sorted_key: torch.Tensor
-    tile_first: torch.Tensor
-    tile_n: torch.Tensor
+    tile_info: torch.Tensor
     grid: int
     row_lo: int
     row_hi: int
@@ -183,10 +185,15 @@ def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, 
     tl.store(KEYS + e, tl.where(valid, key, n_keys), mask=m)
 
 
+TILE_INFO_FIELDS = ("first", "n", "block", "group", "page", "q_start", "q_len", "seq_len")
+
+
 @triton.jit
-def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, TILE_FIRST, TILE_N, E, n_keys,
+def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, TILE_INFO, PAGE_TABLE, CU_SEQLENS, SEQ_LENS,
+                        E, n_keys, batch, max_pages, num_pages, stride_pt_b,
                         MQ: tl.constexpr, CHUNK: tl.constexpr):
-    """Every MQ-th entry of a key's run heads a tile of min(MQ, run end - entry) entries."""
+    """Every MQ-th entry of a key's run heads a tile of min(MQ, run end - entry) entries; the
+    head writes the tile's row of TILE_INFO (BlockTiles.tile_info)."""
     i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     m = i < E
     key = tl.load(SORTED_KEY + i, mask=m, other=n_keys)
@@ -194,8 +201,24 @@ def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, TILE_FIRST, TIL
     end = tl.load(SEG_END + i, mask=m, other=0)
     tile = tl.load(TILE_OF + i, mask=m, other=0) - 1  # inclusive count of heads up to i, minus one
     head = m & (key != n_keys) & ((i - start) % MQ == 0)
-    tl.store(TILE_FIRST + tile, i.to(tl.int32), mask=head)
-    tl.store(TILE_N + tile, tl.minimum(end - i, MQ).to(tl.int32), mask=head)
+    k = tl.where(head, key, 0)
+    blk = k % max_pages
+    gb = k // max_pages
+    i_b = gb % batch
+    page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk, mask=head, other=0)
+    page = tl.minimum(tl.maximum(page, 0), num_pages - 1)  # clamp: never outside the cache
+    q_start = tl.load(CU_SEQLENS + i_b, mask=head, other=0)
+    q_len = tl.load(CU_SEQLENS + i_b + 1, mask=head, other=0) - q_start
+    seq_len = tl.load(SEQ_LENS + i_b, mask=head, other=0)
+    row = TILE_INFO + tile.to(tl.int64) * 8
+    tl.store(row + 0, i.to(tl.int32), mask=head)
+    tl.store(row + 1, tl.minimum(end - i, MQ).to(tl.int32), mask=head)
+    tl.store(row + 2, blk.to(tl.int32), mask=head)
+    tl.store(row + 3, (gb // batch).to(tl.int32), mask=head)
+    tl.store(row + 4, page.to(tl.int32), mask=head)
+    tl.store(row + 5, q_start.to(tl.int32), mask=head)
+    tl.store(row + 6, q_len.to(tl.int32), mask=head)
+    tl.store(row + 7, seq_len.to(tl.int32), mask=head)
 
 
 @triton.jit
@@ -208,10 +231,10 @@ def _tile_heads_kernel(SORTED_KEY, SEG_START, HEADS, E, n_keys, MQ: tl.constexpr
 
 
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
-                      tokens_per_tile) -> BlockTiles:
+                      tokens_per_tile, page_table, num_pages) -> BlockTiles:
     """Builds :class:`BlockTiles` on the device without a synchronisation: keys (one kernel), a
     stable radix sort, binary searches for the runs of equal keys, a scan of the tile heads,
-    and the tile bounds (one kernel). Eight launches, whatever the size."""
+    and the tile rows (one kernel). Eight launches, whatever the size."""
     _, hkv, topk = topk_idx.shape
     dev = topk_idx.device
     E = (row_hi - row_lo) * hkv * topk
@@ -232,8 +255,8 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     tile_of = torch.cumsum(heads, 0, dtype=torch.int32)
     # tiles <= ceil(valid entries / tokens_per_tile) + number of distinct (group, request, block)
     grid = max(1, min(E, triton.cdiv(E, tokens_per_tile) + min(E, n_keys)))
-    tile_first = torch.empty(grid, dtype=torch.int32, device=dev)
-    tile_n = torch.zeros(grid, dtype=torch.int32, device=dev)  # tiles past the real count stay empty
-    _tile_bounds_kernel[(triton.cdiv(E, chunk),)](sorted_key, seg_start, seg_end, tile_of, tile_first, tile_n, E,
-                                                  n_keys, MQ=tokens_per_tile, CHUNK=chunk)
-    return BlockTiles(order.to(torch.int32), sorted_key, tile_first, tile_n, grid, row_lo, row_hi)
+    tile_info = torch.zeros(grid, len(TILE_INFO_FIELDS), dtype=torch.int32, device=dev)  # unused tiles: n = 0
+    _tile_bounds_kernel[(triton.cdiv(E, chunk),)](sorted_key, seg_start, seg_end, tile_of, tile_info, page_table,
+                                                  cu_seqlens_q, seq_lens_k, E, n_keys, batch, max_pages, num_pages,
+                                                  page_table.stride(0), MQ=tokens_per_tile, CHUNK=chunk)
+    return BlockTiles(order.to(torch.int32), sorted_key, tile_info, grid, row_lo, row_hi)

@@ -1,0 +1,93 @@
+"""Index-branch studies on one device call (NOTES.md v10).
+
+    python benchmarks/index_ab.py [prefill|decode]
+
+1. Prefill indexer, one 16K chunk after 0, 112K and 1008K cached tokens (MiniMax-M3 shapes), bf16 and
+   8-bit index keys: ``ops.index_topk`` with several (num_warps, num_stages) launches, ms and
+   TF/s of useful work (2 x Hkv x d_idx x visible keys); selections must equal the default
+   launch's bitwise.
+2. Decode at batch 1 (32K, 128K, 1M) with both key formats: the CUDA time of every kernel of one
+   MSADecodeWrapper.run() (torch.profiler) beside the graph-replayed step.
+Writes $OUT/index_ab.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import decode_run as dr  # noqa: E402
+import gpu_run  # noqa: E402
+from harness import bench as hb  # noqa: E402
+from msa_sgl import ops  # noqa: E402
+from profile_decode import kernel_table  # noqa: E402
+
+LAUNCHES = [(None, None), (8, 3), (4, 3), (4, 4), (4, 5), (4, 6)]  # (num_warps, num_stages); None: the plan's
+
+
+def prefill(res, P=114688, C=16384):
+    prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
+    k8, sc = dr.quantized(prob)
+    ia = prob.index_args()
+    flops = hb.index_flops([C], [P + C], 4, 128)
+    for keys, extra in (("bf16", {}), ("fp8", {"k_idx_cache": k8, "k_idx_scale": sc})):
+        args = {**ia, **extra}
+        base = ops.index_topk(**args)
+        for nw, ns in LAUNCHES:
+            try:
+                got = ops.index_topk(**args, num_warps=nw, num_stages=ns)
+                ms = hb.bench_ms(lambda: ops.index_topk(**args, num_warps=nw, num_stages=ns), rep=100)
+                rec = dict(P=P, C=C, keys=keys, num_warps=nw, num_stages=ns, ms=ms, tflops=flops / ms / 1e9,
+                           same_as_default=bool(torch.equal(got, base)))
+            except Exception as e:  # noqa: BLE001
+                rec = dict(keys=keys, num_warps=nw, num_stages=ns, error=repr(e)[:300])
+            dr.log("prefill index", rec)
+            res["prefill"].append(rec)
+
+
+def decode(res):
+    for ctx in (32768, 131072, 1 << 20):
+        prob = hb.make_big_problem([1], [ctx], dtype=torch.bfloat16, seed=ctx)
+        k8 = dr.quantized(prob)
+        a = prob.args
+        for keys in ("bf16", "fp8"):
+            w = dr._wrapper(prob, 1, index_fp8=keys == "fp8")
+            kw = {} if keys == "bf16" else {"k_idx_scale": k8[1]}
+            kc = a["k_idx_cache"] if keys == "bf16" else k8[0]
+
+            def fn():
+                return w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], kc, **kw)
+
+            step = hb.bench_graph_ms(fn) * 1e3
+            table = [(name, round(us, 2), n) for name, us, n in kernel_table(fn)]
+            plan = w._planned[2]
+            rec = dict(ctx=ctx, keys=keys, step_us=step, n_split=plan.n_split, num_stages=plan.num_stages,
+                       kernels=table)
+            dr.log("decode b1", rec)
+            res["decode"].append(rec)
+
+
+def main():
+    gpu_run.env_info()
+    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": []}
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    try:
+        if what in ("all", "prefill"):
+            for P in (0, 114688, 1032192):
+                prefill(res, P)
+                gpu_run.free()
+        if what in ("all", "decode"):
+            decode(res)
+    finally:
+        (Path(os.environ.get("OUT", ".")) / "index_ab.json").write_text(json.dumps(res, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""A/B of the prefill main branch across two checkouts of msa_sgl, one device call.
+
+    PYTHONPATH=OLD_TREE:$PWD python benchmarks/prefill_ab.py old
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py new
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py variants   # + workspace sizes (row ranges)
+
+(OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
+One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
+KV-outer main branch alone and the whole chunk (index + main), do_bench medians, plus checksums
+of the output so the two runs can be compared for bitwise equality. Appends to
+$OUT/prefill_ab.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+import msa_sgl
+from harness import bench as hb
+from msa_sgl import ops
+
+
+def main():
+    label = sys.argv[1]
+    out_path = Path(os.environ.get("OUT", ".")) / "prefill_ab.json"
+    res = json.loads(out_path.read_text()) if out_path.exists() else []
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for P in (0, 114688, 1032192):
+        C = 16384
+        prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 3)
+        topk = ops.index_topk(**prob.index_args())
+        aa = prob.attention_args(topk)
+        out = ops.sparse_attention(**aa, method="kv_outer")
+        w = torch.rand(out.shape, generator=g, device="cuda", dtype=torch.float64)
+        main_ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer"), rep=100)
+        chunk_ms = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=100)
+        flops = hb.main_flops(hb.attended_keys(topk, prob.args["cu_seqlens_q"], prob.args["seq_lens_k"], 128), 16, 128)
+        rec = dict(label=label, msa_sgl=msa_sgl.__file__, P=P, C=C, main_ms=main_ms, chunk_ms=chunk_ms,
+                   main_tflops=flops / main_ms / 1e9,
+                   checksum=[float(out.double().sum()), float((out.double() * w).sum())])
+        if label == "variants":  # launch / pass-size variants of the KV-outer form (this checkout)
+            rec["variants"] = {}
+            # (measured before: 256 rows on 8 or 16 warps and 64 rows on 4 were 6-75% slower than 128
+            # on 8; NOTES.md v10)
+            for tr, nw, ws in ((128, 8, None), (128, 8, 2 << 30), (128, 8, 8 << 30)):
+                kw = dict(method="kv_outer", tile_rows=tr, num_warps=nw, workspace_bytes=ws)
+                try:
+                    same = bool(torch.equal(ops.sparse_attention(**aa, **kw), out)) if tr == 128 else None
+                    ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw), rep=50)
+                    rec["variants"][f"rows{tr}_w{nw}_ws{ws}"] = dict(ms=ms, tflops=flops / ms / 1e9, bitwise=same)
+                except Exception as e:  # noqa: BLE001
+                    rec["variants"][f"rows{tr}_w{nw}_ws{ws}"] = repr(e)[:200]
+        print(rec, flush=True)
+        res.append(rec)
+        torch.cuda.empty_cache()
+    out_path.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
