@@ -31,7 +31,8 @@ import triton
 import triton.language as tl
 
 from .quant import round_e4m3
-from .metadata import build_tile_map, find_tile_request, launch_options, num_sms, pdl_mode, tile_grid, token_requests
+from .metadata import (build_tile_map, find_tile_request, launch_options, num_sms, pdl_mode, pdl_wait, tile_grid,
+                       token_requests)
 
 _NEG_INF = float("-inf")
 
@@ -113,10 +114,7 @@ def _index_partial_kernel(
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
 ):
-    if USE_PDL:  # everything below may read what the step's previous kernels wrote
-        tl.extra.cuda.gdc_wait()
-    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
     pid = tl.program_id(0)
     i_split = tl.program_id(1)
     if pid >= tl.load(TILE_CUM + batch):
@@ -217,10 +215,7 @@ def _index_finalize_kernel(
     per_tile = tl.maximum(_split_len(n_tile, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
     n_used = tl.minimum(tl.where(n_tile > 0, (n_tile - 1) // per_tile + 1, 0), n_split)  # [BLOCK_R]
     n_used_max = tl.max(n_used, axis=0)
-    if USE_PDL:
-        tl.extra.cuda.gdc_wait()
-    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_wait(USE_PDL)
 
     o_k = tl.arange(0, KF)
     o_s = tl.arange(0, NS_C)

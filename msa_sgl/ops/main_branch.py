@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .metadata import build_block_tiles, launch_options, num_sms, pdl_mode, token_requests
+from .metadata import build_block_tiles, launch_options, num_sms, pdl_mode, pdl_wait, token_requests
 
 _LOG2E = 1.4426950408889634
 
@@ -51,10 +51,7 @@ def _sparse_attn_fwd_kernel(
     G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
     BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr, USE_PDL: tl.constexpr = 0,
 ):
-    if USE_PDL:  # the selection is the previous kernel's
-        tl.extra.cuda.gdc_wait()
-    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_wait(USE_PDL)  # the selection is the previous kernel's
     i_t = tl.program_id(0)  # query token (packed row)
     i_g = tl.program_id(1)  # KV group
     i_b = tl.load(TOKEN_REQ + i_t)
@@ -149,10 +146,7 @@ def _slot_partial_kernel(
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     pos = tl.load(SEQ_LENS + i_b) - q_len + (i_t - q_start)
-    if USE_PDL:
-        tl.extra.cuda.gdc_wait()
-    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_wait(USE_PDL)
     blk = tl.load(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + i_s)
     if (blk < 0) | (blk > pos // BLOCK):
         tl.store(p_op, tl.zeros([G_P, D_P], dtype=O_PART.dtype.element_ty), mask=m_op)
@@ -193,10 +187,7 @@ def _merge_heads_kernel(
     """Split form's merge, one program per (query, head): out = sum_s w_s o_s / sum_s w_s with
     w_s = 2^(lse_s - max lse), in slot order. One round of independent loads (empty slots hold
     0 and -inf), so a decode step pays one memory latency here."""
-    if USE_PDL:  # the partials are the previous kernel's
-        tl.extra.cuda.gdc_wait()
-    if USE_PDL == 1:  # let the next kernel launch now (2: when this one exits)
-        tl.extra.cuda.gdc_launch_dependents()
+    pdl_wait(USE_PDL)  # the partials are the previous kernel's
     t64 = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     o_s = tl.arange(0, TOPK_P)

@@ -44,6 +44,17 @@ def launch_options(num_warps, num_stages, pdl: bool = False) -> dict:
 PDL_TRIGGER = {"index_partial": 1, "index_finalize": 1, "slot_partial": 1, "merge_heads": 2, "q_outer": 2}
 
 
+@triton.jit
+def pdl_wait(USE_PDL: tl.constexpr):
+    """Where a kernel of the PDL chain starts reading what the step's earlier kernels wrote:
+    wait for them (USE_PDL 1 or 2), and with 1 let the next kernel launch right away (with 2
+    it launches when this one exits; see PDL_TRIGGER). Nothing with 0."""
+    if USE_PDL:
+        tl.extra.cuda.gdc_wait()
+    if USE_PDL == 1:
+        tl.extra.cuda.gdc_launch_dependents()
+
+
 def pdl_mode(pdl, kernel: str) -> int:
     """The USE_PDL value of ``kernel`` for a launcher's ``pdl`` argument: False/0 off, True the
     PDL_TRIGGER choice, 1 or 2 that mode. Launch with ``launch_pdl`` exactly when it is > 0 (a
