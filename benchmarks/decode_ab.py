@@ -8,6 +8,8 @@
     python benchmarks/decode_ab.py stages [--fp8] # pipeline depth of the index scan (NOTES.md v9)
     python benchmarks/decode_ab.py chunk --batch1 # finalize: candidates merged per row at a time
     python benchmarks/decode_ab.py fp8cap --batch1 --fp8  # more splits per tile with 8-bit keys
+    python benchmarks/decode_ab.py warps [--fp8]  # warps per decode scan program (NOTES.md v12)
+    python benchmarks/decode_ab.py ahead --fp8    # 8-bit key scales prefetched a block ahead (v12)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -86,8 +88,20 @@ STUDIES = {
     },
     "fp8cap": {  # the most splits per tile with 8-bit keys (batch 1: the cap binds)
         "cap256": _set(),
-        "cap384": _set(_MAX_SPLIT=384),
-        "cap512": _set(_MAX_SPLIT=512),
+        "cap384": _set(_MAX_SPLIT_FP8=384),
+        "cap512": _set(_MAX_SPLIT_FP8=512),
+    },
+    "warps": {  # num_warps of the index scan for decode tiles x the most splits per tile
+        "w4": _set(),
+        "w8": _set(_SHORT_TILE_WARPS=8),
+        "w8_cap128": _set(_SHORT_TILE_WARPS=8, _MAX_SPLIT=128, _MAX_SPLIT_FP8=128),
+        "w4_cap128": _set(_MAX_SPLIT=128, _MAX_SPLIT_FP8=128),
+        "w8_x4": _set(_SHORT_TILE_WARPS=8, _SPLIT_PROGRAMS_PER_SM=4, _SPLIT_PROGRAMS_PER_SM_FP8=4),
+    },
+    "ahead": {  # 8-bit keys: key scales prefetched a block ahead, for tiles up to this many rows
+        "none": _set(_SCALE_AHEAD_MAX_ROWS=0),
+        "rows16": _set(_SCALE_AHEAD_MAX_ROWS=16),
+        "all": _set(_SCALE_AHEAD_MAX_ROWS=128),
     },
     "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
         "c1024": _set(_CHUNK_CANDIDATES=1024),
@@ -106,8 +120,9 @@ STUDIES = {
 }
 
 
-_INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_MAX_SPLIT", "_SPLIT_FLOOR", "_SPLIT_PIECES",
-                "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES")
+_INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGRAMS_PER_SM_FP8", "_MAX_SPLIT",
+                "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
+                "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

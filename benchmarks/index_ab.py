@@ -1,6 +1,6 @@
 """Index-branch studies on one device call (NOTES.md v10).
 
-    python benchmarks/index_ab.py [prefill|decode]
+    python benchmarks/index_ab.py [prefill|decode|ahead]
 
 1. Prefill indexer, one 16K chunk after 0, 112K and 1008K cached tokens (MiniMax-M3 shapes), bf16 and
    8-bit index keys: ``ops.index_topk`` with several (num_warps, num_stages) launches, ms and
@@ -8,6 +8,7 @@
    launch's bitwise.
 2. Decode at batch 1 (32K, 128K, 1M) with both key formats: the CUDA time of every kernel of one
    MSADecodeWrapper.run() (torch.profiler) beside the graph-replayed step.
+3. (ahead) the prefill indexer with 8-bit keys, key scales prefetched a block ahead or not.
 Writes $OUT/index_ab.json.
 """
 
@@ -52,6 +53,32 @@ def prefill(res, P=114688, C=16384):
             res["prefill"].append(rec)
 
 
+def ahead(res, P, C=16384, rounds=3):
+    """8-bit keys: the prefill indexer with the key scales prefetched a block ahead or not
+    (index_branch._SCALE_AHEAD_MAX_ROWS 128 / 0), interleaved rounds, medians."""
+    from msa_sgl.ops import index_branch as ib
+
+    prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
+    k8, sc = dr.quantized(prob)
+    args = {**prob.index_args(), "k_idx_cache": k8, "k_idx_scale": sc}
+    flops = hb.index_flops([C], [P + C], 4, 128)
+    times, outs = {}, {}
+    default = ib._SCALE_AHEAD_MAX_ROWS
+    try:
+        for _ in range(rounds):
+            for name, rows in (("off", 0), ("on", 128)):
+                ib._SCALE_AHEAD_MAX_ROWS = rows
+                outs[name] = ops.index_topk(**args)
+                times.setdefault(name, []).append(hb.bench_ms(lambda: ops.index_topk(**args), rep=100))
+    finally:
+        ib._SCALE_AHEAD_MAX_ROWS = default
+    ms = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    rec = dict(P=P, C=C, keys="fp8", ms=ms, tflops={k: flops / v / 1e9 for k, v in ms.items()},
+               same=bool(torch.equal(outs["off"], outs["on"])))
+    dr.log("prefill scale ahead", rec)
+    res["ahead"].append(rec)
+
+
 def decode(res):
     for ctx in (32768, 131072, 1 << 20):
         prob = hb.make_big_problem([1], [ctx], dtype=torch.bfloat16, seed=ctx)
@@ -76,12 +103,16 @@ def decode(res):
 
 def main():
     gpu_run.env_info()
-    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": []}
+    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": [], "ahead": []}
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     try:
         if what in ("all", "prefill"):
             for P in (0, 114688, 1032192):
                 prefill(res, P)
+                gpu_run.free()
+        if what == "ahead":
+            for P in (0, 114688, 1032192):
+                ahead(res, P)
                 gpu_run.free()
         if what in ("all", "decode"):
             decode(res)

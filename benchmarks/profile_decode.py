@@ -1,31 +1,36 @@
-"""Kernel-level breakdown of one decode step (torch.profiler), and index-branch launch variants.
+"""Kernel-level breakdown of decode steps (torch.profiler), bf16 and 8-bit index keys.
 
-    python benchmarks/profile_decode.py
+    python benchmarks/profile_decode.py [--out FILE.json] [--kernels-from DIR]
 
-For batch 1 at 32K / 128K / 1M (M3 shapes, bf16): the CUDA time of every kernel of
-MSADecodeWrapper.run(), then ops.index_topk with several split counts and finalize shapes, the
-two kernels timed apart. Prints tables; writes nothing else.
+For batch 1 at 32K / 128K / 1M, 1 x 128K with 8 query tokens and 8 x 1M (M3 shapes): the CUDA
+time of every kernel of MSADecodeWrapper.run() launched without PDL (with PDL a kernel's time
+would include its wait for the previous one), and the step as a CUDA-graph replay with and
+without PDL. Prints a table per point; ``--out`` writes the numbers as JSON.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if "--kernels-from" in sys.argv:  # msa_sgl from another checkout (git archive REV msa_sgl | tar -x -C DIR)
+    sys.path.insert(0, sys.argv[sys.argv.index("--kernels-from") + 1])
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
-from msa_sgl import ops  # noqa: E402
-from msa_sgl.ops import index_branch as ib  # noqa: E402
 
 M3 = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128)
+POINTS = ((1, 32768, 1), (1, 131072, 1), (1, 1 << 20, 1), (1, 131072, 8), (8, 1 << 20, 1))
 
 
 def kernel_table(fn, reps=20):
+    """(kernel name, mean us per call, launches per call), longest first."""
     fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -34,39 +39,60 @@ def kernel_table(fn, reps=20):
         torch.cuda.synchronize()
     rows = []
     for e in prof.key_averages():
-        if e.device_type.name == "CUDA" or getattr(e, "self_device_time_total", 0) > 0:
-            t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
-            if t > 0:
-                rows.append((e.key[:60], t / reps, e.count // reps))
+        t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if t > 0:
+            rows.append((e.key[:60], t / reps, e.count // reps))
     rows.sort(key=lambda r: -r[1])
     return rows
 
 
+def quantized(prob):
+    k = prob.args["k_idx_cache"]
+    pages, B, d = k.shape
+    k8 = torch.empty(pages, B, d, dtype=torch.float8_e4m3fn, device=k.device)
+    sc = torch.empty(pages, B, dtype=torch.float32, device=k.device)
+    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * B, device=k.device), k8, sc)
+    return k8, sc
+
+
+def point(batch, ctx, q_len, fp8):
+    prob = hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=ctx + batch)
+    a = prob.args
+    kidx, scale = quantized(prob) if fp8 else (a["k_idx_cache"], None)
+    rec = dict(batch=batch, ctx=ctx, q_len=q_len, keys="fp8" if fp8 else "bf16")
+    for pdl in (False, True):
+        w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=batch, max_pages=a["page_table"].shape[1],
+                                     max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl, index_fp8=fp8)
+        w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=batch * q_len)
+
+        def run():
+            return w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], kidx, k_idx_scale=scale)
+
+        rec["step_us_pdl" if pdl else "step_us"] = hb.bench_graph_ms(run) * 1e3
+        if not pdl:
+            rec["plan"] = str(w._planned[2])
+            rec["kernels"] = [dict(name=n, us=us, n=c) for n, us, c in kernel_table(run)]
+    print(f"\n== batch {batch} ctx {ctx} q {q_len} keys {rec['keys']}: step {rec['step_us']:.1f} us, "
+          f"with PDL {rec['step_us_pdl']:.1f} us; {rec['plan']}", flush=True)
+    for k in rec["kernels"]:
+        print(f"  {k['name']:<60} {k['us']:8.2f} us x{k['n']}", flush=True)
+    print(f"  sum of kernels {sum(k['us'] for k in rec['kernels']):.1f} us", flush=True)
+    return rec
+
+
 def main():
-    print(torch.cuda.get_device_name(), torch.__version__, flush=True)
-    for ctx in (32768, 131072, 1 << 20):
-        prob = hb.make_big_problem([1], [ctx], dtype=torch.bfloat16, seed=ctx)
-        a = prob.args
-        w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=1, max_pages=a["page_table"].shape[1],
-                                     max_q_len=1, dtype=torch.bfloat16, device="cuda")
-        w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=1)
-        print(f"\n== batch 1 ctx {ctx}: plan {w._planned[2]}", flush=True)
-        for name, us, n in kernel_table(lambda: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"])):
-            print(f"  {name:<60} {us:8.2f} us x{n}")
-        print(f"  step (graph replay): {hb.bench_graph_ms(lambda: w.run(a['q'], a['k_cache'], a['v_cache'], a['q_idx'], a['k_idx_cache'])) * 1e3:.1f} us")
-        ia = prob.index_args()
-        for n_split in (64, 128, 256):
-            for chunk in (1024,):
-                ib._CHUNK_CANDIDATES = chunk
-                for nw in (4,):
-                    try:
-                        t = hb.bench_graph_ms(lambda: ops.index_topk(**ia, n_split=n_split, num_warps=nw)) * 1e3
-                        ks = kernel_table(lambda: ops.index_topk(**ia, n_split=n_split, num_warps=nw), reps=10)
-                        parts = " ".join(f"{k.split('(')[0][-22:]}={us:.1f}" for k, us, _ in ks if "index" in k)
-                        print(f"  index n_split={n_split:>3} chunk={chunk:>4} warps={nw}: {t:6.1f} us  [{parts}]", flush=True)
-                    except Exception as e:  # noqa: BLE001
-                        print(f"  index n_split={n_split} chunk={chunk} warps={nw}: FAILED {e!r}"[:300])
-        ib._CHUNK_CANDIDATES = 1024
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out")
+    ap.add_argument("--kernels-from", help="a directory holding another checkout's msa_sgl package (A/B)")
+    args = ap.parse_args()
+    print(torch.cuda.get_device_name(), torch.__version__, "msa_sgl from", Path(msa_sgl.__file__).parent, flush=True)
+    recs = []
+    for fp8 in (False, True):
+        for batch, ctx, q_len in POINTS:
+            recs.append(point(batch, ctx, q_len, fp8))
+    if args.out:
+        Path(args.out).write_text(json.dumps(dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                                                  points=recs), indent=1))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,14 @@ def _split_len(n_cand, n_split, FLOOR: tl.constexpr, PIECES: tl.constexpr):
 
 
 @triton.jit
+def _clamped_page(pt_row, b, num_pages):
+    """Physical page of block ``b`` from the request's page-table row, clamped into the cache
+    (never an address outside it), as int64."""
+    page = tl.load(pt_row + b)
+    return tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+
+
+@triton.jit
 def _index_partial_kernel(
     Q, K, K_SCALE, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TILE_CUM,
     OUT_KEY,
@@ -113,6 +121,7 @@ def _index_partial_kernel(
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
+    SCALE_AHEAD: tl.constexpr = 0,
 ):
     pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
     pid = tl.program_id(0)
@@ -157,15 +166,29 @@ def _index_partial_kernel(
     top_s, top_i = _empty_list(R, KF, K_FREE)
     o_j = tl.arange(0, BLOCK)
     pt_row = PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b
+    # 8-bit keys, SCALE_AHEAD: the key scales are prefetched by hand one block ahead (their pages
+    # two ahead). Triton pipelines only the loads that feed the dot (the keys and their page
+    # ids); a scale load in the loop waits a full memory latency every block.
+    sc_next = tl.zeros([BLOCK], dtype=tl.float32)
+    pg_next = b_lo.to(tl.int64) * 0
+    if FP8 and SCALE_AHEAD:
+        pg_next = _clamped_page(pt_row, b_lo, num_pages)
+        sc_next = tl.load(K_SCALE + pg_next * BLOCK + o_j)
+        pg_next = _clamped_page(pt_row, tl.minimum(b_lo + 1, b_hi - 1), num_pages)
     for b in range(b_lo, b_hi):
-        page = tl.load(pt_row + b)
-        page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)  # clamp: never outside the cache
+        page = _clamped_page(pt_row, b, num_pages)
         p_k = K + page * stride_kp + o_j[None, :] * stride_kb + o_d[:, None]
         b_k = tl.load(p_k, mask=o_d[:, None] < D, other=0.0)  # [D_P, BLOCK]
         if FP8:  # e4m3 x e4m3 products (or e4m3 keys widened to q's dtype), fp32 sums, each key's scale
+            if SCALE_AHEAD:
+                b_sc = sc_next
+                sc_next = tl.load(K_SCALE + pg_next * BLOCK + o_j)  # block b + 1 (the last block again at the end)
+                pg_next = _clamped_page(pt_row, tl.minimum(b + 2, b_hi - 1), num_pages)
+            else:
+                b_sc = tl.load(K_SCALE + page * BLOCK + o_j)
             if not Q8:
                 b_k = b_k.to(Q.dtype.element_ty)
-            b_s = tl.dot(b_q, b_k) * tl.load(K_SCALE + page * BLOCK + o_j)[None, :]
+            b_s = tl.dot(b_q, b_k) * b_sc[None, :]
         elif IEEE:
             b_s = tl.dot(b_q, b_k, input_precision="ieee")  # [R, BLOCK] fp32
         else:
@@ -265,6 +288,7 @@ class IndexLaunch:
     ns_c: int
     split_floor: int = 1
     split_pieces: int = 1
+    scale_ahead: bool = False
 
     def workspace(self, total_q: int, hkv: int, device) -> torch.Tensor:
         """The partial lists as int64 order keys, ``[total_q * hkv, n_split, kf]``."""
@@ -272,8 +296,12 @@ class IndexLaunch:
 
 
 # Most splits of one tile's block range (each split walks at least _MIN_BLOCKS_PER_SPLIT blocks
-# of the page table's width).
-_MAX_SPLIT = 256
+# of the page table's width), with keys in q's dtype and with 8-bit keys. Fewer lists make the
+# finalize merge shorter; more splits keep more of a batch-1 scan in flight. H100, 1 x 1M: bf16
+# keys 105.6 us a step at 128 against 107.9 at 256 (32K / 128K / batch >= 8 within 0.5 us), 8-bit
+# keys 90.0 at 128 against 71.1 (benchmarks/NOTES.md v12).
+_MAX_SPLIT = 128
+_MAX_SPLIT_FP8 = 256
 _MIN_BLOCKS_PER_SPLIT = 1
 # At runtime a tile's range of n candidate blocks takes splits of at least min(_SPLIT_FLOOR,
 # n / _SPLIT_PIECES) blocks: with the launch sized for the page table's width (SGLang's: the
@@ -300,8 +328,15 @@ FP8_QUERY = True
 # resident programs hide the latency, and 70 KB of buffers a program cost 5%: H100, batch 64 /
 # 128K; benchmarks/NOTES.md v9). None: Triton's default everywhere.
 _SHORT_TILE_STAGES = 6
+# num_warps of the partial kernel for tiles under 128 rows (decode, MTP).
+_SHORT_TILE_WARPS = 4
 # num_stages of 128-row tiles (prefill) with 8-bit keys (bf16/fp16 keys: Triton's default).
 _FP8_TILE_STAGES = 5
+# 8-bit keys: tiles of at most this many rows (decode, MTP) prefetch their key scales a block
+# ahead (see the partial kernel). H100: decode steps 1-2.6% faster (1 x 1M 71.0 -> 68.9 us, 8 x 1M
+# 416.9 -> 406.0), but 128-row prefill tiles 8-9% slower (16K chunk after 112K: 732 -> 677 TF/s),
+# so those keep the load in the loop (benchmarks/NOTES.md v12). 0: never.
+_SCALE_AHEAD_MAX_ROWS = 64
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -323,7 +358,7 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
         block_t = max(1, rows // hkv_p)
         if num_warps is None:
-            num_warps = 8 if rows >= 128 and not fp8 else 4
+            num_warps = (8 if not fp8 else 4) if rows >= 128 else _SHORT_TILE_WARPS
         if num_stages is None and rows >= 128 and fp8:
             num_stages = _FP8_TILE_STAGES
     grid_tiles = tile_grid(total_q, batch, block_t)
@@ -332,13 +367,17 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         n_split = _FORCE_N_SPLIT
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
         want = triton.cdiv(programs, max(1, grid_tiles))
-        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT))
+        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8)))
     if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= programs):
         num_stages = _SHORT_TILE_STAGES
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))
     return IndexLaunch(block_t, hkv_p, n_split, kf, num_warps, num_stages, block_r, ns_c, _SPLIT_FLOOR,
-                       _SPLIT_PIECES)
+                       _SPLIT_PIECES, fp8 and block_t * hkv_p <= _SCALE_AHEAD_MAX_ROWS)
+
+
+def _max_split(fp8):
+    return _MAX_SPLIT_FP8 if fp8 else _MAX_SPLIT
 
 
 def _programs(device, fp8):
@@ -357,7 +396,7 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
     programs = _programs(device, fp8)
-    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _MAX_SPLIT)
+    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8))
     rows = 0
     for b in range(1, max_batch + 1):
         if _FORCE_N_SPLIT is not None:
@@ -391,7 +430,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
-        USE_PDL=pdl_mode(pdl, "index_partial"),
+        USE_PDL=pdl_mode(pdl, "index_partial"), SCALE_AHEAD=int(plan.scale_ahead),
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, "index_partial") > 0),
     )
     rows = total_q * hkv

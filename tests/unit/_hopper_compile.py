@@ -34,7 +34,7 @@ KERNELS = [
       "TILE_CUM": "*i32", "OUT_KEY": "*i64", **_scalars(["batch", "num_pages", "total_q", "stride_qt", "stride_qh",
                                                         "stride_kp", "stride_kb", "stride_pt_b", "n_split"])},
      dict(HKV=4, HKV_P=4, BLOCK_T=4, D=128, D_P=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
-          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
+          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0)),
     (ib._index_finalize_kernel,
      {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
       "total_rows": I32, "n_split": I32},
@@ -64,7 +64,7 @@ def key_buffers():
 
     fn, sig, const = KERNELS[0]
     for dtype in ("bf16", "fp8e4nv"):
-        c = dict(const, USE_PDL=0, FP8=dtype != "bf16", Q8=dtype != "bf16")
+        c = dict(const, USE_PDL=0, FP8=dtype != "bf16", Q8=dtype != "bf16", SCALE_AHEAD=int(dtype != "bf16"))
         s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
         names = list(s)
         attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
