@@ -5,6 +5,7 @@ e4m3 after scaling by ``448 / max|q|``), so the kernels' selection must equal it
 the fp8 products' summation (harness.tolerance.EPS[float8_e4m3fn]).
 """
 
+import pytest
 import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
@@ -70,3 +71,36 @@ def test_kernel_fp8_decode_wrapper_equals_plain_api(problem, spare):
     w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8.to(KERNEL_DEVICE), k_idx_scale=scale.to(KERNEL_DEVICE))
     plain = KERNELS.index_topk(**{**problem.index_args(), "k_idx_cache": k8, "k_idx_scale": scale})
     assert torch.equal(w.topk_idx.cpu(), plain), "wrapper's 8-bit selection != msa_sgl.index_topk's"
+
+
+@pytest.mark.parametrize("ahead_rows", [0, 1 << 30], ids=["scales_in_loop", "scales_ahead"])
+@pytest.mark.parametrize("q_len,n_split", [(1, 3), (4, 5), (1, 1)], ids=["decode_3_splits", "mtp_5_splits", "one_split"])
+def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split):
+    """The partial kernel's two ways of reading the key scales (prefetched a block ahead, as
+    decode tiles do; loaded in the loop, as 128-row prefill tiles do), each forced on a request
+    of 47 candidate blocks in a few long splits, with key magnitudes that differ by up to 2^6
+    between tokens (so a scale from the wrong block changes the ranking): the selection equals
+    the float64 reference's on the same e4m3 values exactly (random data: no ties)."""
+    from msa_sgl import MSAConfig
+    from msa_sgl.ops import index_branch as ib
+
+    B, D, HKV = 16, 16, 2
+    config = MSAConfig(block_size=B, topk=6, num_init_blocks=1, num_local_blocks=1)
+    g = torch.Generator().manual_seed(7 + q_len)
+    seq_len = 48 * B + 3
+    pages = 50
+    table = (torch.randperm(pages - 1, generator=g)[:49] + 1).to(torch.int32)[None, :]
+    k = torch.randn(pages, B, D, generator=g) * torch.exp2(torch.randint(-3, 4, (pages, B, 1), generator=g).float())
+    k8 = torch.zeros(pages, B, D, dtype=FP8)
+    scale = torch.zeros(pages, B, dtype=torch.float32)
+    reference.quantize_index_keys(k.reshape(-1, D).half(), torch.arange(pages * B), k8, scale)
+    ia = dict(q_idx=torch.randn(q_len, HKV, D, generator=g).half(), k_idx_cache=k8, k_idx_scale=scale,
+              page_table=table, cu_seqlens_q=torch.tensor([0, q_len], dtype=torch.int32),
+              seq_lens_k=torch.tensor([seq_len], dtype=torch.int32), config=config)
+    saved = ib._SCALE_AHEAD_MAX_ROWS, ib._FORCE_N_SPLIT
+    try:
+        ib._SCALE_AHEAD_MAX_ROWS, ib._FORCE_N_SPLIT = ahead_rows, n_split
+        got = KERNELS.index_topk(**ia)
+    finally:
+        ib._SCALE_AHEAD_MAX_ROWS, ib._FORCE_N_SPLIT = saved
+    assert torch.equal(got.cpu(), reference.index_topk(**ia)), "8-bit selection != reference"
