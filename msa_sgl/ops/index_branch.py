@@ -276,7 +276,8 @@ class IndexLaunch:
     graph): ``block_t`` tokens x ``hkv_p`` groups per tile, ``n_split`` pieces of each tile's
     block range (at runtime a range of n blocks takes splits of at least min(split_floor,
     n / split_pieces) blocks), ``kf`` slots per partial list; the finalize kernel merges
-    ``ns_c`` splits at a time for ``block_r`` rows per program."""
+    ``ns_c`` splits at a time for ``block_r`` rows per program; ``scale_ahead``: 8-bit keys, the
+    partial kernel prefetches each block's key scales one block ahead (decode and MTP tiles)."""
 
     block_t: int
     hkv_p: int
