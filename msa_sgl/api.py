@@ -70,8 +70,26 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config:
     return _ops().index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale=k_idx_scale)
 
 
+def _check_workspace_bytes(value):
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"workspace_bytes: expected None or a positive int (bytes), got {value!r}")
+    return value
+
+
+_WORKSPACE_DOC = """workspace_bytes: upper bound on the partial outputs the KV-outer form (calls of
+            ``ops.main_branch.KV_OUTER_MIN_QUERIES`` = 2048 query rows or more) holds at once,
+            in bytes: ``Hq * topk * (D * q.element_size() + 4)`` per query row (260 KiB at
+            MiniMax-M3 shapes), at least one tile's rows (``128 // G`` with G rounded up to a
+            power of two). Longer calls run
+            in row ranges, each reading the K/V blocks its queries chose. None: the default,
+            ``ops.main_branch.KV_OUTER_WORKSPACE_BYTES`` (2.25 GiB: a 16K chunk at M3 shapes in
+            two ranges); one range for the whole chunk (~4.3 GB there) was 8% faster at a 1M
+            prefix on an H100 (benchmarks/NOTES.md v10). Other forms ignore it."""
+
+
 def sparse_attention(
-    q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig, return_lse: bool = False
+    q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig, return_lse: bool = False,
+    *, workspace_bytes: int | None = None,
 ):
     """Main branch: exact softmax attention over the blocks in ``topk_idx``.
 
@@ -82,6 +100,7 @@ def sparse_attention(
             entries are empty slots, ids past the query's block attend nothing.
         page_table, cu_seqlens_q, seq_lens_k, config: see msa_sgl/__init__.py.
         return_lse: also return the log-sum-exp of the scaled logits.
+        {workspace}
 
     Returns:
         ``out`` ``[total_q, Hq, D]`` in q's dtype, and float32 ``lse`` ``[total_q, Hq]`` (natural
@@ -89,27 +108,35 @@ def sparse_attention(
     """
     dims = V.check_attention_inputs(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config)
     V.check_topk_idx(topk_idx, dims, config, q)
+    _check_workspace_bytes(workspace_bytes)
     _check_kernel_device("q", q)
     _check_head_dim("q.shape[2]", dims.head_dim)
     return _ops().sparse_attention(
-        q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
+        q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse,
+        workspace_bytes=workspace_bytes,
     )
+
+
+sparse_attention.__doc__ = sparse_attention.__doc__.replace("{workspace}", _WORKSPACE_DOC)
 
 
 def msa_attention(
     q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config: MSAConfig,
-    return_lse: bool = False, k_idx_scale=None,
+    return_lse: bool = False, k_idx_scale=None, *, workspace_bytes: int | None = None,
 ):
-    """Both branches in one call: :func:`index_topk` then :func:`sparse_attention`."""
+    """Both branches in one call: :func:`index_topk` then :func:`sparse_attention`
+    (``workspace_bytes``: as there)."""
     dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
                               k_idx_scale)
+    _check_workspace_bytes(workspace_bytes)
     _check_kernel_device("q", q)
     _check_head_dim("q.shape[2]", dims.head_dim)
     _check_head_dim("q_idx.shape[2]", dims.index_dim)
     ops = _ops()
     topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale=k_idx_scale)
     return ops.sparse_attention(
-        q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse
+        q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse,
+        workspace_bytes=workspace_bytes,
     )
 
 

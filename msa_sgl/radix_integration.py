@@ -46,6 +46,11 @@ Switches (environment, read in every process)
 * ``MSA_SGL_FORCE=1``: serve on a device other than a Hopper GPU (tests: the CPU through
   Triton's interpreter, ``TRITON_INTERPRET=1``; other GPUs, untested).
 * ``MSA_SGL_VALIDATE=1``: check every batch's metadata values (synchronises; debugging).
+* ``MSA_SGL_PREFILL_WORKSPACE_MB``: a positive int, the most MiB of partial outputs the
+  prefill main branch holds at once (``workspace_bytes`` of ``msa_sgl.msa_attention``; unset:
+  its default, 2.25 GiB, transient, for extend batches of 2048 tokens or more). Less memory
+  costs speed (each row range re-reads the K/V it chose); more can gain a little at long
+  prefixes.
 
 What falls back to SGLang's own path (named in one start-up log line, never silently)
 -------------------------------------------------------------------------------------
@@ -113,6 +118,7 @@ ENV_MODES = "MSA_SGL_MODES"
 ENV_PAGE_DATA = "MSA_SGL_PAGE_DATA"
 ENV_FORCE = "MSA_SGL_FORCE"
 ENV_VALIDATE = "MSA_SGL_VALIDATE"
+ENV_PREFILL_WORKSPACE = "MSA_SGL_PREFILL_WORKSPACE_MB"
 LOG_PREFIX = "[msa_sgl]"
 
 KINDS = ("extend", "decode", "verify")
@@ -142,6 +148,20 @@ def _log_once(level: int, message: str) -> None:
         return
     _LOGGED.add(message)
     logger.log(level, message)
+
+
+def prefill_workspace_bytes() -> Optional[int]:
+    """``MSA_SGL_PREFILL_WORKSPACE_MB`` in bytes (None when unset); anything but a positive int raises."""
+    raw = os.environ.get(ENV_PREFILL_WORKSPACE, "").strip()
+    if not raw:
+        return None
+    try:
+        mib = int(raw)
+    except ValueError:
+        mib = 0
+    if mib < 1:
+        raise ValueError(f"{ENV_PREFILL_WORKSPACE}: expected a positive int (MiB), got {raw!r}")
+    return mib << 20
 
 
 def served_kinds() -> Tuple[set, Optional[str]]:
@@ -383,6 +403,7 @@ class ServingPlan:
     direct_step_kinds: Dict[str, str] = field(default_factory=dict)
     step_q_len: int = 1  # the wrapper's max_q_len: 1, or the draft tokens when it serves verify
     num_q_heads: int = 0  # query heads per rank (the wrapper's Hq)
+    workspace_bytes: Optional[int] = None  # msa_attention's workspace_bytes (MSA_SGL_PREFILL_WORKSPACE_MB)
 
     def serves(self, layer_id: int, kind: str) -> bool:
         return self.active and kind in self.kinds and layer_id in self.layers
@@ -524,6 +545,7 @@ def _plan(backend, runner) -> ServingPlan:
         )
 
     kinds, modes_reason = served_kinds()
+    workspace_bytes = prefill_workspace_bytes()
     stock_kinds: Dict[str, str] = {}
     if modes_reason:
         for k in KINDS:
@@ -596,6 +618,7 @@ def _plan(backend, runner) -> ServingPlan:
         direct_step_kinds=direct,
         step_q_len=step_q_len,
         num_q_heads=num_q_heads,
+        workspace_bytes=workspace_bytes,
     )
 
 
@@ -973,7 +996,7 @@ def backend_class() -> type:
             else:
                 out = msa_sgl.msa_attention(
                     q_in, k_view, v_view, iq_in, idx_view, meta.page_table, meta.cu_seqlens_q, meta.seq_lens_k,
-                    self.msa_sgl_plan.config,
+                    self.msa_sgl_plan.config, workspace_bytes=self.msa_sgl_plan.workspace_bytes,
                 )
             self._msa_count(f"msa_{kind}")
             out = out.reshape(rows, -1)

@@ -138,6 +138,39 @@ def test_bad_input_raises_instead_of_falling_back(msa_on):
         runner.close()
 
 
+def test_prefill_workspace_env_reaches_msa_attention(msa_on, monkeypatch):
+    """MSA_SGL_PREFILL_WORKSPACE_MB becomes msa_attention's workspace_bytes in extend batches
+    (the output stays the reference's); a value that is not a positive int raises at start-up."""
+    monkeypatch.setenv(msa_on.ENV_PREFILL_WORKSPACE, "3")
+    seen = []
+    real = msa_sgl.msa_attention
+    monkeypatch.setattr(msa_sgl, "msa_attention", lambda *a, **k: seen.append(k.get("workspace_bytes")) or real(*a, **k))
+    runner = K.M3MockModelRunner(SHAPE)
+    try:
+        hybrid = K.build_backend(runner)
+        assert hybrid.sparse.msa_sgl_plan.workspace_bytes == 3 << 20
+        reqs = [K.Req(tokens=_tokens(40, 1), row=2), K.Req(tokens=_tokens(23, 2), row=4)]
+        new_lens = [17, 23]
+        K.place(runner, reqs, "shuffled_pages", seed=5)
+        K.write_prefix(runner, DATA, SHAPE.sparse_layers, reqs, [23, 0])
+        fb = K.forward_batch(runner, ForwardMode.EXTEND, reqs, new_lens,
+                             [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)])
+        hybrid.init_forward_metadata(fb)
+        _, out = K.run_layer(hybrid, K.make_layers(SHAPE)[1], fb, K.layer_inputs(DATA, 1, reqs, new_lens))
+    finally:
+        runner.close()
+    assert seen == [3 << 20], seen
+    K.check_against_reference(out, DATA, 1, reqs, new_lens)
+    for bad in ("0", "-2", "1.5", "lots"):
+        monkeypatch.setenv(msa_on.ENV_PREFILL_WORKSPACE, bad)
+        runner = K.M3MockModelRunner(SHAPE)
+        try:
+            with pytest.raises(ValueError, match="MSA_SGL_PREFILL_WORKSPACE_MB"):
+                K.build_backend(runner)
+        finally:
+            runner.close()
+
+
 # MiniMax-M3's own dimensions (Hq 64, Hkv 4, D = d_idx = 128, block 128, top-16, local 1), with
 # requests of 17-24 blocks so that blocks are dropped: GPU only (SGLang's kernels, and the size)
 M3_DIMS = dict(num_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, block=128, topk=16, context_len=3200,
