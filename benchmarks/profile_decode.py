@@ -25,6 +25,9 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decode_run import quantized  # noqa: E402  (the 8-bit copy of a problem's index keys)
+
 M3 = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128)
 POINTS = ((1, 32768, 1), (1, 131072, 1), (1, 1 << 20, 1), (1, 131072, 8), (8, 1 << 20, 1))
 
@@ -44,15 +47,6 @@ def kernel_table(fn, reps=20):
             rows.append((e.key[:60], t / reps, e.count // reps))
     rows.sort(key=lambda r: -r[1])
     return rows
-
-
-def quantized(prob):
-    k = prob.args["k_idx_cache"]
-    pages, B, d = k.shape
-    k8 = torch.empty(pages, B, d, dtype=torch.float8_e4m3fn, device=k.device)
-    sc = torch.empty(pages, B, dtype=torch.float32, device=k.device)
-    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * B, device=k.device), k8, sc)
-    return k8, sc
 
 
 def point(batch, ctx, q_len, fp8):
