@@ -74,6 +74,14 @@ def _shape(name: str, x: torch.Tensor, expected: Sequence[int], what: str) -> No
         raise ValueError(f"{name}: expected shape {tuple(expected)} ({what}), got {tuple(x.shape)}")
 
 
+def check_positive_int(name: str, value, upper=None) -> int:
+    """``value`` as a positive int (bools refused), at most ``upper`` when given; else ValueError."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (upper is not None and value > upper):
+        bound = f"an int in [1, {upper}]" if upper is not None else "a positive int"
+        raise ValueError(f"{name}: expected {bound}, got {value!r}")
+    return value
+
+
 def check_config(config) -> MSAConfig:
     if not isinstance(config, MSAConfig):
         raise ValueError(f"config: expected msa_sgl.MSAConfig, got {type(config).__name__}")

@@ -71,9 +71,8 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config:
 
 
 def _check_workspace_bytes(value):
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"workspace_bytes: expected None or a positive int (bytes), got {value!r}")
-    return value
+    if value is not None:
+        V.check_positive_int("workspace_bytes", value)
 
 
 _WORKSPACE_DOC = """workspace_bytes: upper bound on the partial outputs the KV-outer form (calls of

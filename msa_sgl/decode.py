@@ -34,13 +34,6 @@ __all__ = ["MSADecodeWrapper"]
 MAX_Q_LEN = 16
 
 
-def _positive(name: str, value, upper=None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (upper is not None and value > upper):
-        bound = f"an int in [1, {upper}]" if upper is not None else "a positive int"
-        raise ValueError(f"{name}: expected {bound}, got {value!r}")
-    return value
-
-
 class MSADecodeWrapper:
     """Both MSA branches for calls of 1-16 query tokens per request, with plan/run split.
 
@@ -65,16 +58,16 @@ class MSADecodeWrapper:
                  max_batch: int, max_pages: int, max_q_len: int = 1, dtype: torch.dtype = torch.bfloat16,
                  device="cuda", pdl: bool | None = None, index_fp8: bool = False):
         self.config = V.check_config(config)
-        self.hq = _positive("num_q_heads", num_q_heads)
-        self.hkv = _positive("num_kv_heads", num_kv_heads)
+        self.hq = V.check_positive_int("num_q_heads", num_q_heads)
+        self.hkv = V.check_positive_int("num_kv_heads", num_kv_heads)
         if self.hq % self.hkv:
             raise ValueError(f"num_q_heads: expected a multiple of num_kv_heads={self.hkv}, got {self.hq}")
         _check_head_dim("head_dim", head_dim)
         _check_head_dim("index_dim", index_dim)
         self.head_dim, self.index_dim = head_dim, index_dim
-        self.max_batch = _positive("max_batch", max_batch)
-        self.max_pages = _positive("max_pages", max_pages)
-        self.max_q_len = _positive("max_q_len", max_q_len, MAX_Q_LEN)
+        self.max_batch = V.check_positive_int("max_batch", max_batch)
+        self.max_pages = V.check_positive_int("max_pages", max_pages)
+        self.max_q_len = V.check_positive_int("max_q_len", max_q_len, MAX_Q_LEN)
         if dtype not in (torch.bfloat16, torch.float16, torch.float32):
             raise ValueError(f"dtype: expected torch.bfloat16, torch.float16 or torch.float32, got {dtype}")
         self.dtype = dtype

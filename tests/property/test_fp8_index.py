@@ -75,7 +75,7 @@ def test_kernel_fp8_decode_wrapper_equals_plain_api(problem, spare):
 
 @pytest.mark.parametrize("ahead_rows", [0, 1 << 30], ids=["scales_in_loop", "scales_ahead"])
 @pytest.mark.parametrize("q_len,n_split", [(1, 3), (4, 5), (1, 1)], ids=["decode_3_splits", "mtp_5_splits", "one_split"])
-def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split):
+def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split, monkeypatch):
     """The partial kernel's two ways of reading the key scales (prefetched a block ahead, as
     decode tiles do; loaded in the loop, as 128-row prefill tiles do), each forced on a request
     of 47 candidate blocks in a few long splits, with key magnitudes that differ by up to 2^6
@@ -97,10 +97,7 @@ def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split):
     ia = dict(q_idx=torch.randn(q_len, HKV, D, generator=g).half(), k_idx_cache=k8, k_idx_scale=scale,
               page_table=table, cu_seqlens_q=torch.tensor([0, q_len], dtype=torch.int32),
               seq_lens_k=torch.tensor([seq_len], dtype=torch.int32), config=config)
-    saved = ib._SCALE_AHEAD_MAX_ROWS, ib._FORCE_N_SPLIT
-    try:
-        ib._SCALE_AHEAD_MAX_ROWS, ib._FORCE_N_SPLIT = ahead_rows, n_split
-        got = KERNELS.index_topk(**ia)
-    finally:
-        ib._SCALE_AHEAD_MAX_ROWS, ib._FORCE_N_SPLIT = saved
+    monkeypatch.setattr(ib, "_SCALE_AHEAD_MAX_ROWS", ahead_rows)
+    monkeypatch.setattr(ib, "_FORCE_N_SPLIT", n_split)
+    got = KERNELS.index_topk(**ia)
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "8-bit selection != reference"
