@@ -10,6 +10,8 @@
     python benchmarks/decode_ab.py fp8cap --batch1 --fp8  # more splits per tile with 8-bit keys
     python benchmarks/decode_ab.py warps [--fp8]  # warps per decode scan program (NOTES.md v12)
     python benchmarks/decode_ab.py ahead --fp8    # 8-bit key scales prefetched a block ahead (v12)
+    python benchmarks/decode_ab.py fuse [--fp8]   # index lists merged in the slot kernel (v13)
+    python benchmarks/decode_ab.py fuse_pdl --points 1x131072,2x131072 [--fp8]  # its PDL trigger, chosen points
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -39,6 +41,7 @@ import torch  # noqa: E402
 import decode_run as dr  # noqa: E402
 import gpu_run  # noqa: E402
 from harness import bench as hb  # noqa: E402
+from msa_sgl import decode as msa_decode  # noqa: E402
 from msa_sgl.ops import index_branch, metadata  # noqa: E402
 
 POINTS = [(1, 32768), (1, 131072), (1, 1 << 20), (8, 32768), (8, 131072), (8, 1 << 20), (64, 131072)]
@@ -103,6 +106,25 @@ STUDIES = {
         "rows16": _set(_SCALE_AHEAD_MAX_ROWS=16),
         "all": _set(_SCALE_AHEAD_MAX_ROWS=128),
     },
+    "fuse": {  # the split form's slot kernel merges the index lists (no finalize kernel), or not (v13)
+        "fused": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused_fp8=1)),
+        "finalize": _set(FUSED_SELECT=False),
+        "fused_cap132": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused_fp8=1),
+                             _MAX_SPLIT=132, _MAX_SPLIT_FP8=264),  # batch 1: 1 (2) programs on every SM
+        "fused_nopdl": _set(FUSED_SELECT=True, pdl=False),
+        "finalize_nopdl": _set(FUSED_SELECT=False, pdl=False),
+    },
+    "fuse_pdl": {  # the fused form x when the index scan lets the slot kernel launch (v13)
+        "finalize": _set(FUSED_SELECT=False),
+        "fused": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused_fp8=1)),
+        "fused_scan_exit": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused=2)),
+        "fused_nopdl": _set(FUSED_SELECT=True, pdl=False),
+    },
+    "fuse_rule": {  # the shipped rule (fused up to one slot program per SM) against never / always
+        "rule": _set(),
+        "never": _set(FUSED_SELECT=False),
+        "always": _set(FUSED_SELECT=True),
+    },
     "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
         "c1024": _set(_CHUNK_CANDIDATES=1024),
         "c2048": _set(_CHUNK_CANDIDATES=2048),
@@ -132,6 +154,7 @@ def _apply(knobs):
     """The variant's knobs over the defaults: a knob one variant sets must not leak into the next
     (studies up to v8 leaked: see benchmarks/NOTES.md v9)."""
     metadata.PDL_TRIGGER = knobs.get("PDL_TRIGGER", _DEFAULT_TRIGGER)
+    msa_decode.FUSED_SELECT = knobs.get("FUSED_SELECT")
     for name in _INDEX_KNOBS:
         setattr(index_branch, name, knobs.get(name, _DEFAULT_KNOBS[name]))
 
@@ -193,19 +216,24 @@ def main():
     ap.add_argument("--wide", action="store_true", help="page tables 8192 blocks wide (SGLang's, 1M context)")
     ap.add_argument("--batch1", action="store_true", help="only the batch-1 points (the split heuristics' case)")
     ap.add_argument("--fp8", action="store_true", help="8-bit index keys")
+    ap.add_argument("--points", help="BxCTX[xQ],... instead of the default points (e.g. 2x131072,1x131072x8)")
     a = ap.parse_args()
     variants = STUDIES[a.study]
     width = 8192 if a.wide else None
     gpu_run.env_info()
     res = {"env": gpu_run.RESULTS["env"], "study": a.study, "wide": a.wide, "fp8": a.fp8, "variants": variants,
            "points": []}
+    points = [(b, c, 1) for b, c in POINTS if b == 1 or not a.batch1] + [(1, 131072, 8)]
+    if a.points:
+        points = [tuple(int(v) for v in p.split("x")) + (1,) for p in a.points.split(",")]
+        points = [p[:3] for p in points]
     try:
-        for b, c in [p for p in POINTS if p[0] == 1 or not a.batch1]:
-            res["points"].append(point(variants, b, c, width=width, fp8=a.fp8))
+        for b, c, q in points:
+            res["points"].append(point(variants, b, c, q_len=q, width=width, fp8=a.fp8))
             gpu_run.free()
-        res["points"].append(point(variants, 1, 131072, q_len=8, width=width, fp8=a.fp8))
     finally:
-        name = f"decode_ab_{a.study}{'_wide' if a.wide else ''}{'_b1' if a.batch1 else ''}{'_fp8' if a.fp8 else ''}.json"
+        name = (f"decode_ab_{a.study}{'_wide' if a.wide else ''}{'_b1' if a.batch1 else ''}{'_pts' if a.points else ''}"
+                f"{'_fp8' if a.fp8 else ''}.json")
         (Path(os.environ.get("OUT", ".")) / name).write_text(json.dumps(res, indent=1, default=str))
         print(f"card {res['env'].get('card')} torch {res['env'].get('torch')} triton {res['env'].get('triton')}")
         names = list(variants)

@@ -14,6 +14,7 @@ included (the interpreter computes bf16 ``tl.dot`` wrongly, so the CPU skips bf1
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -71,7 +72,10 @@ class KernelImpl:
         return (f"KernelImpl({self.device}, main_branch={self.main_branch}, workspace_bytes={self.workspace_bytes}, "
                 f"index_splits={self.index_splits})")
 
-    def _call(self, fn, kwargs):
+    @contextlib.contextmanager
+    def knobs(self):
+        """This variant's module knobs of msa_sgl.ops, set for the duration of the block (for
+        code that calls the kernels by another road, e.g. MSADecodeWrapper)."""
         from msa_sgl.ops import index_branch as ib
         from msa_sgl.ops import main_branch as sa
 
@@ -87,10 +91,14 @@ class KernelImpl:
             # range of n blocks: splits of at least min(3, n / 4) blocks, trailing ones skipped)
             ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES, ib._SPLIT_FLOOR, ib._SPLIT_PIECES = self.index_splits, 8, 3, 4
         try:
-            return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
+            yield
         finally:
             sa.KV_OUTER_MIN_QUERIES, sa.KV_OUTER_WORKSPACE_BYTES, sa.SPLIT_MAX_QUERIES = saved
             ib._FORCE_N_SPLIT, ib._CHUNK_CANDIDATES, ib._SPLIT_FLOOR, ib._SPLIT_PIECES = saved_ib
+
+    def _call(self, fn, kwargs):
+        with self.knobs():
+            return _back(fn(**{k: _to(v, self.device) for k, v in kwargs.items()}))
 
     def index_topk(self, **kwargs):
         return self._call(msa_sgl.index_topk, kwargs)

@@ -32,6 +32,22 @@ from .config import MSAConfig
 __all__ = ["MSADecodeWrapper"]
 
 MAX_Q_LEN = 16
+# Whether the split form's slot kernel merges the index lists itself (no index finalize kernel:
+# one kernel and one memory round trip fewer a step). Each of a row's topk slot programs repeats
+# the row's merge, so it pays while the slot kernel has at most one program per SM: H100, M3
+# shapes, 1 x 32K-1M 2.1-2.6 us a step faster with bf16 index keys, 0.9-1.5 with 8-bit keys,
+# batch 2 or 2 query tokens ~1.6 us; 4 or 8 requests and 8 query tokens 0.3-2.6 us slower
+# (benchmarks/NOTES.md v13). None: that rule; True / False: always / never (tests, A/B studies).
+FUSED_SELECT = None
+
+
+def fused_select(method: str, total_q: int, hkv: int, topk: int, device) -> bool:
+    """The split form merges the index lists in its slot kernel (see FUSED_SELECT)."""
+    if method != "split":
+        return False
+    if FUSED_SELECT is not None:
+        return FUSED_SELECT
+    return total_q * hkv * topk <= _ops().metadata.num_sms(device)
 
 
 class MSADecodeWrapper:
@@ -147,7 +163,8 @@ class MSADecodeWrapper:
         method = ops.main_branch.choose_method(total_q, self.hkv, self.device)
         if method == "split" and total_q * self.hq * self.config.topk > self._o_part.shape[0]:
             method = "q_outer"
-        self._planned = (batch, total_q, idx_plan, tiles.grid_tiles, method)
+        fused = fused_select(method, total_q, self.hkv, self.config.topk, self.device)
+        self._planned = (batch, total_q, idx_plan, tiles.grid_tiles, method, fused)
 
     def run(self, q, k_cache, v_cache, q_idx, k_idx_cache, *, k_idx_scale: torch.Tensor | None = None,
             out: torch.Tensor | None = None, return_lse: bool = False):
@@ -161,7 +178,7 @@ class MSADecodeWrapper:
             want = "8-bit keys with k_idx_scale" if self.index_fp8 else "keys in q's dtype, no k_idx_scale"
             got = "k_idx_scale given" if k_idx_scale is not None else "no k_idx_scale"
             raise ValueError(f"k_idx_scale: the wrapper was built with index_fp8={self.index_fp8} ({want}), got {got}")
-        batch, total_q, idx_plan, grid_tiles, method = self._planned
+        batch, total_q, idx_plan, grid_tiles, method, fused = self._planned
         pt, cu, sl = self._page_table[:batch], self._cu_seqlens[: batch + 1], self._seq_lens[:batch]
         dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, pt, cu, sl, self.config, k_idx_scale)
         for name, got, want in (("q.shape[0]", dims.total_q, total_q), ("q.shape[1]", dims.num_q_heads, self.hq),
@@ -191,10 +208,10 @@ class MSADecodeWrapper:
         part_keys = self._part_keys[:n].view(total_q * self.hkv, idx_plan.n_split, idx_plan.kf)
         token_req = self._token_req[:total_q]
         ops.launch_index(q_idx, k_idx_cache, pt, cu, sl, self.config, idx_plan, self._tile_cum[: batch + 1],
-                         grid_tiles, token_req, part_keys, topk, k_idx_scale, pdl=pdl)
+                         grid_tiles, token_req, part_keys, topk, k_idx_scale, pdl=pdl, finalize=not fused)
         if method == "split":
             ops.launch_split(q, k_cache, v_cache, topk, pt, cu, sl, self.config, token_req, out, lse,
-                             self._o_part, self._lse_part, pdl=pdl)
+                             self._o_part, self._lse_part, pdl=pdl, select=(part_keys, idx_plan) if fused else None)
         else:
             ops.launch_q_outer(q, k_cache, v_cache, topk, pt, cu, sl, self.config, token_req, out, lse, pdl=pdl)
         return (out, lse) if return_lse else out

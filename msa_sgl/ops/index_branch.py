@@ -205,6 +205,72 @@ def _index_partial_kernel(
 
 
 @triton.jit
+def _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split,
+                      HKV: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK: tl.constexpr, N_INIT: tl.constexpr,
+                      N_LOCAL: tl.constexpr, SPLIT_FLOOR: tl.constexpr, SPLIT_PIECES: tl.constexpr):
+    """For rows ``o_r`` (token * HKV + group; ``m_r``: real rows) of a call's metadata (written
+    before the step's index kernels, so readable before a PDL wait): the query's own block ``p``
+    and ``n_used``, the splits whose lists the partial kernel wrote for the row: those holding a
+    part of the row's tile's candidate range (the tile: BLOCK_T tokens of the request; its range
+    ends at its last token's, and is split by the partial kernel's rule)."""
+    tok = tl.where(m_r, o_r // HKV, 0)
+    i_b = tl.load(TOKEN_REQ + tok, mask=m_r, other=0)
+    q_start = tl.load(CU_SEQLENS + i_b, mask=m_r, other=0)
+    q_len = tl.load(CU_SEQLENS + i_b + 1, mask=m_r, other=0) - q_start
+    seq_len = tl.load(SEQ_LENS + i_b, mask=m_r, other=1)
+    p = (seq_len - q_len + tok - q_start) // BLOCK
+    t_last = tl.minimum((tok - q_start) // BLOCK_T * BLOCK_T + BLOCK_T - 1, q_len - 1)  # the tile's last token
+    p_last = (seq_len - q_len + t_last) // BLOCK
+    n_tile = tl.where(m_r, tl.maximum(p_last - N_LOCAL - N_INIT + 1, 0), 0)  # the tile's candidate blocks
+    per_tile = tl.maximum(_split_len(n_tile, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
+    n_used = tl.minimum(tl.where(n_tile > 0, (n_tile - 1) // per_tile + 1, 0), n_split)
+    return p, n_used
+
+
+@triton.jit
+def _merge_select(IN_KEY, rows64, p, n_used, n_split,
+                  NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
+                  N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
+                  LOG2_KF: tl.constexpr):
+    """The selection of rows ``rows64`` [R] (query block ``p``, ``n_used`` lists; see
+    _rows_used_splits) from the partial kernel's lists, ``[R, TOPK_P]`` int32: ascending block
+    ids, ``-1`` tail, columns from TOPK on undefined. The lists (int64 order keys, each list
+    descending; keys are distinct, as every block id is offered by one split only) are merged
+    NS_C splits at a time in a tree of log2(NS_C) levels: the KF best of two descending lists a,
+    b are max(a, flip(b)), a bitonic sequence that log2(KF) compare-exchange steps sort again.
+    The chunk's best list joins the running one the same way. The first K_FREE keys are the
+    free picks; the forced init and local blocks are added."""
+    R: tl.constexpr = rows64.shape[0]
+    o_k = tl.arange(0, KF)
+    o_s = tl.arange(0, NS_C)
+    n_used_max = tl.max(n_used, axis=0)
+    top = tl.full([R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
+    for c0 in range(0, n_used_max, NS_C):
+        i_split = c0 + o_s
+        off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [R, NS_C, KF]
+        m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
+        x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
+        for _ in tl.static_range(LOG2_NS_C):
+            a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
+            x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
+        top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
+    top = tl.reshape(top, [R, KF])
+    top_i = tl.where(top != _NONE, 2147483647 - (top & 0xFFFFFFFF).to(tl.int32), -1)
+    used = (o_k[None, :] < K_FREE) & (top_i >= 0)  # [R, KF]
+    # rank of every chosen id among the row's chosen ids (ascending)
+    rank = tl.sum((top_i[:, None, :] < top_i[:, :, None]) & used[:, None, :], axis=2)  # [R, KF]
+
+    o_o = tl.arange(0, TOPK_P)  # output column
+    col = o_o[None, :] + tl.zeros([R, TOPK_P], dtype=tl.int32)
+    pick = (rank[:, None, :] == (col - N_INIT)[:, :, None]) & used[:, None, :]  # [R, TOPK_P, KF]
+    free_id = tl.sum(tl.where(pick, top_i[:, None, :], 0), axis=2)  # [R, TOPK_P]
+    local_id = p[:, None] - (TOPK - 1 - col)
+    sparse_row = tl.where(col < N_INIT, col, tl.where(col >= TOPK - N_LOCAL, local_id, free_id))
+    dense_row = tl.where(col <= p[:, None], col, -1)  # p + 1 <= TOPK: every block 0..p
+    return tl.where((p + 1 <= TOPK)[:, None], dense_row, sparse_row)
+
+
+@triton.jit
 def _index_finalize_kernel(
     IN_KEY, OUT, TOKEN_REQ, SEQ_LENS, CU_SEQLENS,
     total_rows, n_split,
@@ -213,60 +279,20 @@ def _index_finalize_kernel(
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr, LOG2_KF: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
 ):
-    """BLOCK_R rows (token * HKV + group) per program. The splits' lists of a row (int64 order
-    keys, each list descending; keys are distinct, as every block id is offered by one split
-    only) are merged NS_C splits at a time in a tree of log2(NS_C) levels: the KF best of two
-    descending lists a, b are max(a, flip(b)), a bitonic sequence that log2(KF) compare-exchange
-    steps sort again. The chunk's best list joins the running one the same way. The first
-    K_FREE keys are the selection; the forced blocks are added and the ids written ascending.
-    Exactly the splits the partial kernel wrote are read: those that hold a part of the row's
-    tile's candidate range (the tile: BLOCK_T tokens of the request; its range ends at its last
-    token's, and is split by the same rule); the others it left unwritten."""
+    """BLOCK_R rows (token * HKV + group) per program: the splits' lists merged into the row's
+    selection (_merge_select), written as ascending ids with the ``-1`` tail. Exactly the
+    splits the partial kernel wrote are read (_rows_used_splits); the others it left unwritten."""
     o_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     m_r = o_r < total_rows
-    tok = tl.where(m_r, o_r // HKV, 0)
     # the step's metadata was written before the partial kernel ran (PDL: it can be read before
     # the wait, which only the partial lists need)
-    i_b = tl.load(TOKEN_REQ + tok, mask=m_r, other=0)
-    q_start = tl.load(CU_SEQLENS + i_b, mask=m_r, other=0)
-    q_len = tl.load(CU_SEQLENS + i_b + 1, mask=m_r, other=0) - q_start
-    seq_len = tl.load(SEQ_LENS + i_b, mask=m_r, other=1)
-    p = (seq_len - q_len + tok - q_start) // BLOCK  # [BLOCK_R]
-    t_last = tl.minimum((tok - q_start) // BLOCK_T * BLOCK_T + BLOCK_T - 1, q_len - 1)  # the tile's last token
-    p_last = (seq_len - q_len + t_last) // BLOCK
-    n_tile = tl.where(m_r, tl.maximum(p_last - N_LOCAL - N_INIT + 1, 0), 0)  # the tile's candidate blocks
-    per_tile = tl.maximum(_split_len(n_tile, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
-    n_used = tl.minimum(tl.where(n_tile > 0, (n_tile - 1) // per_tile + 1, 0), n_split)  # [BLOCK_R]
-    n_used_max = tl.max(n_used, axis=0)
+    p, n_used = _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split, HKV, BLOCK_T, BLOCK, N_INIT,
+                                  N_LOCAL, SPLIT_FLOOR, SPLIT_PIECES)
     pdl_wait(USE_PDL)
-
-    o_k = tl.arange(0, KF)
-    o_s = tl.arange(0, NS_C)
     rows64 = o_r.to(tl.int64)
-    top = tl.full([BLOCK_R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
-    for c0 in range(0, n_used_max, NS_C):
-        i_split = c0 + o_s
-        off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [BLOCK_R, NS_C, KF]
-        m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
-        x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
-        for _ in tl.static_range(LOG2_NS_C):
-            a, b = tl.split(tl.permute(tl.reshape(x, [BLOCK_R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
-            x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
-        top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
-    top = tl.reshape(top, [BLOCK_R, KF])
-    top_i = tl.where(top != _NONE, 2147483647 - (top & 0xFFFFFFFF).to(tl.int32), -1)
-    used = (o_k[None, :] < K_FREE) & (top_i >= 0)  # [BLOCK_R, KF]
-    # rank of every chosen id among the row's chosen ids (ascending)
-    rank = tl.sum((top_i[:, None, :] < top_i[:, :, None]) & used[:, None, :], axis=2)  # [BLOCK_R, KF]
-
-    o_o = tl.arange(0, TOPK_P)  # output column
-    col = o_o[None, :] + tl.zeros([BLOCK_R, TOPK_P], dtype=tl.int32)
-    pick = (rank[:, None, :] == (col - N_INIT)[:, :, None]) & used[:, None, :]  # [BLOCK_R, TOPK_P, KF]
-    free_id = tl.sum(tl.where(pick, top_i[:, None, :], 0), axis=2)  # [BLOCK_R, TOPK_P]
-    local_id = p[:, None] - (TOPK - 1 - col)
-    sparse_row = tl.where(col < N_INIT, col, tl.where(col >= TOPK - N_LOCAL, local_id, free_id))
-    dense_row = tl.where(col <= p[:, None], col, -1)  # p + 1 <= TOPK: every block 0..p
-    out = tl.where((p + 1 <= TOPK)[:, None], dense_row, sparse_row)
+    out = _merge_select(IN_KEY, rows64, p, n_used, n_split, NS_C, LOG2_NS_C, TOPK, TOPK_P, N_INIT, N_LOCAL, K_FREE,
+                        KF, LOG2_KF)
+    col = tl.arange(0, TOPK_P)[None, :]
     tl.store(OUT + rows64[:, None] * TOPK + col, out, mask=m_r[:, None] & (col < TOPK))
 
 
@@ -408,17 +434,20 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
 
 
 def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan: IndexLaunch,
-                 tile_cum, grid_tiles, token_req, part_keys, out, k_idx_scale=None, pdl=False):
+                 tile_cum, grid_tiles, token_req, part_keys, out, k_idx_scale=None, pdl=False, finalize=True):
     """Both index kernels into preallocated buffers: no allocation, no synchronisation.
     ``k_idx_scale`` (float32 ``[num_pages, block_size]``) with fp8 ``k_idx_cache``: 8-bit keys.
     ``pdl``: programmatic dependent launch (metadata.pdl_enabled): 0/False off, 1/True the next
-    kernel launches once every program passed its wait, 2 when this one exits."""
+    kernel launches once every program passed its wait, 2 when this one exits. ``finalize``
+    False: the partial kernel only (``part_keys`` filled, ``out`` untouched); the caller merges
+    the lists (main_branch.launch_split's ``select``)."""
     fp8 = k_idx_scale is not None
     total_q, hkv, d = q_idx.shape
     batch = page_table.shape[0]
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     if total_q == 0:
         return out
+    pdl_key = "index_partial" if finalize else ("index_partial_fused_fp8" if fp8 else "index_partial_fused")
     _index_partial_kernel[(grid_tiles, plan.n_split)](
         q_idx, k_idx_cache, k_idx_scale if fp8 else k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
         part_keys,
@@ -431,9 +460,11 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
-        USE_PDL=pdl_mode(pdl, "index_partial"), SCALE_AHEAD=int(plan.scale_ahead),
-        **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, "index_partial") > 0),
+        USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead),
+        **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
+    if not finalize:
+        return out
     rows = total_q * hkv
     _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
         part_keys, out, token_req, seq_lens_k, cu_seqlens_q,

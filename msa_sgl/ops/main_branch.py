@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .index_branch import _merge_select, _rows_used_splits
 from .metadata import build_block_tiles, launch_options, num_sms, pdl_mode, pdl_wait, token_requests
 
 _LOG2E = 1.4426950408889634
@@ -119,15 +120,27 @@ def _slot_partial_kernel(
     stride_vp, stride_vb, stride_vh,
     stride_it, stride_ih,
     stride_pt_b,
+    IN_KEY, n_split,
     HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
     BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr, USE_PDL: tl.constexpr = 0,
+    SELECT: tl.constexpr = 0, BLOCK_T: tl.constexpr = 1, NS_C: tl.constexpr = 1, LOG2_NS_C: tl.constexpr = 0,
+    TOPK_P: tl.constexpr = 16, N_INIT: tl.constexpr = 0, N_LOCAL: tl.constexpr = 1, K_FREE: tl.constexpr = 1,
+    KF: tl.constexpr = 1, LOG2_KF: tl.constexpr = 0, SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1,
 ):
     """Split form (decode, short calls): one program per (query token, group, slot) attends the
     slot's block with the group's G heads and writes the partial output (normalised, fp32) and
     base-2 LSE of entry ``(t * HKV + g) * TOPK + slot`` (then the G heads). A slot that attends
     nothing writes 0 and -inf, so the merge needs no selection lookup. With PDL, the query and
     the step's metadata (written before the index kernels ran) load before the wait; the
-    selection after it."""
+    selection after it.
+
+    SELECT = 1 (the decode wrapper): the index finalize step is done here instead of in its own
+    kernel. Every program merges its (token, group)'s partial top-k lists ``IN_KEY`` (the index
+    partial kernel's, ``n_split`` per row; the other constexprs as in that kernel's plan) into
+    the row's selection exactly as ``_index_finalize_kernel`` does, attends the block in its own
+    column, and slot 0's program writes the row into ``TOPK_IDX``. The TOPK programs of a row
+    repeat the same small merge; in exchange a step has one kernel and one memory round trip
+    fewer between the scan and the attention."""
     i_t = tl.program_id(0)
     i_g = tl.program_id(1)
     i_s = tl.program_id(2)
@@ -146,8 +159,20 @@ def _slot_partial_kernel(
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     pos = tl.load(SEQ_LENS + i_b) - q_len + (i_t - q_start)
-    pdl_wait(USE_PDL)
-    blk = tl.load(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + i_s)
+    if SELECT:
+        o_r = i_t * HKV + i_g + tl.arange(0, 1)  # the row (token, group) as a [1] tensor
+        p_row, n_used = _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, o_r >= 0, n_split, HKV, BLOCK_T,
+                                          BLOCK, N_INIT, N_LOCAL, SPLIT_FLOOR, SPLIT_PIECES)
+        pdl_wait(USE_PDL)
+        sel = _merge_select(IN_KEY, o_r.to(tl.int64), p_row, n_used, n_split, NS_C, LOG2_NS_C, TOPK, TOPK_P, N_INIT,
+                            N_LOCAL, K_FREE, KF, LOG2_KF)  # [1, TOPK_P]
+        col = tl.arange(0, TOPK_P)[None, :]
+        blk = tl.sum(tl.where(col == i_s, sel, 0))
+        if i_s == 0:
+            tl.store(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + col, sel, mask=col < TOPK)
+    else:
+        pdl_wait(USE_PDL)
+        blk = tl.load(TOPK_IDX + i_t64 * stride_it + i_g * stride_ih + i_s)
     if (blk < 0) | (blk > pos // BLOCK):
         tl.store(p_op, tl.zeros([G_P, D_P], dtype=O_PART.dtype.element_ty), mask=m_op)
         tl.store(LSE_PART + row, tl.full([G_P], float("-inf"), dtype=tl.float32), mask=m_h)
@@ -391,10 +416,12 @@ def split_workspace(total_q, hq, d, topk, device):
 
 
 def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                 o_part, lse_part, num_warps=None, num_stages=None, pdl=False):
+                 o_part, lse_part, num_warps=None, num_stages=None, pdl=False, select=None):
     """Split form into preallocated buffers (see :func:`split_workspace`): no allocation, no
     synchronisation, launch shapes from shapes only. ``pdl``: programmatic dependent launch, as
-    in index_branch.launch_index."""
+    in index_branch.launch_index. ``select``: ``(part_keys, index_plan)`` when the index branch
+    ran without its finalize kernel (``launch_index(..., finalize=False)``): the slot kernel
+    then merges the partial lists itself and writes the selection into ``topk_idx``."""
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -402,10 +429,19 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
     d_p = max(16, triton.next_power_of_2(d))
     tensors, scalars = _block_args(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config,
                                    token_req)
+    sel_args = {}
+    if select is not None:
+        part_keys, plan = select
+        sel_args = dict(SELECT=1, BLOCK_T=plan.block_t, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1,
+                        TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks,
+                        N_LOCAL=config.num_local_blocks,
+                        K_FREE=config.topk - config.num_init_blocks - config.num_local_blocks, KF=plan.kf,
+                        LOG2_KF=plan.kf.bit_length() - 1, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces)
     _slot_partial_kernel[(total_q, hkv, config.topk)](
         *tensors, o_part, lse_part, *scalars,
+        part_keys if select is not None else topk_idx, plan.n_split if select is not None else 1,
         HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=config.topk,
-        IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"),
+        IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"), **sel_args,
         **launch_options(num_warps, num_stages, pdl_mode(pdl, "slot_partial") > 0),
     )
     _merge_heads_kernel[(total_q, hq)](

@@ -11,11 +11,12 @@ import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from harness.impls import KERNEL_DEVICE, KERNEL_PROBLEMS, KERNELS, kernel_examples
+from harness.impls import KERNEL_DEVICE, KERNEL_PROBLEMS, KERNELS, KernelImpl, kernel_examples
 from harness.problems import DTYPES, Problem
 from harness.strategies import DRAW_COUNT, problem_specs
 from harness.tolerance import compare_topk, lse_error, output_error
 from msa_sgl import MSADecodeWrapper, reference
+from msa_sgl import decode as msa_decode
 
 
 @st.composite
@@ -45,17 +46,48 @@ def _check_step(wrapper, problem):
     lse_error(lse, lse2, out.dtype)
 
 
+def _two_steps_match_reference(steps, form, fused=None):
+    a, b, spare_batch, spare_pages = steps
+    note(f"A: {a.describe()}\nB: {b.describe()}\nfused select: {fused}")
+    saved = msa_decode.FUSED_SELECT
+    msa_decode.FUSED_SELECT = fused
+    try:
+        _run_two_steps(a, b, spare_batch, spare_pages, form, fused)
+    finally:
+        msa_decode.FUSED_SELECT = saved
+
+
+def _run_two_steps(a, b, spare_batch, spare_pages, form, fused):
+    s = a.spec
+    width = max(a.args()["page_table"].shape[1], b.args()["page_table"].shape[1]) + spare_pages
+    with form.knobs():  # the wrapper sizes its buffers and plans under them
+        wrapper = MSADecodeWrapper(
+            a.config, num_q_heads=s.num_q_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
+            index_dim=s.index_dim, max_batch=len(s.q_lens) + spare_batch, max_pages=width,
+            max_q_len=max(max(s.q_lens), 1), dtype=DTYPES[s.dtype], device=KERNEL_DEVICE,
+        )
+        for step in (a, b):
+            _check_step(wrapper, step)
+            method, used = wrapper._planned[4:]
+            if form.main_branch is not None:
+                assert method == form.main_branch, (method, form)
+            if fused is not None:  # the path under test ran
+                assert used == (fused and method == "split"), (used, fused, method)
+
+
 @settings(max_examples=kernel_examples())
 @given(steps=_two_steps())
 def test_kernel_decode_wrapper_two_steps_match_reference(steps):
-    a, b, spare_batch, spare_pages = steps
-    note(f"A: {a.describe()}\nB: {b.describe()}")
-    s = a.spec
-    width = max(a.args()["page_table"].shape[1], b.args()["page_table"].shape[1]) + spare_pages
-    wrapper = MSADecodeWrapper(
-        a.config, num_q_heads=s.num_q_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim, index_dim=s.index_dim,
-        max_batch=len(s.q_lens) + spare_batch, max_pages=width, max_q_len=max(max(s.q_lens), 1),
-        dtype=DTYPES[s.dtype], device=KERNEL_DEVICE,
-    )
-    _check_step(wrapper, a)
-    _check_step(wrapper, b)
+    """The wrapper as it chooses its forms (on the CPU mostly query-outer after the index
+    finalize kernel; on the GPU the split form for decode-sized steps)."""
+    _two_steps_match_reference(steps, KERNELS)
+
+
+# The split form forced at every size, its slot kernel merging the index lists itself (no
+# finalize kernel) or reading the finalize kernel's selection; 5 index splits, merged 8
+# candidates at a time, so a row's lists take several chunks. The interpreter runs one program
+# per (token, group, slot), each merging the lists: a fifth of the examples.
+@settings(max_examples=max(1, kernel_examples() // 5))
+@given(steps=_two_steps(), fused=st.booleans())
+def test_kernel_decode_wrapper_split_form_selects_in_slot_kernel(steps, fused):
+    _two_steps_match_reference(steps, KernelImpl(main_branch="split", index_splits=5), fused)

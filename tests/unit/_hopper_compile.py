@@ -27,6 +27,10 @@ def _scalars(names):
     return {k: ("fp32" if k == "qk_scale" else I32) for k in names}
 
 
+# the slot kernel's constexprs for merging the index lists (1 x 1M, bf16 keys: 128 lists)
+SELECT_CONST = dict(BLOCK_T=1, NS_C=128, LOG2_NS_C=7, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16, LOG2_KF=4,
+                    SPLIT_FLOOR=8, SPLIT_PIECES=64)
+
 # M3 decode shapes: (kernel, signature, constexprs without USE_PDL)
 KERNELS = [
     (ib._index_partial_kernel,
@@ -41,8 +45,11 @@ KERNELS = [
      dict(HKV=4, BLOCK_T=4, BLOCK_R=2, NS_C=64, LOG2_NS_C=6, BLOCK=128, TOPK=16, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15,
           KF=16, LOG2_KF=4, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
     (mb._slot_partial_kernel,
-     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS)},
-     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)),
+     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
+     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=0, **SELECT_CONST)),
+    (mb._slot_partial_kernel,  # merging the index lists itself (the decode wrapper's split form)
+     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
+     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=1, **SELECT_CONST)),
     (mb._merge_heads_kernel,
      {"O_PART": "*fp32", "LSE_PART": "*fp32", "OUT": "*bf16", "LSE": "*fp32", "stride_ot": I32, "stride_oh": I32},
      dict(HQ=64, G=16, D=128, D_P=128, TOPK=16, TOPK_P=16)),
@@ -85,7 +92,8 @@ def main():
             k = triton.compile(ASTSource(fn, s, c), target=GPUTarget("cuda", 90, 32),
                                options={"launch_pdl": mode > 0})
             ptx = k.asm["ptx"]
-            print(json.dumps({"kernel": fn.__name__, "mode": mode, "wait": ptx.count("griddepcontrol.wait"),
+            name = fn.__name__ + ("_select" if const.get("SELECT") else "")
+            print(json.dumps({"kernel": name, "mode": mode, "wait": ptx.count("griddepcontrol.wait"),
                               "launch": ptx.count("griddepcontrol.launch_dependents")}), flush=True)
 
 
