@@ -33,6 +33,18 @@ w = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_di
 oa = one.args
 w.plan(oa["page_table"], oa["cu_seqlens_q"], oa["seq_lens_k"], total_q=4)
 d = w.run(oa["q"], oa["k_cache"], oa["v_cache"], oa["q_idx"], k8, k_idx_scale=sc).clone()
+# steps small enough that the split form's slot kernel merges the index lists itself (fused
+# select): one request with bf16 keys, two with 8-bit keys
+sub = dict(page_table=oa["page_table"][:2], cu_seqlens_q=oa["cu_seqlens_q"][:3], seq_lens_k=oa["seq_lens_k"][:2])
+w.plan(sub["page_table"], sub["cu_seqlens_q"], sub["seq_lens_k"], total_q=2)
+assert w._planned[5], w._planned  # the fused select ran
+e = w.run(oa["q"][:2], oa["k_cache"], oa["v_cache"], oa["q_idx"][:2], k8, k_idx_scale=sc).clone()
+w16 = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=1,
+                               max_pages=one.args["page_table"].shape[1], max_q_len=1, device="cuda")
+w16.plan(oa["page_table"][2:3], oa["cu_seqlens_q"][:2], oa["seq_lens_k"][2:3])  # the 70000-token request
+assert w16._planned[5], w16._planned
+f = w16.run(oa["q"][2:3], oa["k_cache"], oa["v_cache"], oa["q_idx"][2:3], oa["k_idx_cache"]).clone()
+d = torch.cat([d, e, f])
 torch.cuda.synchronize()
 print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()
                                   and torch.isfinite(d).all()),
