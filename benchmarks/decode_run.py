@@ -79,7 +79,8 @@ def _run(w, a):
 
 
 def _index_only(w, a, pdl=0):
-    batch, total_q, plan, grid = w._planned[:4]
+    sp = w.step_plan
+    batch, total_q, plan, grid = sp.batch, sp.total_q, sp.index, sp.grid_tiles
     n = total_q * w.hkv * plan.n_split * plan.kf
     ops.launch_index(a["q_idx"], a["k_idx_cache"], w._page_table[:batch], w._cu_seqlens[: batch + 1],
                      w._seq_lens[:batch], w.config, plan, w._tile_cum[: batch + 1], grid, w._token_req[:total_q],

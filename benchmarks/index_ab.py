@@ -94,7 +94,7 @@ def decode(res):
 
             step = hb.bench_graph_ms(fn) * 1e3
             table = [(name, round(us, 2), n) for name, us, n in kernel_table(fn)]
-            plan = w._planned[2]
+            plan = w.step_plan.index
             rec = dict(ctx=ctx, keys=keys, step_us=step, n_split=plan.n_split, num_stages=plan.num_stages,
                        kernels=table)
             dr.log("decode b1", rec)

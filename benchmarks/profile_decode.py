@@ -64,7 +64,7 @@ def point(batch, ctx, q_len, fp8):
 
         rec["step_us_pdl" if pdl else "step_us"] = hb.bench_graph_ms(run) * 1e3
         if not pdl:
-            rec["plan"] = str(w._planned[2])
+            rec["plan"] = str(w.step_plan.index)
             rec["kernels"] = [dict(name=n, us=us, n=c) for n, us, c in kernel_table(run)]
     print(f"\n== batch {batch} ctx {ctx} q {q_len} keys {rec['keys']}: step {rec['step_us']:.1f} us, "
           f"with PDL {rec['step_us_pdl']:.1f} us; {rec['plan']}", flush=True)

@@ -37,12 +37,12 @@ d = w.run(oa["q"], oa["k_cache"], oa["v_cache"], oa["q_idx"], k8, k_idx_scale=sc
 # select): one request with bf16 keys, two with 8-bit keys
 sub = dict(page_table=oa["page_table"][:2], cu_seqlens_q=oa["cu_seqlens_q"][:3], seq_lens_k=oa["seq_lens_k"][:2])
 w.plan(sub["page_table"], sub["cu_seqlens_q"], sub["seq_lens_k"], total_q=2)
-assert w._planned[5], w._planned  # the fused select ran
+assert w.step_plan.fused_select, w.step_plan  # the slot kernel merged the index lists
 e = w.run(oa["q"][:2], oa["k_cache"], oa["v_cache"], oa["q_idx"][:2], k8, k_idx_scale=sc).clone()
 w16 = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=1,
                                max_pages=one.args["page_table"].shape[1], max_q_len=1, device="cuda")
 w16.plan(oa["page_table"][2:3], oa["cu_seqlens_q"][:2], oa["seq_lens_k"][2:3])  # the 70000-token request
-assert w16._planned[5], w16._planned
+assert w16.step_plan.fused_select, w16.step_plan
 f = w16.run(oa["q"][2:3], oa["k_cache"], oa["v_cache"], oa["q_idx"][2:3], oa["k_idx_cache"]).clone()
 d = torch.cat([d, e, f])
 torch.cuda.synchronize()

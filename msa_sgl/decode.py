@@ -23,13 +23,15 @@ The returned ``out`` (and ``lse``) are views of the wrapper's buffers, overwritt
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from . import _validate as V
 from .api import _check_head_dim, _check_kernel_device, _ops
 from .config import MSAConfig
 
-__all__ = ["MSADecodeWrapper"]
+__all__ = ["MSADecodeWrapper", "StepPlan"]
 
 MAX_Q_LEN = 16
 # Whether the split form's slot kernel merges the index lists itself (no index finalize kernel:
@@ -48,6 +50,17 @@ def fused_select(method: str, total_q: int, hkv: int, topk: int, device) -> bool
     if FUSED_SELECT is not None:
         return FUSED_SELECT
     return total_q * hkv * topk <= _ops().metadata.num_sms(device)
+
+
+class StepPlan(NamedTuple):
+    """The launch choices of one ``MSADecodeWrapper.plan()`` (from shapes only)."""
+
+    batch: int
+    total_q: int
+    index: object  # msa_sgl.ops.IndexLaunch: the index branch's launch shapes
+    grid_tiles: int  # index-branch tiles launched
+    method: str  # main-branch form: "split" or "q_outer"
+    fused_select: bool  # the split form's slot kernel merges the index lists (no finalize kernel)
 
 
 class MSADecodeWrapper:
@@ -164,7 +177,7 @@ class MSADecodeWrapper:
         if method == "split" and total_q * self.hq * self.config.topk > self._o_part.shape[0]:
             method = "q_outer"
         fused = fused_select(method, total_q, self.hkv, self.config.topk, self.device)
-        self._planned = (batch, total_q, idx_plan, tiles.grid_tiles, method, fused)
+        self._planned = StepPlan(batch, total_q, idx_plan, tiles.grid_tiles, method, fused)
 
     def run(self, q, k_cache, v_cache, q_idx, k_idx_cache, *, k_idx_scale: torch.Tensor | None = None,
             out: torch.Tensor | None = None, return_lse: bool = False):
@@ -217,8 +230,16 @@ class MSADecodeWrapper:
         return (out, lse) if return_lse else out
 
     @property
+    def step_plan(self) -> StepPlan:
+        """The last ``plan()``'s launch choices (index launch shapes, main-branch form, whether
+        the index lists are merged in the slot kernel), for benchmarks and logs."""
+        if self._planned is None:
+            raise ValueError("step_plan: plan() first")
+        return self._planned
+
+    @property
     def topk_idx(self) -> torch.Tensor:
         """The last run's selection, int32 ``[total_q, Hkv, topk]`` (a view, overwritten by the next run)."""
         if self._planned is None:
             raise ValueError("topk_idx: plan() and run() first")
-        return self._topk[: self._planned[1]]
+        return self._topk[: self._planned.total_q]

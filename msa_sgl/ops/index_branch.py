@@ -15,7 +15,9 @@ Two kernels, no ``[tokens, blocks]`` score matrix in memory:
 2. ``_index_finalize_kernel``, grid over ``(token, group)`` rows: merges the splits' lists
    with the same total order (score descending, then block id ascending) in parallel (a tree
    of bitonic merges of the sorted lists), adds the
-   forced init and local blocks, and writes the ascending ids with the ``-1`` tail.
+   forced init and local blocks, and writes the ascending ids with the ``-1`` tail. The merge
+   is a helper (``_merge_select``): for small decode steps the decode wrapper skips this kernel
+   and the main branch's slot kernel runs the helper itself (main_branch ``SELECT``).
 
 Extra memory: O(n_split x total_q x Hkv x KF). Ties: equal scores go to the lower block id,
 exactly, because every insertion compares (score, id) pairs; bitwise-equal scores therefore

@@ -68,7 +68,7 @@ def _run_two_steps(a, b, spare_batch, spare_pages, form, fused):
         )
         for step in (a, b):
             _check_step(wrapper, step)
-            method, used = wrapper._planned[4:]
+            method, used = wrapper.step_plan.method, wrapper.step_plan.fused_select
             if form.main_branch is not None:
                 assert method == form.main_branch, (method, form)
             if fused is not None:  # the path under test ran

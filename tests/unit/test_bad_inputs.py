@@ -195,6 +195,7 @@ WRAPPER_CASES = [
     ("head_dim_48", lambda: _wrapper(head_dim=48), r"^head_dim: expected a head dim in \(16, 32, 64, 128\)"),
     ("dtype_int", lambda: _wrapper(dtype=torch.int8), r"^dtype: expected torch.bfloat16, torch.float16 or torch.float32"),
     ("run_before_plan", lambda: _run(*_wrapper()), r"^run: plan\(\) must be called first"),
+    ("step_plan_before_plan", lambda: _wrapper()[0].step_plan, r"^step_plan: plan\(\) first"),
     ("plan_batch_too_big", lambda: _plan(*_wrapper(max_batch=1)), r"^page_table: expected at most max_batch=1 rows, got 2"),
     ("plan_pages_too_wide", lambda: _plan(*_wrapper(max_pages=1)), r"^page_table: expected at most max_pages=1 columns, got"),
     ("plan_total_q_too_big", lambda: _plan(*_wrapper(max_q_len=1)), r"^total_q: expected an int in \[0, batch \* max_q_len = 2\], got 4"),
