@@ -12,6 +12,7 @@
     python benchmarks/decode_ab.py ahead --fp8    # 8-bit key scales prefetched a block ahead (v12)
     python benchmarks/decode_ab.py fuse [--fp8]   # index lists merged in the slot kernel (v13)
     python benchmarks/decode_ab.py fuse_pdl --points 1x131072,2x131072 [--fp8]  # its PDL trigger, chosen points
+    python benchmarks/decode_ab.py fuse_rule --points 1x131072,4x131072,1x131072x8 [--fp8]  # the shipped rule
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -225,8 +226,7 @@ def main():
            "points": []}
     points = [(b, c, 1) for b, c in POINTS if b == 1 or not a.batch1] + [(1, 131072, 8)]
     if a.points:
-        points = [tuple(int(v) for v in p.split("x")) + (1,) for p in a.points.split(",")]
-        points = [p[:3] for p in points]
+        points = [tuple(int(v) for v in (p.split("x") + ["1"])[:3]) for p in a.points.split(",")]  # B x CTX [x Q]
     try:
         for b, c, q in points:
             res["points"].append(point(variants, b, c, q_len=q, width=width, fp8=a.fp8))
