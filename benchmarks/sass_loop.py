@@ -1,0 +1,100 @@
+"""What the decode kernels compile to on Hopper, without a GPU (benchmarks/NOTES.md v13b).
+
+    python benchmarks/sass_loop.py          # TRITON_INTERPRET unset; Triton with its NVIDIA back end
+
+For the decode index scan (M3 decode tile: 16 rows, 4 warps, the decode num_stages, operands
+16-byte aligned as the JIT sees them) with bf16 and 8-bit keys: the MMA instructions in the PTX
+and the SASS instruction mix of the block loop (the body of the longest backward branch).
+For the split form's slot kernel (with and without the index merge, SELECT) at 4, 8 and 16
+warps: registers and spills from ``ptxas -v``. Uses the signatures of
+tests/unit/_hopper_compile.py and the ptxas / nvdisasm bundled with Triton.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "unit"))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+import _hopper_compile as hc  # noqa: E402
+from msa_sgl.ops import index_branch as ib  # noqa: E402
+
+TARGET = GPUTarget("cuda", 90, 32)
+
+
+def _loop_mix(sass: str):
+    """Instruction counts of the longest loop: from a label to the last branch back to it."""
+    lines = sass.splitlines()
+    labels = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^(LBB\d+):", line.strip()))}
+    best = None
+    for i, line in enumerate(lines):
+        m = re.search(r"BRA (LBB\d+);", line)
+        if m and m.group(1) in labels and labels[m.group(1)] < i:
+            span = (labels[m.group(1)], i)
+            if best is None or span[1] - span[0] > best[1] - best[0]:
+                best = span
+    if best is None:
+        return 0, {}
+    ops = collections.Counter()
+    for line in lines[best[0] + 1: best[1] + 1]:
+        parts = line.split("\t")
+        if len(parts) < 2:
+            continue
+        op = re.sub(r"^@!?U?P\w+ ", "", parts[1].strip()).split(" ")[0].split(".")[0].rstrip(";")
+        if op:
+            ops[op] += 1
+    return sum(ops.values()), ops
+
+
+def scan():
+    fn, sig, const = hc.KERNELS[0]
+    for dtype in ("bf16", "fp8e4nv"):
+        fp8 = dtype != "bf16"
+        c = dict(const, USE_PDL=0, FP8=fp8, Q8=fp8, SCALE_AHEAD=int(fp8))
+        s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
+        names = list(s)
+        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in hc._ALIGNED}
+        k = triton.compile(ASTSource(fn, s, c, attrs), target=TARGET,
+                           options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": ib._SHORT_TILE_STAGES})
+        mma = collections.Counter(re.findall(r"(wgmma\.mma_async[\w.]*|mma\.sync[\w.]*)", k.asm["ptx"]))
+        n, ops = _loop_mix(k.asm["sass"])
+        print(f"index scan, {dtype} keys: MMA {dict(mma)}")
+        print(f"  block loop: {n} SASS instructions; " + ", ".join(f"{o} {c}" for o, c in ops.most_common(14)))
+
+
+def slot():
+    fn, sig, const = hc.KERNELS[2]
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    for select in (0, 1):
+        for warps in (4, 8, 16):
+            c = dict(const, USE_PDL=1, SELECT=select)
+            s = dict(sig, **{k: "constexpr" for k in c})
+            k = triton.compile(ASTSource(fn, s, c), target=TARGET, options={"launch_pdl": True, "num_warps": warps})
+            with tempfile.TemporaryDirectory() as d:
+                ptx = os.path.join(d, "k.ptx")
+                Path(ptx).write_text(k.asm["ptx"])
+                r = subprocess.run([str(ptxas), "-v", "-arch=sm_90a", ptx, "-o", os.path.join(d, "k.cubin")],
+                                   capture_output=True, text=True)
+            info = [line.split("info    : ")[-1].strip() for line in r.stderr.splitlines()
+                    if "registers" in line or "spill" in line]
+            print(f"slot kernel SELECT={select}, {warps} warps: " + " | ".join(info))
+
+
+if __name__ == "__main__":
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        sys.exit("run without TRITON_INTERPRET=1 (this compiles for sm_90)")
+    print("triton", triton.__version__)
+    scan()
+    slot()
