@@ -6,7 +6,8 @@ For the decode index scan (M3 decode tile: 16 rows, 4 warps, the decode num_stag
 16-byte aligned as the JIT sees them) with bf16 and 8-bit keys: the MMA instructions in the PTX
 and the SASS instruction mix of the block loop (the body of the longest backward branch).
 For the split form's slot kernel (with and without the index merge, SELECT) at 4, 8 and 16
-warps: registers and spills from ``ptxas -v``. Uses the signatures of
+warps, and the prefill KV-outer partial kernel (128- and 256-row tiles): registers and spills
+from ``ptxas -v``. Uses the signatures of
 tests/unit/_hopper_compile.py and the ptxas / nvdisasm bundled with Triton.
 """
 
@@ -74,22 +75,47 @@ def scan():
         print(f"  block loop: {n} SASS instructions; " + ", ".join(f"{o} {c}" for o, c in ops.most_common(14)))
 
 
+def _ptxas_info(kernel) -> str:
+    """Registers and spills of a compiled kernel, from ``ptxas -v`` on its PTX."""
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.TemporaryDirectory() as d:
+        ptx = os.path.join(d, "k.ptx")
+        Path(ptx).write_text(kernel.asm["ptx"])
+        r = subprocess.run([str(ptxas), "-v", "-arch=sm_90a", ptx, "-o", os.path.join(d, "k.cubin")],
+                           capture_output=True, text=True)
+    return " | ".join(line.split("info    : ")[-1].strip() for line in r.stderr.splitlines()
+                      if "registers" in line or "spill" in line)
+
+
 def slot():
     fn, sig, const = hc.KERNELS[2]
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     for select in (0, 1):
         for warps in (4, 8, 16):
             c = dict(const, USE_PDL=1, SELECT=select)
             s = dict(sig, **{k: "constexpr" for k in c})
             k = triton.compile(ASTSource(fn, s, c), target=TARGET, options={"launch_pdl": True, "num_warps": warps})
-            with tempfile.TemporaryDirectory() as d:
-                ptx = os.path.join(d, "k.ptx")
-                Path(ptx).write_text(k.asm["ptx"])
-                r = subprocess.run([str(ptxas), "-v", "-arch=sm_90a", ptx, "-o", os.path.join(d, "k.cubin")],
-                                   capture_output=True, text=True)
-            info = [line.split("info    : ")[-1].strip() for line in r.stderr.splitlines()
-                    if "registers" in line or "spill" in line]
-            print(f"slot kernel SELECT={select}, {warps} warps: " + " | ".join(info))
+            print(f"slot kernel SELECT={select}, {warps} warps: {_ptxas_info(k)}")
+
+
+def kv_outer():
+    """The prefill main branch's partial kernel at M3 shapes: 128-row tiles (8 query tokens x
+    16 heads, the shipped launch: 8 warps) and 256-row tiles."""
+    from msa_sgl.ops import main_branch as mb
+
+    sig = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "ORDER": "*i32", "TILE_INFO": "*i32", "O_PART": "*bf16",
+           "LSE_PART": "*fp32", "qk_scale": "fp32", "row_lo": "i32", "stride_qt": "i32", "stride_qh": "i32",
+           "stride_kp": "i32", "stride_kb": "i32", "stride_kh": "i32", "stride_vp": "i32", "stride_vb": "i32",
+           "stride_vh": "i32"}
+    aligned = [n for n in sig if n not in ("qk_scale", "row_lo")]
+    for mq, warps in ((8, 8), (8, 4), (16, 8), (16, 16)):
+        c = dict(HKV=4, G=16, G_P=16, MQ=mq, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)
+        s = dict(sig, **{k: "constexpr" for k in c})
+        names = list(s)
+        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
+        k = triton.compile(ASTSource(mb._kv_outer_partial_kernel, s, c, attrs), target=TARGET,
+                           options={"num_warps": warps})
+        print(f"KV-outer partial, {mq * 16}-row tiles, {warps} warps: shared {k.metadata.shared} B | "
+              f"{_ptxas_info(k)}")
 
 
 if __name__ == "__main__":
@@ -98,3 +124,4 @@ if __name__ == "__main__":
     print("triton", triton.__version__)
     scan()
     slot()
+    kv_outer()
