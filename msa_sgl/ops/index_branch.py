@@ -319,6 +319,15 @@ class IndexLaunch:
     split_pieces: int = 1
     scale_ahead: bool = False
 
+    def merge_constexprs(self, config) -> dict:
+        """The constexprs of the list merge (``_rows_used_splits`` + ``_merge_select``) for this
+        launch: the finalize kernel and the slot kernel's SELECT mode take the same ones."""
+        return dict(BLOCK_T=self.block_t, NS_C=self.ns_c, LOG2_NS_C=self.ns_c.bit_length() - 1,
+                    TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks,
+                    N_LOCAL=config.num_local_blocks,
+                    K_FREE=config.topk - config.num_init_blocks - config.num_local_blocks, KF=self.kf,
+                    LOG2_KF=self.kf.bit_length() - 1, SPLIT_FLOOR=self.split_floor, SPLIT_PIECES=self.split_pieces)
+
     def workspace(self, total_q: int, hkv: int, device) -> torch.Tensor:
         """The partial lists as int64 order keys, ``[total_q * hkv, n_split, kf]``."""
         return torch.empty(total_q * hkv, self.n_split, self.kf, dtype=torch.int64, device=device)
@@ -471,10 +480,8 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
     _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
         part_keys, out, token_req, seq_lens_k, cu_seqlens_q,
         rows, plan.n_split,
-        HKV=hkv, BLOCK_T=plan.block_t, BLOCK_R=plan.block_r, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1, BLOCK=config.block_size, TOPK=config.topk,
-        TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks,
-        K_FREE=k_free, KF=plan.kf, LOG2_KF=plan.kf.bit_length() - 1, SPLIT_FLOOR=plan.split_floor,
-        SPLIT_PIECES=plan.split_pieces, USE_PDL=pdl_mode(pdl, "index_finalize"),
+        HKV=hkv, BLOCK_R=plan.block_r, BLOCK=config.block_size, TOPK=config.topk, **plan.merge_constexprs(config),
+        USE_PDL=pdl_mode(pdl, "index_finalize"),
         **launch_options(None, None, pdl_mode(pdl, "index_finalize") > 0),
     )
     return out

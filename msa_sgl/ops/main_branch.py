@@ -432,11 +432,7 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
     sel_args = {}
     if select is not None:
         part_keys, plan = select
-        sel_args = dict(SELECT=1, BLOCK_T=plan.block_t, NS_C=plan.ns_c, LOG2_NS_C=plan.ns_c.bit_length() - 1,
-                        TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks,
-                        N_LOCAL=config.num_local_blocks,
-                        K_FREE=config.topk - config.num_init_blocks - config.num_local_blocks, KF=plan.kf,
-                        LOG2_KF=plan.kf.bit_length() - 1, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces)
+        sel_args = dict(SELECT=1, **plan.merge_constexprs(config))
     _slot_partial_kernel[(total_q, hkv, config.topk)](
         *tensors, o_part, lse_part, *scalars,
         part_keys if select is not None else topk_idx, plan.n_split if select is not None else 1,
