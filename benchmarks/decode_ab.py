@@ -13,6 +13,8 @@
     python benchmarks/decode_ab.py fuse [--fp8]   # index lists merged in the slot kernel (v13)
     python benchmarks/decode_ab.py fuse_pdl --points 1x131072,2x131072 [--fp8]  # its PDL trigger, chosen points
     python benchmarks/decode_ab.py fuse_rule --points 1x131072,4x131072,1x131072x8 [--fp8]  # the shipped rule
+    python benchmarks/decode_ab.py keysm [--fp8] [--points ...]  # scan scores as keys x queries (v14)
+    python benchmarks/decode_ab.py keysm_rule --fp8 --points ... # its shipped rule against never / always
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -118,13 +120,26 @@ STUDIES = {
     "fuse_pdl": {  # the fused form x when the index scan lets the slot kernel launch (v13)
         "finalize": _set(FUSED_SELECT=False),
         "fused": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused_fp8=1)),
-        "fused_scan_exit": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused=2)),
+        "fused_scan_exit": _set(FUSED_SELECT=True, PDL_TRIGGER=dict(_DEFAULT_TRIGGER, index_partial_fused=2,
+                                                                      index_partial_fused_fp8=2)),
         "fused_nopdl": _set(FUSED_SELECT=True, pdl=False),
     },
     "fuse_rule": {  # the shipped rule (fused up to one slot program per SM) against never / always
         "rule": _set(),
         "never": _set(FUSED_SELECT=False),
         "always": _set(FUSED_SELECT=True),
+    },
+    "keysm": {  # block scores as keys x queries, forced off / on for tiles of <= 64 rows (NOTES.md v14)
+        "off": _set(_KEYS_M_MAX_ROWS=0, _KEYS_M_MAX_ROWS_FP8=0),
+        "keys_m": _set(_KEYS_M_MAX_ROWS=64, _KEYS_M_MAX_ROWS_FP8=64, _KEYS_M_MAX_SPLIT_BLOCKS=1 << 30),
+    },
+    "keysm_rule": {  # the shipped rule (index_branch._KEYS_M_*) against never / always
+        "rule": _set(),
+        "never": _set(_KEYS_M_MAX_ROWS=0, _KEYS_M_MAX_ROWS_FP8=0),
+        "always": _set(_KEYS_M_MAX_ROWS=32, _KEYS_M_MAX_ROWS_FP8=32, _KEYS_M_MAX_SPLIT_BLOCKS=1 << 30,
+                       _KEYS_M_MAX_BATCH=1 << 30),
+        "any_batch": _set(_KEYS_M_MAX_BATCH=1 << 30),  # v14's first rule
+        "batch4": _set(_KEYS_M_MAX_BATCH=4),
     },
     "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
         "c1024": _set(_CHUNK_CANDIDATES=1024),
@@ -145,7 +160,9 @@ STUDIES = {
 
 _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGRAMS_PER_SM_FP8", "_MAX_SPLIT",
                 "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
-                "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS")
+                "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
+                "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
+                "_KEYS_M_MAX_BATCH")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

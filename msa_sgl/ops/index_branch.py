@@ -123,7 +123,7 @@ def _index_partial_kernel(
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
-    SCALE_AHEAD: tl.constexpr = 0,
+    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0,
 ):
     pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
     pid = tl.program_id(0)
@@ -177,10 +177,18 @@ def _index_partial_kernel(
         pg_next = _clamped_page(pt_row, b_lo, num_pages)
         sc_next = tl.load(K_SCALE + pg_next * BLOCK + o_j)
         pg_next = _clamped_page(pt_row, tl.minimum(b_lo + 1, b_hi - 1), num_pages)
+    # KEYS_M: the product as keys x queries ([BLOCK, R]: the keys are the tensor-core M side, so
+    # a tile of few query rows still fills a Hopper warpgroup MMA read from shared memory), the
+    # block maxima a reduction over axis 0; else queries x keys ([R, BLOCK]).
+    b_qt = tl.trans(b_q)  # [D_P, R]
     for b in range(b_lo, b_hi):
         page = _clamped_page(pt_row, b, num_pages)
-        p_k = K + page * stride_kp + o_j[None, :] * stride_kb + o_d[:, None]
-        b_k = tl.load(p_k, mask=o_d[:, None] < D, other=0.0)  # [D_P, BLOCK]
+        if KEYS_M:
+            p_k = K + page * stride_kp + o_j[:, None] * stride_kb + o_d[None, :]
+            b_k = tl.load(p_k, mask=o_d[None, :] < D, other=0.0)  # [BLOCK, D_P]
+        else:
+            p_k = K + page * stride_kp + o_j[None, :] * stride_kb + o_d[:, None]
+            b_k = tl.load(p_k, mask=o_d[:, None] < D, other=0.0)  # [D_P, BLOCK]
         if FP8:  # e4m3 x e4m3 products (or e4m3 keys widened to q's dtype), fp32 sums, each key's scale
             if SCALE_AHEAD:
                 b_sc = sc_next
@@ -190,12 +198,21 @@ def _index_partial_kernel(
                 b_sc = tl.load(K_SCALE + page * BLOCK + o_j)
             if not Q8:
                 b_k = b_k.to(Q.dtype.element_ty)
-            b_s = tl.dot(b_q, b_k) * b_sc[None, :]
+            if KEYS_M:
+                m_b = tl.max(tl.dot(b_k, b_qt) * b_sc[:, None], axis=0)  # [R]
+            else:
+                m_b = tl.max(tl.dot(b_q, b_k) * b_sc[None, :], axis=1)
         elif IEEE:
-            b_s = tl.dot(b_q, b_k, input_precision="ieee")  # [R, BLOCK] fp32
+            if KEYS_M:
+                m_b = tl.max(tl.dot(b_k, b_qt, input_precision="ieee"), axis=0)
+            else:
+                m_b = tl.max(tl.dot(b_q, b_k, input_precision="ieee"), axis=1)  # [R, BLOCK] fp32 -> [R]
         else:
-            b_s = tl.dot(b_q, b_k)
-        m_b = tl.max(b_s, axis=1)  # [R]: block max-logit (unscaled)
+            if KEYS_M:
+                m_b = tl.max(tl.dot(b_k, b_qt), axis=0)
+            else:
+                m_b = tl.max(tl.dot(b_q, b_k), axis=1)
+        # m_b [R]: each row's block max-logit (unscaled)
         top_s, top_i = _topk_insert(top_s, top_i, m_b, b + tl.zeros([R], dtype=tl.int32), b <= last_cand)
 
     # the list as order keys, best first (unused slots: NONE)
@@ -305,7 +322,8 @@ class IndexLaunch:
     block range (at runtime a range of n blocks takes splits of at least min(split_floor,
     n / split_pieces) blocks), ``kf`` slots per partial list; the finalize kernel merges
     ``ns_c`` splits at a time for ``block_r`` rows per program; ``scale_ahead``: 8-bit keys, the
-    partial kernel prefetches each block's key scales one block ahead (decode and MTP tiles)."""
+    partial kernel prefetches each block's key scales one block ahead (decode and MTP tiles);
+    ``keys_m``: it computes a block's scores as keys x queries (see ``_KEYS_M_MAX_ROWS``)."""
 
     block_t: int
     hkv_p: int
@@ -318,6 +336,7 @@ class IndexLaunch:
     split_floor: int = 1
     split_pieces: int = 1
     scale_ahead: bool = False
+    keys_m: bool = False
 
     def merge_constexprs(self, config) -> dict:
         """The constexprs of the list merge (``_rows_used_splits`` + ``_merge_select``) for this
@@ -353,7 +372,10 @@ _SPLIT_PIECES = 64
 _SPLIT_PROGRAMS_PER_SM = 2
 _SPLIT_PROGRAMS_PER_SM_FP8 = 3
 # Candidates (splits x KF) the finalize kernel merges per row at a time (H100, batch 1: 2048 is
-# 1.8-3.6 us faster than 1024 at 128K-1M, 4096 slower at 32K-128K; benchmarks/NOTES.md v9).
+# 1.8-3.6 us faster than 1024 at 128K-1M, 4096 slower at 32K-128K; benchmarks/NOTES.md v9). Chunks
+# sized to the lists a row can use at the plan's width, with the next chunk's load issued ahead,
+# were tried with the merge in the slot kernel: within 1 us with narrow page tables, 1.1-1.7 us
+# slower at 32K-128K with 1M-wide ones (SGLang's); not kept (NOTES.md v14).
 _CHUNK_CANDIDATES = 2048
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
@@ -375,6 +397,20 @@ _FP8_TILE_STAGES = 5
 # 416.9 -> 406.0), but 128-row prefill tiles 8-9% slower (16K chunk after 112K: 732 -> 677 TF/s),
 # so those keep the load in the loop (benchmarks/NOTES.md v12). 0: never.
 _SCALE_AHEAD_MAX_ROWS = 64
+# Block scores as keys x queries (KEYS_M) for tiles of at most this many rows (bf16 / 8-bit keys)
+# whose splits walk at most _KEYS_M_MAX_SPLIT_BLOCKS blocks (at the plan's page-table width).
+# Compiled for sm_90 (Triton 3.6) a 16- or 32-row decode tile then takes fp8 warpgroup MMAs read
+# from shared memory (wgmma m64n16k32 e4m3) instead of f16 mma.sync on keys converted in
+# registers: ~380 SASS instructions a block against ~430 (benchmarks/sass_loop.py). H100, M3
+# shapes, 8-bit keys (benchmarks/NOTES.md v14): steps 1.5-2.5 us faster at batch 1-4 (1 x 1M 68.1
+# -> 65.6 us), 5 us at 8 query tokens; slower with long splits (8 x 1M, 164 blocks a split, +8 us;
+# 64 x 128K, 146 blocks, +35 us), with many requests (64 x 32K, +27 us; not understood) and with
+# 64-row tiles (which take warpgroup MMAs either way: q = 16, +15 us). bf16 keys: 1.4-2.2 us slower
+# at batch 1 (~420 instructions against ~270), 7% at 8 x 128K with 8 query tokens: off.
+_KEYS_M_MAX_ROWS = 0
+_KEYS_M_MAX_ROWS_FP8 = 32
+_KEYS_M_MAX_SPLIT_BLOCKS = 128
+_KEYS_M_MAX_BATCH = 8  # and calls of at most this many requests (64 x 32K, 37 blocks a split: +27 us)
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -411,7 +447,10 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))
     return IndexLaunch(block_t, hkv_p, n_split, kf, num_warps, num_stages, block_r, ns_c, _SPLIT_FLOOR,
-                       _SPLIT_PIECES, fp8 and block_t * hkv_p <= _SCALE_AHEAD_MAX_ROWS)
+                       _SPLIT_PIECES, fp8 and block_t * hkv_p <= _SCALE_AHEAD_MAX_ROWS,
+                       block_t * hkv_p <= (_KEYS_M_MAX_ROWS_FP8 if fp8 else _KEYS_M_MAX_ROWS)
+                       and triton.cdiv(max_pages, n_split) <= _KEYS_M_MAX_SPLIT_BLOCKS
+                       and batch <= _KEYS_M_MAX_BATCH)
 
 
 def _max_split(fp8):
@@ -471,7 +510,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         BLOCK=config.block_size, N_INIT=config.num_init_blocks, N_LOCAL=config.num_local_blocks, K_FREE=k_free,
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
-        USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead),
+        USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead), KEYS_M=int(plan.keys_m),
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
     if not finalize:

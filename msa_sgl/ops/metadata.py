@@ -41,12 +41,12 @@ def launch_options(num_warps, num_stages, pdl: bool = False) -> dict:
 # early beside the finishing kernel its programs spread unevenly over the SMs (H200, 8 x 1M:
 # 662 us a step against 522; every other choice within 1%, benchmarks/NOTES.md v7). A benchmark
 # may set an int (every kernel) or another dict. "index_partial_fused{,_fp8}": the index scan
-# when the slot kernel follows it directly (it merges the lists itself): with 8-bit keys an early
-# launch costs 1.5-3.7 us a step at batch 1 against the finalize chain and a launch at exit saves
-# 0.9-1.5 us (H100; not profiled: the slot programs then start beside the scan's); with bf16 keys
-# early is best (benchmarks/NOTES.md v13).
+# when the slot kernel follows it directly (it merges the lists itself). bf16 keys: early is best
+# (NOTES.md v13). 8-bit keys: with the scan's queries-x-keys form an early launch cost 1.5-3.7 us a
+# batch-1 step against a launch at exit (v13); with the keys-x-queries form, which such steps take
+# (index_branch._KEYS_M_*), early saves ~1 us (H100, 1 x 128K 22.6 -> 21.7, 1 x 1M 65.5 -> 64.4; v14).
 PDL_TRIGGER = {"index_partial": 1, "index_finalize": 1, "slot_partial": 1, "merge_heads": 2, "q_outer": 2,
-               "index_partial_fused": 1, "index_partial_fused_fp8": 2}
+               "index_partial_fused": 1, "index_partial_fused_fp8": 1}
 
 
 @triton.jit

@@ -73,14 +73,17 @@ def test_kernel_fp8_decode_wrapper_equals_plain_api(problem, spare):
     assert torch.equal(w.topk_idx.cpu(), plain), "wrapper's 8-bit selection != msa_sgl.index_topk's"
 
 
+@pytest.mark.parametrize("keys_m", [0, 1], ids=["queries_x_keys", "keys_x_queries"])
 @pytest.mark.parametrize("ahead_rows", [0, 1 << 30], ids=["scales_in_loop", "scales_ahead"])
 @pytest.mark.parametrize("q_len,n_split", [(1, 3), (4, 5), (1, 1)], ids=["decode_3_splits", "mtp_5_splits", "one_split"])
-def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split, monkeypatch):
+def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split, keys_m, monkeypatch):
     """The partial kernel's two ways of reading the key scales (prefetched a block ahead, as
-    decode tiles do; loaded in the loop, as 128-row prefill tiles do), each forced on a request
-    of 47 candidate blocks in a few long splits, with key magnitudes that differ by up to 2^6
-    between tokens (so a scale from the wrong block changes the ranking): the selection equals
-    the float64 reference's on the same e4m3 values exactly (random data: no ties)."""
+    decode tiles do; loaded in the loop, as 128-row prefill tiles do) and its two forms of the
+    block scores (queries x keys; keys x queries, the 8-bit decode tiles' form, index_branch.
+    _KEYS_M_*), each forced on a request of 47 candidate blocks in a few long splits, with key
+    magnitudes that differ by up to 2^6 between tokens (so a scale from the wrong block, or a
+    block maximum over the wrong axis, changes the ranking): the selection equals the float64
+    reference's on the same e4m3 values exactly (random data: no ties)."""
     from msa_sgl import MSAConfig
     from msa_sgl.ops import index_branch as ib
 
@@ -99,5 +102,7 @@ def test_kernel_fp8_scale_paths_match_reference(ahead_rows, q_len, n_split, monk
               seq_lens_k=torch.tensor([seq_len], dtype=torch.int32), config=config)
     monkeypatch.setattr(ib, "_SCALE_AHEAD_MAX_ROWS", ahead_rows)
     monkeypatch.setattr(ib, "_FORCE_N_SPLIT", n_split)
+    monkeypatch.setattr(ib, "_KEYS_M_MAX_ROWS_FP8", 64 if keys_m else 0)
+    monkeypatch.setattr(ib, "_KEYS_M_MAX_SPLIT_BLOCKS", 1 << 30)
     got = KERNELS.index_topk(**ia)
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "8-bit selection != reference"

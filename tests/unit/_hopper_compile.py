@@ -38,7 +38,7 @@ KERNELS = [
       "TILE_CUM": "*i32", "OUT_KEY": "*i64", **_scalars(["batch", "num_pages", "total_q", "stride_qt", "stride_qh",
                                                         "stride_kp", "stride_kb", "stride_pt_b", "n_split"])},
      dict(HKV=4, HKV_P=4, BLOCK_T=4, D=128, D_P=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
-          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0)),
+          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0, KEYS_M=0)),
     (ib._index_finalize_kernel,
      {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
       "total_rows": I32, "n_split": I32},
@@ -83,8 +83,30 @@ def key_buffers():
                               "buffers": max(bufs, default=0)}), flush=True)
 
 
+def scan_mma():
+    """The MMA instructions of the decode index scan's two score forms (KEYS_M: keys x queries)
+    at M3 decode tiles (16 rows), bf16 and 8-bit keys, as the JIT compiles them."""
+    import re
+
+    fn, sig, const = KERNELS[0]
+    for dtype in ("bf16", "fp8e4nv"):
+        for keys_m in (0, 1):
+            fp8 = dtype != "bf16"
+            c = dict(const, USE_PDL=0, FP8=fp8, Q8=fp8, SCALE_AHEAD=int(fp8), KEYS_M=keys_m)
+            s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
+            names = list(s)
+            attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
+            k = triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
+                               options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": ib._SHORT_TILE_STAGES})
+            ptx = k.asm["ptx"]
+            print(json.dumps({"kernel": "index_partial_mma", "dtype": dtype, "keys_m": keys_m,
+                              "wgmma": sorted(set(re.findall(r"wgmma\.mma_async[\w.]*", ptx))),
+                              "mma_sync": len(re.findall(r"mma\.sync", ptx))}), flush=True)
+
+
 def main():
     key_buffers()
+    scan_mma()
     for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):
             c = dict(const, USE_PDL=mode)

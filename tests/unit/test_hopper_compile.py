@@ -4,7 +4,8 @@ asks for: one wait when on, one launch_dependents only in mode 1 (tests/unit/_ho
 in a process without TRITON_INTERPRET). Catches front-end errors before a GPU run; the GPU has
 Triton 3.6, this check the Triton installed here. And the decode index scan's loop keeps a key
 block in flight with the decode num_stages, where Triton's default keeps none (Triton 3.6 and 3.8
-alike; benchmarks/NOTES.md v9)."""
+alike; benchmarks/NOTES.md v9); and its keys-x-queries form (the 8-bit decode tiles') runs 8-bit
+warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14)."""
 
 import json
 import os
@@ -26,7 +27,7 @@ def compiled():
                          text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(HERE)))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    return {(r["kernel"], r.get("mode", r.get("dtype")), r.get("num_stages")): r for r in rows}
+    return {(r["kernel"], r.get("mode", r.get("dtype")), r.get("num_stages", r.get("keys_m"))): r for r in rows}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
@@ -45,3 +46,9 @@ def test_decode_index_scan_keeps_a_key_block_in_flight(compiled, dtype):
 
     assert compiled[("index_partial_key_buffers", dtype, 3)]["buffers"] == 1  # Triton's default: none ahead
     assert compiled[("index_partial_key_buffers", dtype, _SHORT_TILE_STAGES)]["buffers"] >= 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_decode_index_scan_keys_x_queries_takes_fp8_warpgroup_mma(compiled):
+    r = compiled[("index_partial_mma", "fp8e4nv", 1)]
+    assert r["wgmma"] == ["wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3"] and r["mma_sync"] == 0, r

@@ -1,0 +1,65 @@
+"""The index scan's two forms of a block's scores - queries x keys ([rows, BLOCK], maxima over
+axis 1) and keys x queries ([BLOCK, rows], maxima over axis 0; index_branch._KEYS_M_*, the form
+8-bit decode tiles take) - each forced, with 16-bit index keys, against the float64 reference; and
+the rule that picks the form, at the MiniMax-M3 shapes it was measured on (benchmarks/NOTES.md
+v14). The 8-bit forms: tests/property/test_fp8_index.py::test_kernel_fp8_scale_paths_match_reference."""
+
+import pytest
+import torch
+
+from harness.impls import KERNEL_DEVICE, KERNELS
+from msa_sgl import MSAConfig, reference
+from msa_sgl.ops import index_branch as ib
+
+
+@pytest.mark.parametrize("keys_m", [0, 1], ids=["queries_x_keys", "keys_x_queries"])
+@pytest.mark.parametrize("q_lens,n_split", [((1,), 3), ((4, 1), 5), ((16,), 4), ((2, 3, 1), 1)],
+                         ids=["decode_3_splits", "mtp_and_decode_5_splits", "32_row_tile_4_splits", "three_requests"])
+def test_kernel_index_score_forms_match_reference(q_lens, n_split, keys_m, monkeypatch):
+    """Requests of 40-47 candidate blocks, random keys whose magnitudes differ by up to 2^6 between
+    tokens (a maximum over the wrong axis or of the wrong row changes the ranking): the selection
+    equals the float64 reference's exactly (random data: no ties)."""
+    B, D, HKV = 16, 16, 2
+    config = MSAConfig(block_size=B, topk=6, num_init_blocks=1, num_local_blocks=1)
+    g = torch.Generator().manual_seed(11 + sum(q_lens) + n_split)
+    seq_lens = [(41 + 3 * i) * B + 5 + i for i in range(len(q_lens))]
+    width = max(-(-s // B) for s in seq_lens)
+    pages = len(q_lens) * width + 1
+    table = (torch.randperm(pages - 1, generator=g) + 1).to(torch.int32).reshape(len(q_lens), width)
+    k = torch.randn(pages, B, D, generator=g) * torch.exp2(torch.randint(-3, 4, (pages, B, 1), generator=g).float())
+    ia = dict(q_idx=torch.randn(sum(q_lens), HKV, D, generator=g).half(), k_idx_cache=k.half(), page_table=table,
+              cu_seqlens_q=torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32),
+              seq_lens_k=torch.tensor(seq_lens, dtype=torch.int32), config=config)
+    monkeypatch.setattr(ib, "_FORCE_N_SPLIT", n_split)
+    monkeypatch.setattr(ib, "_KEYS_M_MAX_ROWS", 64 if keys_m else 0)
+    monkeypatch.setattr(ib, "_KEYS_M_MAX_SPLIT_BLOCKS", 1 << 30)
+    plan = ib.plan_index(sum(q_lens), len(q_lens), width, HKV, config, torch.device(KERNEL_DEVICE))
+    assert plan.keys_m == bool(keys_m), plan
+    got = KERNELS.index_topk(**{k: (v.to(KERNEL_DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in ia.items()})
+    assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
+
+
+M3 = MSAConfig(block_size=128, topk=16, num_init_blocks=0, num_local_blocks=1)
+
+
+# (id, batch, total_q, page-table width, 8-bit keys, keys x queries?) on a 132-SM card (H100 SXM)
+RULE = [
+    ("fp8_1x1M", 1, 1, 8192, True, True),  # 256 splits of 32 blocks: 68.1 -> 65.6 us
+    ("fp8_1x128K_q8", 1, 8, 1024, True, True),  # 32-row tile: 52.7 -> 47.8
+    ("fp8_4x1M", 4, 4, 8192, True, True),  # 99 splits of 83 blocks: 209.3 -> 207.7
+    ("fp8_8x1M", 8, 8, 8192, True, False),  # 50 splits of 164 blocks: 404.5 -> 412.2 if on
+    ("fp8_64x128K", 64, 64, 1024, True, False),  # 7 splits of 146 blocks: 473.9 -> 509.0 if on
+    ("fp8_64x32K", 64, 64, 256, True, False),  # 7 splits of 37 blocks, 64 requests: 199.4 -> 226.4 if on
+    ("fp8_16x128K", 16, 16, 1024, True, False),  # 25 splits of 41 blocks, 16 requests: 145.2 -> 146.7 if on
+    ("fp8_8x128K_q8", 8, 64, 1024, True, True),  # 32-row tiles: 194.2 -> 189.9
+    ("fp8_1x128K_q16", 1, 16, 1024, True, False),  # 64-row tile: 60.8 -> 75.6 if on
+    ("fp8_prefill_16K", 1, 16384, 1024, True, False),  # 128-row tiles
+    ("bf16_1x1M", 1, 1, 8192, False, False),  # 103.9 -> 106.1 if on
+]
+
+
+@pytest.mark.parametrize("batch,total_q,width,fp8,want", [r[1:] for r in RULE], ids=[r[0] for r in RULE])
+def test_score_form_rule_at_m3_shapes(batch, total_q, width, fp8, want, monkeypatch):
+    monkeypatch.setattr(ib, "num_sms", lambda device: 132)
+    plan = ib.plan_index(total_q, batch, width, 4, M3, torch.device("cpu"), fp8=fp8)
+    assert plan.keys_m == want, plan
