@@ -93,6 +93,7 @@ STUDIES = {
         "st6_x3": _set(_SHORT_TILE_STAGES=6, _SPLIT_PROGRAMS_PER_SM=3),
     },
     "fp8cap": {  # the most splits per tile with 8-bit keys (batch 1: the cap binds)
+        "cap128": _set(_MAX_SPLIT_FP8=128),
         "cap256": _set(),
         "cap384": _set(_MAX_SPLIT_FP8=384),
         "cap512": _set(_MAX_SPLIT_FP8=512),

@@ -66,12 +66,14 @@ _ALIGNED = ("Q", "K", "K_SCALE", "PAGE_TABLE", "SEQ_LENS", "CU_SEQLENS", "TILE_C
 def key_buffers():
     """The index scan at M3 decode shapes (16 rows: 1 token x 4 groups, padded), compiled as the
     JIT does (pointers and strides known 16-aligned) with the decode num_stages: how many key
-    blocks its loop keeps in shared memory (1: each block's load waits in full)."""
+    blocks its loop keeps in shared memory (1: each block's load waits in full); both score forms
+    with 8-bit keys (keys x queries: what 8-bit decode tiles take)."""
     import re
 
     fn, sig, const = KERNELS[0]
-    for dtype in ("bf16", "fp8e4nv"):
-        c = dict(const, USE_PDL=0, FP8=dtype != "bf16", Q8=dtype != "bf16", SCALE_AHEAD=int(dtype != "bf16"))
+    for dtype, keys_m in (("bf16", 0), ("fp8e4nv", 0), ("fp8e4nv", 1)):
+        c = dict(const, USE_PDL=0, FP8=dtype != "bf16", Q8=dtype != "bf16", SCALE_AHEAD=int(dtype != "bf16"),
+                 KEYS_M=keys_m)
         s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
         names = list(s)
         attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
@@ -79,8 +81,8 @@ def key_buffers():
             k = triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
                                options={"num_warps": 4, "num_stages": stages})
             bufs = [int(m) for m in re.findall(r"local_alloc : \(\) -> !ttg\.memdesc<(\d+)x128x128", k.asm["ttgir"])]
-            print(json.dumps({"kernel": "index_partial_key_buffers", "dtype": dtype, "num_stages": stages,
-                              "buffers": max(bufs, default=0)}), flush=True)
+            print(json.dumps({"kernel": "index_partial_key_buffers" + ("_keys_m" if keys_m else ""), "dtype": dtype,
+                              "num_stages": stages, "buffers": max(bufs, default=0)}), flush=True)
 
 
 def scan_mma():
