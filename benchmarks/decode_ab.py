@@ -15,6 +15,7 @@
     python benchmarks/decode_ab.py fuse_rule --points 1x131072,4x131072,1x131072x8 [--fp8]  # the shipped rule
     python benchmarks/decode_ab.py keysm [--fp8] [--points ...]  # scan scores as keys x queries (v14)
     python benchmarks/decode_ab.py keysm_rule --fp8 --points ... # its shipped rule against never / always
+    python benchmarks/decode_ab.py search [--fp8]  # EXPERIMENT: tile -> request lookup by one vector load (v14)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -142,6 +143,10 @@ STUDIES = {
         "any_batch": _set(_KEYS_M_MAX_BATCH=1 << 30),  # v14's first rule
         "batch4": _set(_KEYS_M_MAX_BATCH=4),
     },
+    "search": {  # EXPERIMENT: the scan's tile -> request lookup, binary search / one vector load (v14)
+        "binary": _set(),
+        "vector": _set(_VECTOR_SEARCH_MAX_BATCH=1024),
+    },
     "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
         "c1024": _set(_CHUNK_CANDIDATES=1024),
         "c2048": _set(_CHUNK_CANDIDATES=2048),
@@ -163,7 +168,7 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
-                "_KEYS_M_MAX_BATCH")
+                "_KEYS_M_MAX_BATCH", "_VECTOR_SEARCH_MAX_BATCH")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

@@ -123,14 +123,20 @@ def _index_partial_kernel(
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
-    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0,
+    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0, BATCH_P: tl.constexpr = 0,
 ):
     pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
     pid = tl.program_id(0)
     i_split = tl.program_id(1)
-    if pid >= tl.load(TILE_CUM + batch):
-        return
-    i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS)
+    if BATCH_P > 0:  # the tile count and the request in one round of independent loads
+        n_tiles = tl.load(TILE_CUM + batch)
+        i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS, BATCH_P)
+        if pid >= n_tiles:
+            return
+    else:
+        if pid >= tl.load(TILE_CUM + batch):
+            return
+        i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS)
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     seq_len = tl.load(SEQ_LENS + i_b)
@@ -411,6 +417,11 @@ _KEYS_M_MAX_ROWS = 0
 _KEYS_M_MAX_ROWS_FP8 = 32
 _KEYS_M_MAX_SPLIT_BLOCKS = 128
 _KEYS_M_MAX_BATCH = 8  # and calls of at most this many requests (64 x 32K, 37 blocks a split: +27 us)
+# EXPERIMENT (NOTES.md v14, not measured; 0: off): calls of at most this many requests find a
+# tile's request with one vector load of the tile offsets, and load the tile count beside it,
+# where the scan otherwise waits on 1 + log2(batch) dependent loads before its first query load
+# (batch 1: 2, batch 64: 8). Predicted: ~0.5 us a step at batch 1, 1-2 us at batch 8-64.
+_VECTOR_SEARCH_MAX_BATCH = 0
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -511,6 +522,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
         USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead), KEYS_M=int(plan.keys_m),
+        BATCH_P=triton.next_power_of_2(batch) if batch <= _VECTOR_SEARCH_MAX_BATCH else 0,
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
     if not finalize:

@@ -145,9 +145,15 @@ def token_requests(cu_seqlens_q: torch.Tensor, total_q: int) -> torch.Tensor:
 
 
 @triton.jit
-def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr):
+def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr, BATCH_P: tl.constexpr = 0):
     """The request owning tile ``pid``: the largest ``b < batch`` with ``tile_cum[b] <= pid``
-    (requests without queries have no tiles and are skipped over)."""
+    (requests without queries have no tiles and are skipped over). BATCH_P >= batch: one vector
+    load of ``tile_cum[:batch]``, counting the entries <= pid (tile_cum is non-decreasing and
+    starts at 0), instead of SEARCH_STEPS dependent loads of a binary search."""
+    if BATCH_P > 0:
+        o_b = tl.arange(0, BATCH_P)
+        c = tl.load(tile_cum + o_b, mask=o_b < batch, other=2147483647)
+        return tl.maximum(tl.sum((c <= pid).to(tl.int32), axis=0) - 1, 0)
     lo = pid * 0
     hi = lo + batch
     for _ in tl.static_range(SEARCH_STEPS):

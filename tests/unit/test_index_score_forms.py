@@ -63,3 +63,26 @@ def test_score_form_rule_at_m3_shapes(batch, total_q, width, fp8, want, monkeypa
     monkeypatch.setattr(ib, "num_sms", lambda device: 132)
     plan = ib.plan_index(total_q, batch, width, 4, M3, torch.device("cpu"), fp8=fp8)
     assert plan.keys_m == want, plan
+
+
+@pytest.mark.parametrize("vector_search", [0, 1 << 20], ids=["binary_search", "vector_search"])
+@pytest.mark.parametrize("q_lens", [(1,) * 9, (3, 0, 1, 0, 0, 130, 2), (0, 1)],
+                         ids=["nine_decode_rows", "mixed_with_empty_requests", "empty_first"])
+def test_kernel_index_tile_request_lookup_matches_reference(q_lens, vector_search, monkeypatch):
+    """The index scan's tile -> request lookup (binary search, or the experimental vector count,
+    index_branch._VECTOR_SEARCH_MAX_BATCH) on calls with requests without query rows (no tiles:
+    equal tile offsets) and a request of several tiles: the selection equals the reference's."""
+    B, D, HKV = 16, 16, 2
+    config = MSAConfig(block_size=B, topk=4, num_init_blocks=1, num_local_blocks=1)
+    g = torch.Generator().manual_seed(5 + len(q_lens))
+    seq_lens = [q + 6 * B + 3 * i for i, q in enumerate(q_lens)]
+    width = max(-(-s // B) for s in seq_lens)
+    pages = len(q_lens) * width + 1
+    table = (torch.randperm(pages - 1, generator=g) + 1).to(torch.int32).reshape(len(q_lens), width)
+    ia = dict(q_idx=torch.randn(sum(q_lens), HKV, D, generator=g).half(),
+              k_idx_cache=torch.randn(pages, B, D, generator=g).half(), page_table=table,
+              cu_seqlens_q=torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32),
+              seq_lens_k=torch.tensor(seq_lens, dtype=torch.int32), config=config)
+    monkeypatch.setattr(ib, "_VECTOR_SEARCH_MAX_BATCH", vector_search)
+    got = KERNELS.index_topk(**{k: (v.to(KERNEL_DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in ia.items()})
+    assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
