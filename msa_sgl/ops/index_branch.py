@@ -204,21 +204,23 @@ def _index_partial_kernel(
                 b_sc = tl.load(K_SCALE + page * BLOCK + o_j)
             if not Q8:
                 b_k = b_k.to(Q.dtype.element_ty)
-            if KEYS_M:
-                m_b = tl.max(tl.dot(b_k, b_qt) * b_sc[:, None], axis=0)  # [R]
+        # m_b [R]: each row's block max-logit (unscaled); fp32 queries without 8-bit keys: IEEE sums
+        if KEYS_M:
+            if IEEE and not FP8:
+                b_s = tl.dot(b_k, b_qt, input_precision="ieee")  # [BLOCK, R]
             else:
-                m_b = tl.max(tl.dot(b_q, b_k) * b_sc[None, :], axis=1)
-        elif IEEE:
-            if KEYS_M:
-                m_b = tl.max(tl.dot(b_k, b_qt, input_precision="ieee"), axis=0)
-            else:
-                m_b = tl.max(tl.dot(b_q, b_k, input_precision="ieee"), axis=1)  # [R, BLOCK] fp32 -> [R]
+                b_s = tl.dot(b_k, b_qt)
+            if FP8:
+                b_s = b_s * b_sc[:, None]
+            m_b = tl.max(b_s, axis=0)
         else:
-            if KEYS_M:
-                m_b = tl.max(tl.dot(b_k, b_qt), axis=0)
+            if IEEE and not FP8:
+                b_s = tl.dot(b_q, b_k, input_precision="ieee")  # [R, BLOCK]
             else:
-                m_b = tl.max(tl.dot(b_q, b_k), axis=1)
-        # m_b [R]: each row's block max-logit (unscaled)
+                b_s = tl.dot(b_q, b_k)
+            if FP8:
+                b_s = b_s * b_sc[None, :]
+            m_b = tl.max(b_s, axis=1)
         top_s, top_i = _topk_insert(top_s, top_i, m_b, b + tl.zeros([R], dtype=tl.int32), b <= last_cand)
 
     # the list as order keys, best first (unused slots: NONE)
