@@ -30,7 +30,6 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 import _hopper_compile as hc  # noqa: E402
-from msa_sgl.ops import index_branch as ib  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -62,17 +61,10 @@ def _loop_mix(sass: str):
 def scan():
     """The decode scan's block loop, bf16 and 8-bit keys, 16-row tiles (v13b), and the shared
     memory and registers of both score forms (KEYS_M: keys x queries) at 16 / 32 / 64 rows."""
-    fn, sig, const = hc.KERNELS[0]
     for dtype in ("bf16", "fp8e4nv"):
-        fp8 = dtype != "bf16"
         for block_t in (4, 8, 16):  # x 4 groups: 16 / 32 / 64 rows
             for keys_m in (0, 1):
-                c = dict(const, USE_PDL=0, FP8=fp8, Q8=fp8, SCALE_AHEAD=int(fp8), BLOCK_T=block_t, KEYS_M=keys_m)
-                s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
-                names = list(s)
-                attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in hc._ALIGNED}
-                k = triton.compile(ASTSource(fn, s, c, attrs), target=TARGET,
-                                   options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": ib._SHORT_TILE_STAGES})
+                k = hc.compile_scan(dtype, keys_m, BLOCK_T=block_t)
                 mma = collections.Counter(re.findall(r"(wgmma\.mma_async[\w.]*|mma\.sync[\w.]*)", k.asm["ptx"]))
                 n, ops = _loop_mix(k.asm["sass"])
                 print(f"index scan, {dtype} keys, {block_t * 4} rows, KEYS_M={keys_m}: MMA {dict(mma)}; "

@@ -64,44 +64,45 @@ _ALIGNED = ("Q", "K", "K_SCALE", "PAGE_TABLE", "SEQ_LENS", "CU_SEQLENS", "TILE_C
             "stride_kp", "stride_kb", "stride_pt_b")
 
 
+def compile_scan(dtype="bf16", keys_m=0, num_stages=None, **const):
+    """The index scan at M3 decode shapes (16 rows: 1 token x 4 groups, padded; ``const``
+    overrides constexprs, e.g. BLOCK_T) compiled as the JIT does: pointers and strides known
+    16-aligned, the decode tiles' warps and num_stages (``num_stages`` overrides). ``dtype`` of
+    the keys: "bf16", or "fp8e4nv" with e4m3 queries and the scales prefetched, as decode tiles
+    take 8-bit keys; ``keys_m``: the keys-x-queries score form."""
+    fn, sig, base = KERNELS[0]
+    fp8 = dtype != "bf16"
+    c = dict(base, USE_PDL=0, FP8=fp8, Q8=fp8, SCALE_AHEAD=int(fp8), KEYS_M=keys_m, **const)
+    s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
+    names = list(s)
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
+    stages = ib._SHORT_TILE_STAGES if num_stages is None else num_stages
+    return triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": stages})
+
+
 def key_buffers():
-    """The index scan at M3 decode shapes (16 rows: 1 token x 4 groups, padded), compiled as the
-    JIT does (pointers and strides known 16-aligned) with the decode num_stages: how many key
-    blocks its loop keeps in shared memory (1: each block's load waits in full); both score forms
-    with 8-bit keys (keys x queries: what 8-bit decode tiles take)."""
+    """How many key blocks the decode scan's loop keeps in shared memory (1: each block's load
+    waits in full), at Triton's default num_stages and the decode one; both score forms with
+    8-bit keys (keys x queries: what 8-bit decode tiles take)."""
     import re
 
-    fn, sig, const = KERNELS[0]
     for dtype, keys_m in (("bf16", 0), ("fp8e4nv", 0), ("fp8e4nv", 1)):
-        c = dict(const, USE_PDL=0, FP8=dtype != "bf16", Q8=dtype != "bf16", SCALE_AHEAD=int(dtype != "bf16"),
-                 KEYS_M=keys_m)
-        s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
-        names = list(s)
-        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
         for stages in (3, ib._SHORT_TILE_STAGES):
-            k = triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
-                               options={"num_warps": 4, "num_stages": stages})
+            k = compile_scan(dtype, keys_m, num_stages=stages)
             bufs = [int(m) for m in re.findall(r"local_alloc : \(\) -> !ttg\.memdesc<(\d+)x128x128", k.asm["ttgir"])]
             print(json.dumps({"kernel": "index_partial_key_buffers" + ("_keys_m" if keys_m else ""), "dtype": dtype,
                               "num_stages": stages, "buffers": max(bufs, default=0)}), flush=True)
 
 
 def scan_mma():
-    """The MMA instructions of the decode index scan's two score forms (KEYS_M: keys x queries)
-    at M3 decode tiles (16 rows), bf16 and 8-bit keys, as the JIT compiles them."""
+    """The MMA instructions of the decode index scan's two score forms (KEYS_M: keys x queries),
+    bf16 and 8-bit keys."""
     import re
 
-    fn, sig, const = KERNELS[0]
     for dtype in ("bf16", "fp8e4nv"):
         for keys_m in (0, 1):
-            fp8 = dtype != "bf16"
-            c = dict(const, USE_PDL=0, FP8=fp8, Q8=fp8, SCALE_AHEAD=int(fp8), KEYS_M=keys_m)
-            s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
-            names = list(s)
-            attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
-            k = triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
-                               options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": ib._SHORT_TILE_STAGES})
-            ptx = k.asm["ptx"]
+            ptx = compile_scan(dtype, keys_m).asm["ptx"]
             print(json.dumps({"kernel": "index_partial_mma", "dtype": dtype, "keys_m": keys_m,
                               "wgmma": sorted(set(re.findall(r"wgmma\.mma_async[\w.]*", ptx))),
                               "mma_sync": len(re.findall(r"mma\.sync", ptx))}), flush=True)
@@ -118,7 +119,8 @@ def main():
             k = triton.compile(ASTSource(fn, s, c), target=GPUTarget("cuda", 90, 32),
                                options={"launch_pdl": mode > 0})
             ptx = k.asm["ptx"]
-            name = fn.__name__ + ("_select" if const.get("SELECT") else "") + ("_vector_search" if const.get("BATCH_P") else "")
+            name = (fn.__name__ + ("_select" if const.get("SELECT") else "")
+                    + ("_vector_search" if const.get("BATCH_P") else ""))
             print(json.dumps({"kernel": name, "mode": mode, "wait": ptx.count("griddepcontrol.wait"),
                               "launch": ptx.count("griddepcontrol.launch_dependents")}), flush=True)
 

@@ -11,6 +11,22 @@ from harness.impls import KERNEL_DEVICE, KERNELS
 from msa_sgl import MSAConfig, reference
 from msa_sgl.ops import index_branch as ib
 
+B, D, HKV = 16, 16, 2
+
+
+def _index_args(q_lens, seq_lens, config, k_idx, g):
+    """index_topk's arguments: requests of ``q_lens`` query rows (random fp16 index queries) over
+    ``seq_lens`` keys, pages shuffled; ``k_idx`` [pages, B, D] with page 0 unused."""
+    width = max(-(-s // B) for s in seq_lens)
+    table = (torch.randperm(len(q_lens) * width, generator=g) + 1).to(torch.int32).reshape(len(q_lens), width)
+    return dict(q_idx=torch.randn(sum(q_lens), HKV, D, generator=g).half(), k_idx_cache=k_idx.half(), page_table=table,
+                cu_seqlens_q=torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32),
+                seq_lens_k=torch.tensor(seq_lens, dtype=torch.int32), config=config)
+
+
+def _on_device(ia):
+    return {k: (v.to(KERNEL_DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in ia.items()}
+
 
 @pytest.mark.parametrize("keys_m", [0, 1], ids=["queries_x_keys", "keys_x_queries"])
 @pytest.mark.parametrize("q_lens,n_split", [((1,), 3), ((4, 1), 5), ((16,), 4), ((2, 3, 1), 1)],
@@ -19,23 +35,18 @@ def test_kernel_index_score_forms_match_reference(q_lens, n_split, keys_m, monke
     """Requests of 40-47 candidate blocks, random keys whose magnitudes differ by up to 2^6 between
     tokens (a maximum over the wrong axis or of the wrong row changes the ranking): the selection
     equals the float64 reference's exactly (random data: no ties)."""
-    B, D, HKV = 16, 16, 2
     config = MSAConfig(block_size=B, topk=6, num_init_blocks=1, num_local_blocks=1)
     g = torch.Generator().manual_seed(11 + sum(q_lens) + n_split)
     seq_lens = [(41 + 3 * i) * B + 5 + i for i in range(len(q_lens))]
-    width = max(-(-s // B) for s in seq_lens)
-    pages = len(q_lens) * width + 1
-    table = (torch.randperm(pages - 1, generator=g) + 1).to(torch.int32).reshape(len(q_lens), width)
+    pages = len(q_lens) * max(-(-s // B) for s in seq_lens) + 1
     k = torch.randn(pages, B, D, generator=g) * torch.exp2(torch.randint(-3, 4, (pages, B, 1), generator=g).float())
-    ia = dict(q_idx=torch.randn(sum(q_lens), HKV, D, generator=g).half(), k_idx_cache=k.half(), page_table=table,
-              cu_seqlens_q=torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32),
-              seq_lens_k=torch.tensor(seq_lens, dtype=torch.int32), config=config)
+    ia = _index_args(q_lens, seq_lens, config, k, g)
     monkeypatch.setattr(ib, "_FORCE_N_SPLIT", n_split)
     monkeypatch.setattr(ib, "_KEYS_M_MAX_ROWS", 64 if keys_m else 0)
     monkeypatch.setattr(ib, "_KEYS_M_MAX_SPLIT_BLOCKS", 1 << 30)
-    plan = ib.plan_index(sum(q_lens), len(q_lens), width, HKV, config, torch.device(KERNEL_DEVICE))
+    plan = ib.plan_index(sum(q_lens), len(q_lens), ia["page_table"].shape[1], HKV, config, torch.device(KERNEL_DEVICE))
     assert plan.keys_m == bool(keys_m), plan
-    got = KERNELS.index_topk(**{k: (v.to(KERNEL_DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in ia.items()})
+    got = KERNELS.index_topk(**_on_device(ia))
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
 
 
@@ -72,17 +83,11 @@ def test_kernel_index_tile_request_lookup_matches_reference(q_lens, vector_searc
     """The index scan's tile -> request lookup (binary search, or the experimental vector count,
     index_branch._VECTOR_SEARCH_MAX_BATCH) on calls with requests without query rows (no tiles:
     equal tile offsets) and a request of several tiles: the selection equals the reference's."""
-    B, D, HKV = 16, 16, 2
     config = MSAConfig(block_size=B, topk=4, num_init_blocks=1, num_local_blocks=1)
     g = torch.Generator().manual_seed(5 + len(q_lens))
     seq_lens = [q + 6 * B + 3 * i for i, q in enumerate(q_lens)]
-    width = max(-(-s // B) for s in seq_lens)
-    pages = len(q_lens) * width + 1
-    table = (torch.randperm(pages - 1, generator=g) + 1).to(torch.int32).reshape(len(q_lens), width)
-    ia = dict(q_idx=torch.randn(sum(q_lens), HKV, D, generator=g).half(),
-              k_idx_cache=torch.randn(pages, B, D, generator=g).half(), page_table=table,
-              cu_seqlens_q=torch.tensor([0, *torch.tensor(q_lens).cumsum(0).tolist()], dtype=torch.int32),
-              seq_lens_k=torch.tensor(seq_lens, dtype=torch.int32), config=config)
+    pages = len(q_lens) * max(-(-s // B) for s in seq_lens) + 1
+    ia = _index_args(q_lens, seq_lens, config, torch.randn(pages, B, D, generator=g), g)
     monkeypatch.setattr(ib, "_VECTOR_SEARCH_MAX_BATCH", vector_search)
-    got = KERNELS.index_topk(**{k: (v.to(KERNEL_DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in ia.items()})
+    got = KERNELS.index_topk(**_on_device(ia))
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
