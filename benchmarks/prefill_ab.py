@@ -3,6 +3,7 @@
     PYTHONPATH=OLD_TREE:$PWD python benchmarks/prefill_ab.py old
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py new
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py variants   # + workspace sizes (row ranges)
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py window     # query windows of the KV-outer tiles (NOTES.md v15)
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -30,7 +31,8 @@ def main():
     out_path = Path(os.environ.get("OUT", ".")) / "prefill_ab.json"
     res = json.loads(out_path.read_text()) if out_path.exists() else []
     g = torch.Generator(device="cuda").manual_seed(0)
-    for P in (0, 114688, 1032192):
+    points = (0, 16384, 114688, 1032192) if label == "window" else (0, 114688, 1032192)
+    for P in points:
         C = 16384
         prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 3)
         topk = ops.index_topk(**prob.index_args())
@@ -38,9 +40,10 @@ def main():
         out = ops.sparse_attention(**aa, method="kv_outer")
         w = torch.rand(out.shape, generator=g, device="cuda", dtype=torch.float64)
         main_ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer"), rep=100)
+        partial_ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer", stop_after="partial"), rep=100)
         chunk_ms = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=100)
         flops = hb.main_flops(hb.attended_keys(topk, prob.args["cu_seqlens_q"], prob.args["seq_lens_k"], 128), 16, 128)
-        rec = dict(label=label, msa_sgl=msa_sgl.__file__, P=P, C=C, main_ms=main_ms, chunk_ms=chunk_ms,
+        rec = dict(label=label, msa_sgl=msa_sgl.__file__, P=P, C=C, main_ms=main_ms, partial_ms=partial_ms, chunk_ms=chunk_ms,
                    main_tflops=flops / main_ms / 1e9,
                    checksum=[float(out.double().sum()), float((out.double() * w).sum())])
         if label == "variants":  # launch / pass-size variants of the KV-outer form (this checkout)
@@ -55,6 +58,16 @@ def main():
                     rec["variants"][f"rows{tr}_w{nw}_ws{ws}"] = dict(ms=ms, tflops=flops / ms / 1e9, bitwise=same)
                 except Exception as e:  # noqa: BLE001
                     rec["variants"][f"rows{tr}_w{nw}_ws{ws}"] = repr(e)[:200]
+        if label == "window":  # query windows (metadata.build_block_tiles), two rounds interleaved
+            rec["window"] = {}
+            for rnd in range(2):
+                for qw in (0, 1024, 2048, 4096, None):
+                    kw = dict(method="kv_outer", q_window=qw)
+                    same = bool(torch.equal(ops.sparse_attention(**aa, **kw), out))
+                    ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw), rep=50)
+                    part = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw, stop_after="partial"), rep=50)
+                    rec["window"].setdefault(f"w{'rule' if qw is None else qw}", []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
+                                                                       bitwise=same))
         print(rec, flush=True)
         res.append(rec)
         torch.cuda.empty_cache()

@@ -100,7 +100,7 @@ def kv_outer():
     16 heads, the shipped launch: 8 warps) and 256-row tiles."""
     from msa_sgl.ops import main_branch as mb
 
-    sig = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "ORDER": "*i32", "TILE_INFO": "*i32", "O_PART": "*bf16",
+    sig = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "TILE_E": "*i32", "TILE_INFO": "*i32", "O_PART": "*bf16",
            "LSE_PART": "*fp32", "qk_scale": "fp32", "row_lo": "i32", "stride_qt": "i32", "stride_qh": "i32",
            "stride_kp": "i32", "stride_kb": "i32", "stride_kh": "i32", "stride_vp": "i32", "stride_vb": "i32",
            "stride_vh": "i32"}

@@ -234,7 +234,7 @@ def _merge_heads_kernel(
 
 @triton.jit
 def _kv_outer_partial_kernel(
-    Q, K, V, ORDER, TILE_INFO,
+    Q, K, V, TILE_E, TILE_INFO,
     O_PART, LSE_PART,
     qk_scale, row_lo,
     stride_qt, stride_qh,
@@ -244,11 +244,16 @@ def _kv_outer_partial_kernel(
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
 ):
     """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
-    it. (Several tiles per program, pipelined or not, measured slower: benchmarks/NOTES.md.)
-    Dependent loads: the tile's row of TILE_INFO (page and request data precomputed), then K, V
-    and the tile's entries at once, then the entries' Q rows."""
-    info = TILE_INFO + tl.program_id(0).to(tl.int64) * 8  # metadata.TILE_INFO_FIELDS
-    first = tl.load(info + 0)
+    it. (Several tiles per program, pipelined or not, and two tiles sharing one K/V load measured
+    slower: benchmarks/NOTES.md v2-v4, v15.) Dependent loads: the tile's row of TILE_INFO (page
+    and request data precomputed) and its entries (TILE_E) at once, then K, V and the entries' Q
+    rows at once."""
+    pid = tl.program_id(0).to(tl.int64)
+    info = TILE_INFO + pid * 8  # metadata.TILE_INFO_FIELDS
+    R: tl.constexpr = MQ * G_P
+    o_r = tl.arange(0, R)
+    # entry (query, group, slot), local numbering, of each row (0 past the tile's n entries)
+    e = tl.load(TILE_E + pid * MQ + o_r // G_P)
     n = tl.load(info + 1)
     blk = tl.load(info + 2)
     i_g = tl.load(info + 3)
@@ -269,12 +274,8 @@ def _kv_outer_partial_kernel(
     p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
     b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P], in flight during QK
 
-    R: tl.constexpr = MQ * G_P
-    o_r = tl.arange(0, R)
-    o_i = o_r // G_P  # entry within the tile
     o_h = o_r % G_P  # head within the group
-    m_r = (o_i < n) & (o_h < G)
-    e = tl.load(ORDER + first + o_i, mask=o_i < n, other=0)  # entry (query, group, slot), local numbering
+    m_r = (o_r // G_P < n) & (o_h < G)
     t = row_lo + e // (HKV * TOPK)  # packed query row
     pos = seq_len - q_len + (t - q_start)  # [R]
     p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
@@ -358,6 +359,21 @@ KV_OUTER_MIN_QUERIES = 2048
 # in 2 ranges (2 GiB took 3: 8066 + 8066 + 252 rows; 3 equal ranges were slower still, 1 GiB
 # 10-40% slower; one range, 4.3 GB, is 8% faster at 1M: H100, NOTES.md v10).
 KV_OUTER_WORKSPACE_BYTES = 9 << 28
+# Query rows per tile window of the KV-outer form (metadata.build_block_tiles), used while one
+# group's K/V (bounded by the page table's width) fits in half the L2: the query rows a window
+# gathers then come from L2 at the price of one K/V read per window, which hits L2 too. H100, M3
+# shapes, 16K chunk, main branch (NOTES.md v15): 2048 rows 3-5% faster after no prefix (8 MB of
+# K/V a group), 0.4-3% after 16K (16 MB), a tie after 48K (32 MB), 4% slower after 112K and 60%
+# after 1008K (K/V re-read from DRAM once per window).
+KV_OUTER_Q_WINDOW = 2048
+KV_OUTER_WINDOW_MAX_KV_BYTES = 24 << 20
+
+
+def kv_outer_q_window(batch: int, max_pages: int, block_size: int, head_dim: int, elem_size: int) -> int:
+    """Query rows per tile window of the KV-outer form, from shapes only (0: one window)."""
+    kv_bytes = batch * max_pages * block_size * 2 * head_dim * elem_size  # one group's K/V, at most
+    return KV_OUTER_Q_WINDOW if kv_bytes <= KV_OUTER_WINDOW_MAX_KV_BYTES else 0
+
 # The split form runs while the query-outer form would have fewer programs than the GPU has SMs
 # times this factor. Main branch alone at M3 shapes, 16K context, H200 (132 SMs; NOTES.md v6):
 # 1 query split 0.021 ms vs query-outer 0.048; 16 queries 0.056 vs 0.069; 64: 0.138 vs 0.085.
@@ -449,7 +465,7 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
 
 
 def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-              workspace_bytes, num_warps, num_stages, stop_after=None, tile_rows=128):
+              workspace_bytes, num_warps, num_stages, stop_after=None, tile_rows=128, q_window=None):
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -464,16 +480,18 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     rows_per_pass = max(mq, workspace_bytes // per_row)
     scale = config.resolved_softmax_scale(d) * _LOG2E
     n_ws = min(rows_per_pass, total_q)
+    if q_window is None:
+        q_window = kv_outer_q_window(batch, max_pages, config.block_size, d, k_cache.element_size())
     o_part = torch.empty(n_ws * hkv * topk * g, d, dtype=q.dtype, device=q.device)
     lse_part = torch.empty(n_ws * hkv * topk * g, dtype=torch.float32, device=q.device)
     for row_lo in range(0, total_q, rows_per_pass):
         row_hi = min(total_q, row_lo + rows_per_pass)
         tiles = build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
-                                  config.block_size, mq, page_table, k_cache.shape[0])
+                                  config.block_size, mq, page_table, k_cache.shape[0], q_window)
         if stop_after == "tiles":
             continue
         _kv_outer_partial_kernel[(tiles.grid,)](
-            q, k_cache, v_cache, tiles.order, tiles.tile_info,
+            q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,
             o_part, lse_part,
             scale, row_lo,
             q.stride(0), q.stride(1),
@@ -498,12 +516,13 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
 
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
                      *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, stop_after=None,
-                     tile_rows=128):
+                     tile_rows=128, q_window=None):
     """Kernel behind msa_sgl.sparse_attention (arguments already validated).
 
     ``method``: ``"kv_outer"``, ``"q_outer"``, ``"split"`` or None (by the number of queries,
     from shapes only); the keyword options override the launch heuristics (tests, benchmarks);
-    ``stop_after`` ("tiles" or "partial") stops the KV-outer form early, to time its stages.
+    ``stop_after`` ("tiles" or "partial") stops the KV-outer form early, to time its stages;
+    ``q_window`` sets its query windows (0: none; None: kv_outer_q_window's rule).
     """
     total_q, hq, d = q.shape
     out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
@@ -514,7 +533,8 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
             method = choose_method(total_q, k_cache.shape[2], q.device)
         if method == "kv_outer":
             _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, stop_after, tile_rows)
+                      workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, stop_after, tile_rows,
+                      q_window)
         elif method == "q_outer":
             launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                      num_warps, num_stages)

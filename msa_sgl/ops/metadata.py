@@ -145,15 +145,9 @@ def token_requests(cu_seqlens_q: torch.Tensor, total_q: int) -> torch.Tensor:
 
 
 @triton.jit
-def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr, BATCH_P: tl.constexpr = 0):
+def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr):
     """The request owning tile ``pid``: the largest ``b < batch`` with ``tile_cum[b] <= pid``
-    (requests without queries have no tiles and are skipped over). BATCH_P >= batch: one vector
-    load of ``tile_cum[:batch]``, counting the entries <= pid (tile_cum is non-decreasing and
-    starts at 0), instead of SEARCH_STEPS dependent loads of a binary search."""
-    if BATCH_P > 0:
-        o_b = tl.arange(0, BATCH_P)
-        c = tl.load(tile_cum + o_b, mask=o_b < batch, other=2147483647)
-        return tl.maximum(tl.sum((c <= pid).to(tl.int32), axis=0) - 1, 0)
+    (requests without queries have no tiles and are skipped over)."""
     lo = pid * 0
     hi = lo + batch
     for _ in tl.static_range(SEARCH_STEPS):
@@ -177,7 +171,9 @@ class BlockTiles:
     clamped to the cache) of a request whose queries start at row ``q_start`` (``q_len`` of them)
     and whose context holds ``seq_len`` keys - what the attention kernel needs, in one 32-byte
     row. Tiles past the real count have ``n == 0`` (the rest unset). ``grid`` bounds the number of
-    tiles from shapes alone.
+    tiles from shapes alone. ``tile_entries[i, :n]`` repeats ``order[first : first + n]`` (zeros
+    past ``n``), so a tile's entries load at its program id, beside its row, not after it.
+    Sorting also (after the group) by ``q_window`` rows of queries: see build_block_tiles.
     """
 
     order: torch.Tensor
@@ -186,24 +182,28 @@ class BlockTiles:
     grid: int
     row_lo: int
     row_hi: int
+    tile_entries: torch.Tensor
 
 
 @triton.jit
 def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, E, batch, max_pages, n_keys,
+                       n_win, q_window,
                        HKV: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
-    """key of entry e = ((t - row_lo) * HKV + g) * TOPK + slot: (g * batch + request) * max_pages
-    + block when the slot selects a block at or before the query's own, else n_keys."""
+    """key of entry e = ((t - row_lo) * HKV + g) * TOPK + slot: ((g * n_win + w) * batch + request)
+    * max_pages + block when the slot selects a block at or before the query's own, else n_keys;
+    w = (t - row_lo) // q_window is the entry's query window (n_win = 1: one window)."""
     e = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     m = e < E
     t = row_lo + e // (HKV * TOPK)
     g = (e // TOPK) % HKV
+    w = (t - row_lo) // q_window
     sel = tl.load(TOPK_IDX + e, mask=m, other=-1)  # TOPK_IDX starts at row row_lo
     req = tl.load(TOKEN_REQ + t, mask=m, other=0)
     q_start = tl.load(CU_SEQLENS + req, mask=m, other=0)
     q_len = tl.load(CU_SEQLENS + req + 1, mask=m, other=0) - q_start
     pos = tl.load(SEQ_LENS + req, mask=m, other=0) - q_len + (t - q_start)
     valid = (sel >= 0) & (sel <= pos // BLOCK)  # a block past the query's own attends nothing
-    key = (g.to(KEYS.dtype.element_ty) * batch + req) * max_pages + sel
+    key = ((g.to(KEYS.dtype.element_ty) * n_win + w) * batch + req) * max_pages + sel
     tl.store(KEYS + e, tl.where(valid, key, n_keys), mask=m)
 
 
@@ -211,18 +211,22 @@ TILE_INFO_FIELDS = ("first", "n", "block", "group", "page", "q_start", "q_len", 
 
 
 @triton.jit
-def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, TILE_INFO, PAGE_TABLE, CU_SEQLENS, SEQ_LENS,
-                        E, n_keys, batch, max_pages, num_pages, stride_pt_b,
+def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, ORDER, TILE_INFO, TILE_E, PAGE_TABLE, CU_SEQLENS,
+                        SEQ_LENS, E, n_keys, batch, max_pages, num_pages, stride_pt_b, n_win,
                         MQ: tl.constexpr, CHUNK: tl.constexpr):
     """Every MQ-th entry of a key's run heads a tile of min(MQ, run end - entry) entries; the
-    head writes the tile's row of TILE_INFO (BlockTiles.tile_info)."""
+    head writes the tile's row of TILE_INFO (BlockTiles.tile_info), every valid entry its place
+    in TILE_E (BlockTiles.tile_entries)."""
     i = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     m = i < E
     key = tl.load(SORTED_KEY + i, mask=m, other=n_keys)
     start = tl.load(SEG_START + i, mask=m, other=0)
     end = tl.load(SEG_END + i, mask=m, other=0)
     tile = tl.load(TILE_OF + i, mask=m, other=0) - 1  # inclusive count of heads up to i, minus one
-    head = m & (key != n_keys) & ((i - start) % MQ == 0)
+    valid = m & (key != n_keys)
+    e = tl.load(ORDER + i, mask=valid, other=0)
+    tl.store(TILE_E + tile.to(tl.int64) * MQ + (i - start) % MQ, e.to(tl.int32), mask=valid)
+    head = valid & ((i - start) % MQ == 0)
     k = tl.where(head, key, 0)
     blk = k % max_pages
     gb = k // max_pages
@@ -236,7 +240,7 @@ def _tile_bounds_kernel(SORTED_KEY, SEG_START, SEG_END, TILE_OF, TILE_INFO, PAGE
     tl.store(row + 0, i.to(tl.int32), mask=head)
     tl.store(row + 1, tl.minimum(end - i, MQ).to(tl.int32), mask=head)
     tl.store(row + 2, blk.to(tl.int32), mask=head)
-    tl.store(row + 3, (gb // batch).to(tl.int32), mask=head)
+    tl.store(row + 3, (gb // batch // n_win).to(tl.int32), mask=head)
     tl.store(row + 4, page.to(tl.int32), mask=head)
     tl.store(row + 5, q_start.to(tl.int32), mask=head)
     tl.store(row + 6, q_len.to(tl.int32), mask=head)
@@ -253,20 +257,28 @@ def _tile_heads_kernel(SORTED_KEY, SEG_START, HEADS, E, n_keys, MQ: tl.constexpr
 
 
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
-                      tokens_per_tile, page_table, num_pages) -> BlockTiles:
+                      tokens_per_tile, page_table, num_pages, q_window=0) -> BlockTiles:
     """Builds :class:`BlockTiles` on the device without a synchronisation: keys (one kernel), a
     stable radix sort, binary searches for the runs of equal keys, a scan of the tile heads,
-    and the tile rows (one kernel). Eight launches, whatever the size."""
+    and the tile rows (one kernel). Eight launches, whatever the size.
+
+    Tiles come in key order: group, then query window (``q_window`` rows of the pass each; 0 = the
+    whole pass), then request and block, then query. With windows, the programs running at one
+    time gather the query rows of one window (which can stay in L2) at the price of one tile
+    run (and one K/V read) per (window, block) instead of per block."""
     _, hkv, topk = topk_idx.shape
     dev = topk_idx.device
     E = (row_hi - row_lo) * hkv * topk
-    n_keys = hkv * batch * max_pages
+    if q_window <= 0 or q_window >= row_hi - row_lo:
+        q_window = max(1, row_hi - row_lo)
+    n_win = triton.cdiv(row_hi - row_lo, q_window)
+    n_keys = hkv * n_win * batch * max_pages
     key_dtype = torch.int32 if n_keys < 2**31 - 1 else torch.int64  # 32-bit keys: half the radix passes
     chunk = 1024
     keys = torch.empty(E, dtype=key_dtype, device=dev)
     _entry_keys_kernel[(triton.cdiv(E, chunk),)](
         topk_idx[row_lo:row_hi], token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, E, batch, max_pages, n_keys,
-        HKV=hkv, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
+        n_win, q_window, HKV=hkv, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
     )
     sorted_key, order = torch.sort(keys, stable=True)  # invalid entries (key n_keys) last
     seg_start = torch.searchsorted(sorted_key, sorted_key, side="left", out_int32=True)
@@ -278,7 +290,10 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     # tiles <= ceil(valid entries / tokens_per_tile) + number of distinct (group, request, block)
     grid = max(1, min(E, triton.cdiv(E, tokens_per_tile) + min(E, n_keys)))
     tile_info = torch.zeros(grid, len(TILE_INFO_FIELDS), dtype=torch.int32, device=dev)  # unused tiles: n = 0
-    _tile_bounds_kernel[(triton.cdiv(E, chunk),)](sorted_key, seg_start, seg_end, tile_of, tile_info, page_table,
-                                                  cu_seqlens_q, seq_lens_k, E, n_keys, batch, max_pages, num_pages,
-                                                  page_table.stride(0), MQ=tokens_per_tile, CHUNK=chunk)
-    return BlockTiles(order.to(torch.int32), sorted_key, tile_info, grid, row_lo, row_hi)
+    tile_entries = torch.zeros(grid, tokens_per_tile, dtype=torch.int32, device=dev)
+    order = order.to(torch.int32)
+    _tile_bounds_kernel[(triton.cdiv(E, chunk),)](sorted_key, seg_start, seg_end, tile_of, order, tile_info,
+                                                  tile_entries, page_table, cu_seqlens_q, seq_lens_k, E, n_keys, batch,
+                                                  max_pages, num_pages, page_table.stride(0), n_win,
+                                                  MQ=tokens_per_tile, CHUNK=chunk)
+    return BlockTiles(order, sorted_key, tile_info, grid, row_lo, row_hi, tile_entries)
