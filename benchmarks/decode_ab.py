@@ -8,6 +8,7 @@
     python benchmarks/decode_ab.py stages [--fp8] # pipeline depth of the index scan (NOTES.md v9)
     python benchmarks/decode_ab.py chunk --batch1 # finalize: candidates merged per row at a time
     python benchmarks/decode_ab.py fp8cap --batch1 --fp8  # more splits per tile with 8-bit keys
+    python benchmarks/decode_ab.py fp8cap_rule --fp8 --points ...  # v15's cap rule against fixed caps
     python benchmarks/decode_ab.py warps [--fp8]  # warps per decode scan program (NOTES.md v12)
     python benchmarks/decode_ab.py ahead --fp8    # 8-bit key scales prefetched a block ahead (v12)
     python benchmarks/decode_ab.py fuse [--fp8]   # index lists merged in the slot kernel (v13)
@@ -15,7 +16,6 @@
     python benchmarks/decode_ab.py fuse_rule --points 1x131072,4x131072,1x131072x8 [--fp8]  # the shipped rule
     python benchmarks/decode_ab.py keysm [--fp8] [--points ...]  # scan scores as keys x queries (v14)
     python benchmarks/decode_ab.py keysm_rule --fp8 --points ... # its shipped rule against never / always
-    python benchmarks/decode_ab.py search [--fp8]  # EXPERIMENT: tile -> request lookup by one vector load (v14)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -93,11 +93,16 @@ STUDIES = {
         "st8": _set(_SHORT_TILE_STAGES=8),
         "st6_x3": _set(_SHORT_TILE_STAGES=6, _SPLIT_PROGRAMS_PER_SM=3),
     },
-    "fp8cap": {  # the most splits per tile with 8-bit keys (batch 1: the cap binds)
+    "fp8cap": {  # the most splits per tile with 8-bit keys (batch 1: the cap binds), at any width
+        "cap128": _set(_MAX_SPLIT_FP8=128, _FP8_NARROW_PAGES=0),
+        "cap256": _set(_FP8_NARROW_PAGES=0),
+        "cap384": _set(_MAX_SPLIT_FP8=384, _FP8_NARROW_PAGES=0),
+        "cap512": _set(_MAX_SPLIT_FP8=512, _FP8_NARROW_PAGES=0),
+    },
+    "fp8cap_rule": {  # v15's rule (cap 128 up to 1024-block tables) against 256 / 128 at any width
+        "rule": _set(),
+        "cap256": _set(_FP8_NARROW_PAGES=0),
         "cap128": _set(_MAX_SPLIT_FP8=128),
-        "cap256": _set(),
-        "cap384": _set(_MAX_SPLIT_FP8=384),
-        "cap512": _set(_MAX_SPLIT_FP8=512),
     },
     "warps": {  # num_warps of the index scan for decode tiles x the most splits per tile
         "w4": _set(),
@@ -143,10 +148,6 @@ STUDIES = {
         "any_batch": _set(_KEYS_M_MAX_BATCH=1 << 30),  # v14's first rule
         "batch4": _set(_KEYS_M_MAX_BATCH=4),
     },
-    "search": {  # EXPERIMENT: the scan's tile -> request lookup, binary search / one vector load (v14)
-        "binary": _set(),
-        "vector": _set(_VECTOR_SEARCH_MAX_BATCH=1024),
-    },
     "chunk": {  # finalize: candidates (splits x 16) merged per row at a time
         "c1024": _set(_CHUNK_CANDIDATES=1024),
         "c2048": _set(_CHUNK_CANDIDATES=2048),
@@ -168,7 +169,7 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
-                "_KEYS_M_MAX_BATCH", "_VECTOR_SEARCH_MAX_BATCH")
+                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

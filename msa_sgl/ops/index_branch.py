@@ -123,20 +123,16 @@ def _index_partial_kernel(
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
-    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0, BATCH_P: tl.constexpr = 0,
+    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0,
 ):
     pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
     pid = tl.program_id(0)
     i_split = tl.program_id(1)
-    if BATCH_P > 0:  # the tile count and the request in one round of independent loads
-        n_tiles = tl.load(TILE_CUM + batch)
-        i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS, BATCH_P)
-        if pid >= n_tiles:
-            return
-    else:
-        if pid >= tl.load(TILE_CUM + batch):
-            return
-        i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS)
+    if pid >= tl.load(TILE_CUM + batch):
+        return
+    # (one vector load of TILE_CUM in place of the search's dependent loads measured no faster
+    # at batch 1-64: NOTES.md v15)
+    i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS)
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     seq_len = tl.load(SEQ_LENS + i_b)
@@ -367,6 +363,11 @@ class IndexLaunch:
 # keys 90.0 at 128 against 71.1 (benchmarks/NOTES.md v12).
 _MAX_SPLIT = 128
 _MAX_SPLIT_FP8 = 256
+# 8-bit keys with page tables of at most _FP8_NARROW_PAGES blocks take the _MAX_SPLIT cap: their
+# scan is short, so the finalize merge's lists weigh more. H100, 8-bit keys, 1 x 128K, cap 128 /
+# 256: q = 1 21.8 / 21.9 us, q = 2 26.9 / 28.4, q = 4 32.2 / 34.4, q = 8 44.7 / 47.7; 1 x 32K q = 8
+# 36.2 / 36.9; but 1 x 1M q = 1 71.9 / 64.1 and q = 8 119.8 / 107.4 (benchmarks/NOTES.md v15).
+_FP8_NARROW_PAGES = 1024
 _MIN_BLOCKS_PER_SPLIT = 1
 # At runtime a tile's range of n candidate blocks takes splits of at least min(_SPLIT_FLOOR,
 # n / _SPLIT_PIECES) blocks: with the launch sized for the page table's width (SGLang's: the
@@ -419,11 +420,6 @@ _KEYS_M_MAX_ROWS = 0
 _KEYS_M_MAX_ROWS_FP8 = 32
 _KEYS_M_MAX_SPLIT_BLOCKS = 128
 _KEYS_M_MAX_BATCH = 8  # and calls of at most this many requests (64 x 32K, 37 blocks a split: +27 us)
-# EXPERIMENT (NOTES.md v14, not measured; 0: off): calls of at most this many requests find a
-# tile's request with one vector load of the tile offsets, and load the tile count beside it,
-# where the scan otherwise waits on 1 + log2(batch) dependent loads before its first query load
-# (batch 1: 2, batch 64: 8). Predicted: ~0.5 us a step at batch 1, 1-2 us at batch 8-64.
-_VECTOR_SEARCH_MAX_BATCH = 0
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -454,7 +450,7 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         n_split = _FORCE_N_SPLIT
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
         want = triton.cdiv(programs, max(1, grid_tiles))
-        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8)))
+        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages)))
     if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= programs):
         num_stages = _SHORT_TILE_STAGES
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
@@ -466,8 +462,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
                        and batch <= _KEYS_M_MAX_BATCH)
 
 
-def _max_split(fp8):
-    return _MAX_SPLIT_FP8 if fp8 else _MAX_SPLIT
+def _max_split(fp8, max_pages):
+    return _MAX_SPLIT_FP8 if fp8 and max_pages > _FP8_NARROW_PAGES else _MAX_SPLIT
 
 
 def _programs(device, fp8):
@@ -486,7 +482,7 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
     programs = _programs(device, fp8)
-    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8))
+    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages))
     rows = 0
     for b in range(1, max_batch + 1):
         if _FORCE_N_SPLIT is not None:
@@ -524,7 +520,6 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
         USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead), KEYS_M=int(plan.keys_m),
-        BATCH_P=triton.next_power_of_2(batch) if batch <= _VECTOR_SEARCH_MAX_BATCH else 0,
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
     if not finalize:

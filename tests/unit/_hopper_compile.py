@@ -38,8 +38,7 @@ KERNELS = [
       "TILE_CUM": "*i32", "OUT_KEY": "*i64", **_scalars(["batch", "num_pages", "total_q", "stride_qt", "stride_qh",
                                                         "stride_kp", "stride_kb", "stride_pt_b", "n_split"])},
      dict(HKV=4, HKV_P=4, BLOCK_T=4, D=128, D_P=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
-          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0, KEYS_M=0,
-          BATCH_P=0)),
+          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0, KEYS_M=0)),
     (ib._index_finalize_kernel,
      {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
       "total_rows": I32, "n_split": I32},
@@ -111,16 +110,14 @@ def scan_mma():
 def main():
     key_buffers()
     scan_mma()
-    vector_search = (KERNELS[0][0], KERNELS[0][1], dict(KERNELS[0][2], SEARCH_STEPS=7, BATCH_P=64))  # 64 requests
-    for fn, sig, const in KERNELS + [vector_search]:
+    for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):
             c = dict(const, USE_PDL=mode)
             s = dict(sig, **{k: "constexpr" for k in c})
             k = triton.compile(ASTSource(fn, s, c), target=GPUTarget("cuda", 90, 32),
                                options={"launch_pdl": mode > 0})
             ptx = k.asm["ptx"]
-            name = (fn.__name__ + ("_select" if const.get("SELECT") else "")
-                    + ("_vector_search" if const.get("BATCH_P") else ""))
+            name = fn.__name__ + ("_select" if const.get("SELECT") else "")
             print(json.dumps({"kernel": name, "mode": mode, "wait": ptx.count("griddepcontrol.wait"),
                               "launch": ptx.count("griddepcontrol.launch_dependents")}), flush=True)
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNELS = ("_index_partial_kernel", "_index_partial_kernel_vector_search", "_index_finalize_kernel",
+KERNELS = ("_index_partial_kernel", "_index_finalize_kernel",
            "_slot_partial_kernel", "_slot_partial_kernel_select", "_merge_heads_kernel", "_sparse_attn_fwd_kernel")
 
 
