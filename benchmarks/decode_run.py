@@ -219,8 +219,16 @@ def fp8_query_variant():
         for q8 in (True, False):
             ib.FP8_QUERY = q8
             try:
+                # an eager step first, synchronised: a fault shows here, in this step, rather than
+                # in a later graph replay (an illegal address at 8 x 1M in two full runs: NOTES v15)
+                log("fp8 query variant, eager step", dict(batch=batch, ctx=ctx, q8=q8))
+                out = w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8, k_idx_scale=sc)
+                torch.cuda.synchronize()
+                rec["finite_q8" if q8 else "finite_q_bf16"] = bool(torch.isfinite(out).all())
+                log("fp8 query variant, graph bench", dict(batch=batch, ctx=ctx, q8=q8))
                 rec["q8" if q8 else "q_bf16"] = hb.bench_graph_ms(
                     lambda: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8, k_idx_scale=sc))
+                torch.cuda.synchronize()
             finally:
                 ib.FP8_QUERY = True
         log("fp8 keys decode, q8 vs q bf16 (ms)", rec)

@@ -1,7 +1,7 @@
 """One device call: check the kernels at scale against the float64 reference, then time them
 beside the peers (dense SDPA, and SGLang 0.5.23's built-in MiniMax kernels when importable).
 
-    python benchmarks/gpu_run.py [--check] [--bench] [--variants] [--peer] [--quick]
+    python benchmarks/gpu_run.py [--check] [--bench] [--variants] [--peer [--peer-prefill P,P,...]] [--quick]
 
 Writes $OUT/gpu_run.json (every number) and prints a short table last. MiniMax-M3 shapes:
 Hq 64, Hkv 4, D 128, d_idx 128, block 128, topk 16, n_init 0, n_local 1.
@@ -315,8 +315,9 @@ def _rel_l2(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-def run_peer(quick):
-    """SGLang's built-in kernels beside msa_sgl on the same inputs: agreement and time."""
+def run_peer(quick, prefill_points=None):
+    """SGLang's built-in kernels beside msa_sgl on the same inputs: agreement and time.
+    ``prefill_points`` (cached-prefix lengths): those 16K chunks only, no decode cases."""
     import peer_sglang as ps
 
     sg, err = ps.load()
@@ -325,6 +326,8 @@ def run_peer(quick):
         log("peer: sglang not importable", err)
         return
     cases = [(0, 16384), (114688, 16384)] + ([] if quick else [(507904, 16384), (1032192, 16384)])
+    if prefill_points is not None:
+        cases = [(P, 16384) for P in prefill_points]
     for P, C in cases:
         try:
             prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
@@ -352,7 +355,8 @@ def run_peer(quick):
             RESULTS["errors"].append(f"peer prefill {P},{C}: {e!r}"[:400])
             log("PEER FAILED", traceback.format_exc()[-1500:])
         free()
-    for batch, ctx in ([(1, 131072)] if quick else [(1, 131072), (1, 1 << 20), (8, 131072), (64, 32768)]):
+    decode_cases = [(1, 131072)] if quick else [(1, 131072), (1, 1 << 20), (8, 131072), (64, 32768)]
+    for batch, ctx in ([] if prefill_points is not None else decode_cases):
         try:
             prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx)
             call = ps.SGLangCall(sg, prob)
@@ -410,6 +414,7 @@ def main():
     ap.add_argument("--variants", action="store_true")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--peer", action="store_true")
+    ap.add_argument("--peer-prefill", help="with --peer: only 16K chunks after these cached lengths (P,P,...)")
     a = ap.parse_args()
     env_info()
     try:
@@ -418,7 +423,7 @@ def main():
         if a.variants:
             run_variants()
         if a.peer:
-            run_peer(a.quick)
+            run_peer(a.quick, None if a.peer_prefill is None else [int(v) for v in a.peer_prefill.split(",")])
         if a.bench:
             run_bench(a.quick)
     finally:

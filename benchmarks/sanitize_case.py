@@ -1,8 +1,12 @@
 """A representative call of every kernel, small enough for compute-sanitizer: varlen batch with
 a prefill, a chunk after a prefix and decode rows, the three main-branch forms, the decode
-wrapper, 8-bit index keys (store and read), bf16, M3 head shapes.
+wrapper (both index score forms, 8-bit keys with e4m3 and with bf16 queries), 8-bit index keys
+(store and read), bf16, M3 head shapes.
 
-    compute-sanitizer --tool memcheck python3 benchmarks/sanitize_case.py
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python3 benchmarks/sanitize_case.py
+
+(Without PYTORCH_NO_CUDA_MEMORY_CACHING=1 torch's caching allocator carves tensors out of large
+segments, and memcheck cannot see an access past a tensor that stays inside its segment.)
 """
 
 import sys
@@ -44,7 +48,25 @@ w16 = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_
 w16.plan(oa["page_table"][2:3], oa["cu_seqlens_q"][:2], oa["seq_lens_k"][2:3])  # the 70000-token request
 assert w16.step_plan.fused_select, w16.step_plan
 f = w16.run(oa["q"][2:3], oa["k_cache"], oa["v_cache"], oa["q_idx"][2:3], oa["k_idx_cache"]).clone()
-d = torch.cat([d, e, f])
+# 8-bit keys: the other score form (queries x keys) and the bf16-query variant (FP8_QUERY False),
+# batch 4 (finalize kernel) and batch 2 (fused select)
+from msa_sgl.ops import index_branch as ib  # noqa: E402
+
+extra = []
+for knobs in (dict(FP8_QUERY=False), dict(_KEYS_M_MAX_ROWS_FP8=0), dict(_KEYS_M_MAX_ROWS_FP8=0, FP8_QUERY=False)):
+    saved = {n: getattr(ib, n) for n in knobs}
+    try:
+        for n, v in knobs.items():
+            setattr(ib, n, v)
+        for pt, cu, sl, n_q in ((oa["page_table"], oa["cu_seqlens_q"], oa["seq_lens_k"], 4),
+                                (sub["page_table"], sub["cu_seqlens_q"], sub["seq_lens_k"], 2)):
+            w.plan(pt, cu, sl, total_q=n_q)
+            extra.append(w.run(oa["q"][:n_q], oa["k_cache"], oa["v_cache"], oa["q_idx"][:n_q], k8,
+                               k_idx_scale=sc).clone())
+    finally:
+        for n, v in saved.items():
+            setattr(ib, n, v)
+d = torch.cat([d, e, f] + extra)
 torch.cuda.synchronize()
 print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()
                                   and torch.isfinite(d).all()),

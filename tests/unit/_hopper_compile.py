@@ -71,7 +71,7 @@ def compile_scan(dtype="bf16", keys_m=0, num_stages=None, **const):
     take 8-bit keys; ``keys_m``: the keys-x-queries score form."""
     fn, sig, base = KERNELS[0]
     fp8 = dtype != "bf16"
-    c = dict(base, USE_PDL=0, FP8=fp8, Q8=fp8, SCALE_AHEAD=int(fp8), KEYS_M=keys_m, **const)
+    c = {**base, "USE_PDL": 0, "FP8": fp8, "Q8": fp8, "SCALE_AHEAD": int(fp8), "KEYS_M": keys_m, **const}
     s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
     names = list(s)
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
