@@ -1,6 +1,6 @@
 """Index-branch studies on one device call (NOTES.md v10).
 
-    python benchmarks/index_ab.py [prefill|decode|ahead]
+    python benchmarks/index_ab.py [prefill|decode|ahead|order]
 
 1. Prefill indexer, one 16K chunk after 0, 112K and 1008K cached tokens (MiniMax-M3 shapes), bf16 and
    8-bit index keys: ``ops.index_topk`` with several (num_warps, num_stages) launches, ms and
@@ -9,6 +9,7 @@
 2. Decode at batch 1 (32K, 128K, 1M) with both key formats: the CUDA time of every kernel of one
    MSADecodeWrapper.run() (torch.profiler) beside the graph-replayed step.
 3. (ahead) the prefill indexer with 8-bit keys, key scales prefetched a block ahead or not.
+4. (order) the prefill indexer with its tiles last to first or in order, at 1 / 2 / 4 splits (v15).
 Writes $OUT/index_ab.json.
 """
 
@@ -53,11 +54,44 @@ def prefill(res, P=114688, C=16384):
             res["prefill"].append(rec)
 
 
+def order(res, P, C=16384, rounds=4):
+    """The prefill indexer with its tiles taken last to first (index_branch._LAST_FIRST) or in
+    order, at the plan's splits and at 2 / 4 splits, bf16 and 8-bit keys, rounds interleaved."""
+    from msa_sgl.ops import index_branch as ib
+
+    default = ib._LAST_FIRST
+    prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
+    k8, sc = dr.quantized(prob)
+    ia = prob.index_args()
+    flops = hb.index_flops([C], [P + C], 4, 128)
+    for keys, extra in (("bf16", {}), ("fp8", {"k_idx_cache": k8, "k_idx_scale": sc})):
+        args = {**ia, **extra}
+        base = ops.index_topk(**args)
+        times = {}
+        for _ in range(rounds):
+            for last_first in (False, True):
+                for n_split in (None, 2, 4):
+                    ib._LAST_FIRST = last_first
+                    try:
+                        same = bool(torch.equal(ops.index_topk(**args, n_split=n_split), base))
+                        ms = hb.bench_ms(lambda: ops.index_topk(**args, n_split=n_split), rep=100)
+                    finally:
+                        ib._LAST_FIRST = default
+                    times.setdefault((last_first, n_split), []).append((ms, same))
+        for (last_first, n_split), v in times.items():
+            ms = sorted(m for m, _ in v)[(len(v) - 1) // 2]  # the lower median
+            rec = dict(P=P, C=C, keys=keys, last_first=last_first, n_split=n_split, ms=ms, best_ms=min(m for m, _ in v),
+                       tflops=flops / ms / 1e9, same_as_default=all(s for _, s in v), rounds_ms=[m for m, _ in v])
+            dr.log("prefill index order", rec)
+            res["order"].append(rec)
+
+
 def ahead(res, P, C=16384, rounds=3):
     """8-bit keys: the prefill indexer with the key scales prefetched a block ahead or not
     (index_branch._SCALE_AHEAD_MAX_ROWS 128 / 0), interleaved rounds, medians."""
     from msa_sgl.ops import index_branch as ib
 
+    default = ib._LAST_FIRST
     prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
     k8, sc = dr.quantized(prob)
     args = {**prob.index_args(), "k_idx_cache": k8, "k_idx_scale": sc}
@@ -103,12 +137,16 @@ def decode(res):
 
 def main():
     gpu_run.env_info()
-    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": [], "ahead": []}
+    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": [], "ahead": [], "order": []}
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     try:
         if what in ("all", "prefill"):
             for P in (0, 114688, 1032192):
                 prefill(res, P)
+                gpu_run.free()
+        if what == "order":
+            for P in (16384, 0, 32768, 114688):  # P = 0 second: the first point of a process runs slow
+                order(res, P)
                 gpu_run.free()
         if what == "ahead":
             for P in (0, 114688, 1032192):

@@ -123,13 +123,16 @@ def _index_partial_kernel(
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
-    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0,
+    SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0, LAST_FIRST: tl.constexpr = 0,
 ):
     pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
     pid = tl.program_id(0)
     i_split = tl.program_id(1)
-    if pid >= tl.load(TILE_CUM + batch):
+    n_tiles = tl.load(TILE_CUM + batch)
+    if pid >= n_tiles:
         return
+    if LAST_FIRST:  # programs take the tiles last to first: a request's later tokens see more
+        pid = n_tiles - 1 - pid  # blocks, so the longest scans start first (causal balance)
     # (one vector load of TILE_CUM in place of the search's dependent loads measured no faster
     # at batch 1-64: NOTES.md v15)
     i_b = find_tile_request(TILE_CUM, pid, batch, SEARCH_STEPS)
@@ -420,6 +423,12 @@ _KEYS_M_MAX_ROWS = 0
 _KEYS_M_MAX_ROWS_FP8 = 32
 _KEYS_M_MAX_SPLIT_BLOCKS = 128
 _KEYS_M_MAX_BATCH = 8  # and calls of at most this many requests (64 x 32K, 37 blocks a split: +27 us)
+# Prefill tiles (128 rows) scanned last tile first: the longest candidate ranges of a causal
+# chunk start first instead of last. H100, M3 shapes, one 16K chunk, lower median of four rounds,
+# in order / last first, ms: bf16 keys P = 16K 0.827 / 0.781, 32K 1.304 / 1.259, 112K 3.768 /
+# 3.559; 8-bit keys P = 0 0.331 / 0.296, 16K 0.686 / 0.624, 32K 1.049 / 0.982, 112K a tie (bf16
+# keys at P = 0: 0.31-0.46 ms either way, run to run; benchmarks/NOTES.md v15b).
+_LAST_FIRST = True
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -520,6 +529,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
         USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead), KEYS_M=int(plan.keys_m),
+        LAST_FIRST=int(plan.block_t * plan.hkv_p >= 128 and _LAST_FIRST),
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
     if not finalize:

@@ -111,3 +111,20 @@ def test_split_cap_at_m3_shapes(total_q, width, fp8, want, monkeypatch):
     # the decode wrapper's workspace bound covers what the plan asks for
     need = total_q * 4 * plan.n_split * plan.kf
     assert ib.workspace_bound(1, total_q, width, 4, M3, torch.device("cpu"), fp8=fp8) >= need
+
+
+@pytest.mark.parametrize("q_lens", [(150, 3, 0, 130), (200,)], ids=["varlen_with_empty", "one_chunk"])
+def test_kernel_prefill_tiles_last_first_match_reference(q_lens, monkeypatch):
+    """Prefill tiles (128 rows) taken last to first (index_branch._LAST_FIRST): every tile of
+    every request is still scanned once, so the selection equals the reference's."""
+    config = MSAConfig(block_size=B, topk=4, num_init_blocks=1, num_local_blocks=1)
+    g = torch.Generator().manual_seed(11 + len(q_lens))
+    seq_lens = [q + 5 * B + 7 * i for i, q in enumerate(q_lens)]
+    pages = len(q_lens) * max(-(-s // B) for s in seq_lens) + 1
+    ia = _index_args(q_lens, seq_lens, config, torch.randn(pages, B, D, generator=g), g)
+    monkeypatch.setattr(ib, "_LAST_FIRST", True)
+    plan = ib.plan_index(sum(q_lens), len(q_lens), ia["page_table"].shape[1], ia["q_idx"].shape[1], config,
+                         torch.device("cpu"))
+    assert plan.block_t * plan.hkv_p >= 128, plan  # prefill tiles: the order applies
+    got = KERNELS.index_topk(**_on_device(ia))
+    assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
