@@ -34,13 +34,19 @@ from profile_decode import kernel_table  # noqa: E402
 LAUNCHES = [(None, None), (8, 3), (4, 3), (4, 4), (4, 5), (4, 6)]  # (num_warps, num_stages); None: the plan's
 
 
-def prefill(res, P=114688, C=16384):
+def _chunk(P, C):
+    """index_topk's arguments for one C-token chunk after P cached tokens, with bf16 and with
+    8-bit index keys, and the chunk's useful FLOPs."""
     prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
     k8, sc = dr.quantized(prob)
     ia = prob.index_args()
-    flops = hb.index_flops([C], [P + C], 4, 128)
-    for keys, extra in (("bf16", {}), ("fp8", {"k_idx_cache": k8, "k_idx_scale": sc})):
-        args = {**ia, **extra}
+    keys = (("bf16", ia), ("fp8", {**ia, "k_idx_cache": k8, "k_idx_scale": sc}))
+    return keys, hb.index_flops([C], [P + C], 4, 128)
+
+
+def prefill(res, P=114688, C=16384):
+    variants, flops = _chunk(P, C)
+    for keys, args in variants:
         base = ops.index_topk(**args)
         for nw, ns in LAUNCHES:
             try:
@@ -60,12 +66,8 @@ def order(res, P, C=16384, rounds=4):
     from msa_sgl.ops import index_branch as ib
 
     default = ib._LAST_FIRST
-    prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
-    k8, sc = dr.quantized(prob)
-    ia = prob.index_args()
-    flops = hb.index_flops([C], [P + C], 4, 128)
-    for keys, extra in (("bf16", {}), ("fp8", {"k_idx_cache": k8, "k_idx_scale": sc})):
-        args = {**ia, **extra}
+    variants, flops = _chunk(P, C)
+    for keys, args in variants:
         base = ops.index_topk(**args)
         times = {}
         for _ in range(rounds):
