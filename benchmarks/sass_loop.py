@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "tests" / "unit"))
 
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
 
 import _hopper_compile as hc  # noqa: E402
 
@@ -89,9 +88,8 @@ def slot():
     fn, sig, const = hc.KERNELS[2]
     for select in (0, 1):
         for warps in (4, 8, 16):
-            c = dict(const, USE_PDL=1, SELECT=select)
-            s = dict(sig, **{k: "constexpr" for k in c})
-            k = triton.compile(ASTSource(fn, s, c), target=TARGET, options={"launch_pdl": True, "num_warps": warps})
+            k = triton.compile(hc.source(fn, sig, dict(const, USE_PDL=1, SELECT=select)), target=TARGET,
+                               options={"launch_pdl": True, "num_warps": warps})
             print(f"slot kernel SELECT={select}, {warps} warps: {_ptxas_info(k)}")
 
 
@@ -107,10 +105,9 @@ def kv_outer():
     aligned = [n for n in sig if n not in ("qk_scale", "row_lo")]
     for mq, warps in ((8, 8), (8, 4), (16, 8), (16, 16)):
         c = dict(HKV=4, G=16, G_P=16, MQ=mq, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)
-        s = dict(sig, **{k: "constexpr" for k in c})
-        names = list(s)
+        names = list(sig)
         attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
-        k = triton.compile(ASTSource(mb._kv_outer_partial_kernel, s, c, attrs), target=TARGET,
+        k = triton.compile(hc.source(mb._kv_outer_partial_kernel, sig, c, attrs), target=TARGET,
                            options={"num_warps": warps})
         print(f"KV-outer partial, {mq * 16}-row tiles, {warps} warps: shared {k.metadata.shared} B | "
               f"{_ptxas_info(k)}")

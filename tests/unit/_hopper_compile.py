@@ -38,8 +38,7 @@ KERNELS = [
       "TILE_CUM": "*i32", "OUT_KEY": "*i64", **_scalars(["batch", "num_pages", "total_q", "stride_qt", "stride_qh",
                                                         "stride_kp", "stride_kb", "stride_pt_b", "n_split"])},
      dict(HKV=4, HKV_P=4, BLOCK_T=4, D=128, D_P=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
-          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0, KEYS_M=0,
-          LAST_FIRST=0)),
+          SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0, KEYS_M=0)),
     (ib._index_finalize_kernel,
      {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
       "total_rows": I32, "n_split": I32},
@@ -64,6 +63,15 @@ _ALIGNED = ("Q", "K", "K_SCALE", "PAGE_TABLE", "SEQ_LENS", "CU_SEQLENS", "TILE_C
             "stride_kp", "stride_kb", "stride_pt_b")
 
 
+def source(fn, sig, const, attrs=None):
+    """ASTSource of ``fn`` with ``sig``'s arguments and the ``const`` constexprs, plus every other
+    constexpr at its default (Triton 3.8's ASTSource needs each one named; 3.6 fills them in)."""
+    c = {p.name: p.default for p in fn.params if p.is_constexpr and p.has_default and p.name not in const}
+    c.update(const)
+    s = dict(sig, **{k: "constexpr" for k in c})
+    return ASTSource(fn, s, c, attrs) if attrs is not None else ASTSource(fn, s, c)
+
+
 def compile_scan(dtype="bf16", keys_m=0, num_stages=None, **const):
     """The index scan at M3 decode shapes (16 rows: 1 token x 4 groups, padded; ``const``
     overrides constexprs, e.g. BLOCK_T) compiled as the JIT does: pointers and strides known
@@ -73,11 +81,11 @@ def compile_scan(dtype="bf16", keys_m=0, num_stages=None, **const):
     fn, sig, base = KERNELS[0]
     fp8 = dtype != "bf16"
     c = {**base, "USE_PDL": 0, "FP8": fp8, "Q8": fp8, "SCALE_AHEAD": int(fp8), "KEYS_M": keys_m, **const}
-    s = dict(sig, K="*" + dtype, K_SCALE="*fp32", **{k: "constexpr" for k in c})
-    names = list(s)
+    s = dict(sig, K="*" + dtype, K_SCALE="*fp32")
+    names = list(s)  # the arguments come first in the kernel's signature, constexprs after
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
     stages = ib._SHORT_TILE_STAGES if num_stages is None else num_stages
-    return triton.compile(ASTSource(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
+    return triton.compile(source(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
                           options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": stages})
 
 
@@ -113,9 +121,7 @@ def main():
     scan_mma()
     for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):
-            c = dict(const, USE_PDL=mode)
-            s = dict(sig, **{k: "constexpr" for k in c})
-            k = triton.compile(ASTSource(fn, s, c), target=GPUTarget("cuda", 90, 32),
+            k = triton.compile(source(fn, sig, dict(const, USE_PDL=mode)), target=GPUTarget("cuda", 90, 32),
                                options={"launch_pdl": mode > 0})
             ptx = k.asm["ptx"]
             name = fn.__name__ + ("_select" if const.get("SELECT") else "")
