@@ -43,8 +43,8 @@ def main():
         partial_ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer", stop_after="partial"), rep=100)
         chunk_ms = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=100)
         flops = hb.main_flops(hb.attended_keys(topk, prob.args["cu_seqlens_q"], prob.args["seq_lens_k"], 128), 16, 128)
-        rec = dict(label=label, msa_sgl=msa_sgl.__file__, P=P, C=C, main_ms=main_ms, partial_ms=partial_ms, chunk_ms=chunk_ms,
-                   main_tflops=flops / main_ms / 1e9,
+        rec = dict(label=label, msa_sgl=msa_sgl.__file__, P=P, C=C, main_ms=main_ms, partial_ms=partial_ms,
+                   chunk_ms=chunk_ms, main_tflops=flops / main_ms / 1e9,
                    checksum=[float(out.double().sum()), float((out.double() * w).sum())])
         if label == "variants":  # launch / pass-size variants of the KV-outer form (this checkout)
             rec["variants"] = {}
@@ -66,8 +66,9 @@ def main():
                     same = bool(torch.equal(ops.sparse_attention(**aa, **kw), out))
                     ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw), rep=50)
                     part = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw, stop_after="partial"), rep=50)
-                    rec["window"].setdefault(f"w{'rule' if qw is None else qw}", []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
-                                                                       bitwise=same))
+                    name = "wrule" if qw is None else f"w{qw}"
+                    rec["window"].setdefault(name, []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
+                                                                   bitwise=same))
         print(rec, flush=True)
         res.append(rec)
         torch.cuda.empty_cache()

@@ -56,13 +56,11 @@ def test_tiles_stay_inside_their_window(q_window):
         last = key
         seen.append(e)
     seen = torch.cat(seen).sort().values
-    a = prob.attention_args(topk)
     ref_tiles = _tiles(prob, topk, 0)
     ref_info = ref_tiles.tile_info.cpu()
     ref_seen = torch.cat([ref_tiles.order.cpu().long()[f:f + n] for f, n in ref_info[ref_info[:, 1] > 0, :2].tolist()])
     assert torch.equal(seen, ref_seen.sort().values), "windowed tiles cover other entries than one window"
     assert len(seen) == len(torch.unique(seen))
-    del a
 
 
 @pytest.mark.parametrize("q_window", [8, 24], ids=["w8", "w24"])
