@@ -16,6 +16,8 @@
     python benchmarks/decode_ab.py fuse_rule --points 1x131072,4x131072,1x131072x8 [--fp8]  # the shipped rule
     python benchmarks/decode_ab.py keysm [--fp8] [--points ...]  # scan scores as keys x queries (v14)
     python benchmarks/decode_ab.py keysm_rule --fp8 --points ... # its shipped rule against never / always
+    python benchmarks/decode_ab.py slotsub [--fp8] [--points ...]  # slot kernel in pipelined sub-blocks (v16)
+    python benchmarks/decode_ab.py slotsub_rule [--fp8] --points ...  # its shipped rule (v16)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -46,7 +48,7 @@ import decode_run as dr  # noqa: E402
 import gpu_run  # noqa: E402
 from harness import bench as hb  # noqa: E402
 from msa_sgl import decode as msa_decode  # noqa: E402
-from msa_sgl.ops import index_branch, metadata  # noqa: E402
+from msa_sgl.ops import index_branch, main_branch, metadata  # noqa: E402
 
 POINTS = [(1, 32768), (1, 131072), (1, 1 << 20), (8, 32768), (8, 131072), (8, 1 << 20), (64, 131072)]
 ROUNDS = 3
@@ -154,6 +156,18 @@ STUDIES = {
         "c4096": _set(_CHUNK_CANDIDATES=4096),
         "c512": _set(_CHUNK_CANDIDATES=512),
     },
+    "slotsub": {  # the slot kernel's block in pipelined sub-blocks (main_branch._SLOT_SUB / _SLOT_STAGES)
+        "whole": _set(_SLOT_SUB=0),
+        "sub64_s2": _set(_SLOT_SUB=64, _SLOT_STAGES=2),
+        "sub64_s3": _set(_SLOT_SUB=64, _SLOT_STAGES=3),
+        "sub32_s3": _set(_SLOT_SUB=32, _SLOT_STAGES=3),
+        "sub32_s5": _set(_SLOT_SUB=32, _SLOT_STAGES=5),
+    },
+    "slotsub_rule": {  # the shipped rule (sub-blocks while several slot programs share an SM)
+        "rule": _set(),
+        "whole": _set(_SLOT_SUB=0),
+        "sub64": _set(_SLOT_SUB=64),
+    },
     "split": {
         "min8_x2": _set(_MIN_BLOCKS_PER_SPLIT=8, _SPLIT_PROGRAMS_PER_SM=2),
         "min4_x2": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=2),
@@ -173,6 +187,8 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
+_MAIN_KNOBS = ("_SLOT_SUB", "_SLOT_STAGES")
+_DEFAULT_MAIN = {n: getattr(main_branch, n) for n in _MAIN_KNOBS}
 
 
 def _apply(knobs):
@@ -182,6 +198,8 @@ def _apply(knobs):
     msa_decode.FUSED_SELECT = knobs.get("FUSED_SELECT")
     for name in _INDEX_KNOBS:
         setattr(index_branch, name, knobs.get(name, _DEFAULT_KNOBS[name]))
+    for name in _MAIN_KNOBS:
+        setattr(main_branch, name, knobs.get(name, _DEFAULT_MAIN[name]))
 
 
 def point(variants, batch, ctx, q_len=1, width=None, fp8=False):

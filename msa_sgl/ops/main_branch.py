@@ -126,6 +126,7 @@ def _slot_partial_kernel(
     SELECT: tl.constexpr = 0, BLOCK_T: tl.constexpr = 1, NS_C: tl.constexpr = 1, LOG2_NS_C: tl.constexpr = 0,
     TOPK_P: tl.constexpr = 16, N_INIT: tl.constexpr = 0, N_LOCAL: tl.constexpr = 1, K_FREE: tl.constexpr = 1,
     KF: tl.constexpr = 1, LOG2_KF: tl.constexpr = 0, SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1,
+    SUB: tl.constexpr = 0,
 ):
     """Split form (decode, short calls): one program per (query token, group, slot) attends the
     slot's block with the group's G heads and writes the partial output (normalised, fp32) and
@@ -140,7 +141,9 @@ def _slot_partial_kernel(
     the row's selection exactly as ``_index_finalize_kernel`` does, attends the block in its own
     column, and slot 0's program writes the row into ``TOPK_IDX``. The TOPK programs of a row
     repeat the same small merge; in exchange a step has one kernel and one memory round trip
-    fewer between the scan and the attention."""
+    fewer between the scan and the attention.
+
+    SUB > 0: the block is walked in sub-blocks of SUB keys (online softmax), else loaded whole."""
     i_t = tl.program_id(0)
     i_g = tl.program_id(1)
     i_s = tl.program_id(2)
@@ -179,6 +182,35 @@ def _slot_partial_kernel(
         return
     page = tl.load(PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b + blk)
     page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+    if SUB > 0:  # the block in sub-blocks of SUB keys, online softmax: a loop Triton pipelines, so K
+        # and V go to shared memory asynchronously (see _SLOT_SUB)
+        o_u = tl.arange(0, SUB)
+        p_kb = K + page * stride_kp + i_g * stride_kh + o_d[:, None]
+        p_vb = V + page * stride_vp + i_g * stride_vh + o_d[None, :]
+        b_mi = tl.full([G_P], float("-inf"), dtype=tl.float32)
+        b_li = tl.zeros([G_P], dtype=tl.float32)
+        b_acc = tl.zeros([G_P, D_P], dtype=tl.float32)
+        for j in range(0, BLOCK, SUB):
+            m_u = blk * BLOCK + j + o_u <= pos
+            b_k = tl.load(p_kb + (j + o_u)[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None], other=0.0)  # [D_P, SUB]
+            b_v = tl.load(p_vb + (j + o_u)[:, None] * stride_vb, mask=m_u[:, None] & m_d[None, :], other=0.0)  # [SUB, D_P]
+            if IEEE:
+                b_s = tl.dot(b_q, b_k, input_precision="ieee")
+            else:
+                b_s = tl.dot(b_q, b_k)  # [G_P, SUB] fp32
+            b_s = tl.where(m_u[None, :], b_s * qk_scale, float("-inf"))
+            b_mn = tl.maximum(b_mi, tl.max(b_s, axis=1))  # finite from the first sub-block (key blk * BLOCK <= pos)
+            b_p = tl.exp2(b_s - b_mn[:, None])
+            b_alpha = tl.exp2(b_mi - b_mn)
+            b_li = b_li * b_alpha + tl.sum(b_p, axis=1)
+            if IEEE:
+                b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
+            else:
+                b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v)
+            b_mi = b_mn
+        tl.store(p_op, (b_acc / b_li[:, None]).to(O_PART.dtype.element_ty), mask=m_op)
+        tl.store(LSE_PART + row, b_mi + tl.log2(b_li), mask=m_h)
+        return
     o_key = blk * BLOCK + o_j
     m_key = o_key <= pos
     p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
@@ -423,6 +455,28 @@ def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_
     )
 
 
+# The split form's slot kernel: where an SM runs several slot programs (total_q x Hkv x topk above
+# the SM count: batch 8, multi-token steps), each walks its block in sub-blocks of _SLOT_SUB_KEYS
+# keys with an online softmax, a loop Triton pipelines (_SLOT_STAGES stages: K and V go to shared
+# memory asynchronously, not through registers); with at most one program an SM (batch 1-2) the
+# whole block as one tile is as fast or faster. H100, M3 shapes, step us whole / sub-blocks: 8 x
+# 128K 120.7 / 118.3 (bf16 keys), 81.6 / 78.9 (8-bit keys); 1 x 128K with 8 query tokens 47.2 /
+# 44.8; batch 1 and 2 ties or 0.1-0.4 us slower (benchmarks/NOTES.md v16). None: that rule; an
+# int: sub-blocks of that many keys always (0: never; tests and A/B studies).
+_SLOT_SUB = None
+_SLOT_SUB_KEYS = 64
+_SLOT_STAGES = 3
+
+
+def slot_sub(total_q: int, hkv: int, topk: int, block_size: int, device) -> int:
+    """Keys per sub-block of the split form's slot kernel (0: the whole block; see _SLOT_SUB)."""
+    if _SLOT_SUB is not None:
+        sub = _SLOT_SUB
+    else:
+        sub = _SLOT_SUB_KEYS if total_q * hkv * topk > num_sms(device) else 0
+    return min(sub, block_size)
+
+
 def split_workspace(total_q, hq, d, topk, device):
     """Partial outputs and base-2 LSEs of the split form: fp32 ``[total_q * Hq * topk, D]`` and
     ``[total_q * Hq * topk]`` (entry ``(t * Hkv + g) * topk + slot``, then the G heads)."""
@@ -449,12 +503,14 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
     if select is not None:
         part_keys, plan = select
         sel_args = dict(SELECT=1, **plan.merge_constexprs(config))
+    sub = slot_sub(total_q, hkv, config.topk, config.block_size, q.device)
     _slot_partial_kernel[(total_q, hkv, config.topk)](
         *tensors, o_part, lse_part, *scalars,
         part_keys if select is not None else topk_idx, plan.n_split if select is not None else 1,
         HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=config.topk,
-        IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"), **sel_args,
-        **launch_options(num_warps, num_stages, pdl_mode(pdl, "slot_partial") > 0),
+        IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "slot_partial"), SUB=sub, **sel_args,
+        **launch_options(num_warps, num_stages if num_stages is not None or not sub else _SLOT_STAGES,
+                         pdl_mode(pdl, "slot_partial") > 0),
     )
     _merge_heads_kernel[(total_q, hq)](
         o_part, lse_part, out, lse,

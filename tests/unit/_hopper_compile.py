@@ -116,9 +116,24 @@ def scan_mma():
                               "mma_sync": len(re.findall(r"mma\.sync", ptx))}), flush=True)
 
 
+def slot_sub_async():
+    """The split form's slot kernel (merging the index lists) with the block whole (SUB 0) and in
+    sub-blocks of 64 keys (main_branch._SLOT_SUB), compiled as the JIT does (16-byte aligned
+    pointers and strides, 3 stages): the cp.async copies of its K and V."""
+    fn, sig, const = KERNELS[3]
+    names = list(sig)
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.isupper() or n.startswith("stride")}
+    for sub in (0, 64):
+        k = triton.compile(source(fn, sig, dict(const, USE_PDL=1, SUB=sub), attrs), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": 4, "num_stages": mb._SLOT_STAGES})
+        print(json.dumps({"kernel": "slot_sub_cp_async", "mode": sub, "cp_async": k.asm["ptx"].count("cp.async.")}),
+              flush=True)
+
+
 def main():
     key_buffers()
     scan_mma()
+    slot_sub_async()
     for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):
             k = triton.compile(source(fn, sig, dict(const, USE_PDL=mode)), target=GPUTarget("cuda", 90, 32),

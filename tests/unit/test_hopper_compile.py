@@ -5,7 +5,8 @@ in a process without TRITON_INTERPRET). Catches front-end errors before a GPU ru
 Triton 3.6, this check the Triton installed here. And the decode index scan's loop keeps a key
 block in flight with the decode num_stages, where Triton's default keeps none (Triton 3.6 and 3.8
 alike; benchmarks/NOTES.md v9); and its keys-x-queries form (the 8-bit decode tiles') runs 8-bit
-warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14)."""
+warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14); and
+the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16)."""
 
 import json
 import os
@@ -54,3 +55,11 @@ def test_decode_index_scan_keeps_a_key_block_in_flight(compiled, dtype):
 def test_decode_index_scan_keys_x_queries_takes_fp8_warpgroup_mma(compiled):
     r = compiled[("index_partial_mma", "fp8e4nv", 1)]
     assert r["wgmma"] == ["wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3"] and r["mma_sync"] == 0, r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_slot_kernel_sub_blocks_load_asynchronously(compiled):
+    # the whole block loads through registers; sub-blocks of 64 keys in a pipelined loop, whose
+    # K and V go to shared memory by cp.async (main_branch._SLOT_SUB, benchmarks/NOTES.md v16)
+    assert compiled[("slot_sub_cp_async", 0, None)]["cp_async"] == 0
+    assert compiled[("slot_sub_cp_async", 64, None)]["cp_async"] > 0
