@@ -18,6 +18,7 @@
     python benchmarks/decode_ab.py keysm_rule --fp8 --points ... # its shipped rule against never / always
     python benchmarks/decode_ab.py slotsub [--fp8] [--points ...]  # slot kernel in pipelined sub-blocks (v16)
     python benchmarks/decode_ab.py slotsub_rule [--fp8] --points ...  # its shipped rule (v16)
+    python benchmarks/decode_ab.py heads [--fp8] [--points ...]  # list merge: heads first or every list (v16)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -163,6 +164,11 @@ STUDIES = {
         "sub32_s3": _set(_SLOT_SUB=32, _SLOT_STAGES=3),
         "sub32_s5": _set(_SLOT_SUB=32, _SLOT_STAGES=5),
     },
+    "heads": {  # the list merge: heads first (index_branch._HEADS_MERGE) or every list
+        "all_lists": _set(_HEADS_MERGE=False),
+        "heads": _set(_HEADS_MERGE=True),
+        "rule": _set(),
+    },
     "slotsub_rule": {  # the shipped rule (sub-blocks while several slot programs share an SM)
         "rule": _set(),
         "whole": _set(_SLOT_SUB=0),
@@ -183,7 +189,7 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
-                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES")
+                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

@@ -14,8 +14,8 @@ Two kernels, no ``[tokens, blocks]`` score matrix in memory:
    ``[total_q * Hkv, n_split, KF]``.
 2. ``_index_finalize_kernel``, grid over ``(token, group)`` rows: merges the splits' lists
    with the same total order (score descending, then block id ascending) in parallel (a tree
-   of bitonic merges of the sorted lists), adds the
-   forced init and local blocks, and writes the ascending ids with the ``-1`` tail. The merge
+   of bitonic merges of the sorted lists; with many lists, the lists' heads first: see
+   ``_HEADS_MERGE``), adds the forced init and local blocks, and writes the ascending ids with the ``-1`` tail. The merge
    is a helper (``_merge_select``): for small decode steps the decode wrapper skips this kernel
    and the main branch's slot kernel runs the helper itself (main_branch ``SELECT``).
 
@@ -238,7 +238,8 @@ def _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split,
     before the step's index kernels, so readable before a PDL wait): the query's own block ``p``
     and ``n_used``, the splits whose lists the partial kernel wrote for the row: those holding a
     part of the row's tile's candidate range (the tile: BLOCK_T tokens of the request; its range
-    ends at its last token's, and is split by the partial kernel's rule)."""
+    ends at its last token's, and is split by the partial kernel's rule) and ``per_split``, the
+    blocks of each of those splits (block b is in split (b - N_INIT) // per_split)."""
     tok = tl.where(m_r, o_r // HKV, 0)
     i_b = tl.load(TOKEN_REQ + tok, mask=m_r, other=0)
     q_start = tl.load(CU_SEQLENS + i_b, mask=m_r, other=0)
@@ -250,36 +251,60 @@ def _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split,
     n_tile = tl.where(m_r, tl.maximum(p_last - N_LOCAL - N_INIT + 1, 0), 0)  # the tile's candidate blocks
     per_tile = tl.maximum(_split_len(n_tile, n_split, SPLIT_FLOOR, SPLIT_PIECES), 1)
     n_used = tl.minimum(tl.where(n_tile > 0, (n_tile - 1) // per_tile + 1, 0), n_split)
-    return p, n_used
+    return p, n_used, per_tile
 
 
 @triton.jit
-def _merge_select(IN_KEY, rows64, p, n_used, n_split,
+def _merge_select(IN_KEY, rows64, p, n_used, per_split, n_split,
                   NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
                   N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
-                  LOG2_KF: tl.constexpr):
-    """The selection of rows ``rows64`` [R] (query block ``p``, ``n_used`` lists; see
-    _rows_used_splits) from the partial kernel's lists, ``[R, TOPK_P]`` int32: ascending block
-    ids, ``-1`` tail, columns from TOPK on undefined. The lists (int64 order keys, each list
-    descending; keys are distinct, as every block id is offered by one split only) are merged
-    NS_C splits at a time in a tree of log2(NS_C) levels: the KF best of two descending lists a,
-    b are max(a, flip(b)), a bitonic sequence that log2(KF) compare-exchange steps sort again.
-    The chunk's best list joins the running one the same way. The first K_FREE keys are the
-    free picks; the forced init and local blocks are added."""
+                  LOG2_KF: tl.constexpr, NS_H: tl.constexpr):
+    """The selection of rows ``rows64`` [R] (query block ``p``, ``n_used`` lists of ``per_split``
+    blocks each; see _rows_used_splits) from the partial kernel's lists, ``[R, TOPK_P]`` int32:
+    ascending block ids, ``-1`` tail, columns from TOPK on undefined. The lists hold int64 order
+    keys, each list descending; keys are distinct, as every block id is offered by one split only.
+
+    NS_H = 0: every list is merged, NS_C splits at a time, in a tree of log2(NS_C) levels: the KF
+    best of two descending lists a, b are max(a, flip(b)), a bitonic sequence that log2(KF)
+    compare-exchange steps sort again; the chunk's best list joins the running one the same way.
+    NS_H > 0 (at least the lists a row can have, and KF; powers of 2): heads first. A list whose
+    best key ranks r among the lists' best keys can give the K_FREE best at most its first
+    K_FREE - r keys (the r better heads and its own earlier keys all beat its key j, so r + j <
+    K_FREE). So only the lists' first keys are loaded and sorted, then the first K_FREE - r keys of
+    the list of rank r (its index from its head's block id), and those KF lists are merged in
+    log2(KF) levels: ~NS_H + KF^2 keys handled instead of n_used x KF.
+    The first K_FREE keys are the free picks; the forced init and local blocks are added."""
     R: tl.constexpr = rows64.shape[0]
     o_k = tl.arange(0, KF)
-    o_s = tl.arange(0, NS_C)
-    n_used_max = tl.max(n_used, axis=0)
-    top = tl.full([R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
-    for c0 in range(0, n_used_max, NS_C):
-        i_split = c0 + o_s
-        off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [R, NS_C, KF]
-        m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
-        x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
-        for _ in tl.static_range(LOG2_NS_C):
+    if NS_H > 0:
+        o_h = tl.arange(0, NS_H)
+        heads = tl.load(IN_KEY + (rows64[:, None] * n_split + o_h[None, :]) * KF,
+                        mask=o_h[None, :] < n_used[:, None], other=_NONE)  # [R, NS_H]: each list's best key
+        heads = tl.reshape(tl.sort(heads, dim=1, descending=True), [R, NS_H // KF, KF])
+        o_c = tl.arange(0, NS_H // KF)
+        best = tl.max(tl.where(o_c[None, :, None] == 0, heads, _NONE), axis=1)  # [R, KF]: the KF best heads
+        blk = 2147483647 - (best & 0xFFFFFFFF).to(tl.int32)
+        lst = (blk - N_INIT) // per_split[:, None]  # the split that offered it
+        take = (best != _NONE)[:, :, None] & (o_k[None, None, :] < K_FREE - o_k[None, :, None])  # key j of rank r
+        off = (rows64[:, None, None] * n_split + lst[:, :, None]) * KF + o_k[None, None, :]  # [R, KF, KF]
+        x = tl.load(IN_KEY + off, mask=take, other=_NONE)
+        for _ in tl.static_range(LOG2_KF):
             a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
             x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
-        top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
+        top = x
+    else:
+        o_s = tl.arange(0, NS_C)
+        n_used_max = tl.max(n_used, axis=0)
+        top = tl.full([R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
+        for c0 in range(0, n_used_max, NS_C):
+            i_split = c0 + o_s
+            off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [R, NS_C, KF]
+            m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
+            x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
+            for _ in tl.static_range(LOG2_NS_C):
+                a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
+                x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
+            top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
     top = tl.reshape(top, [R, KF])
     top_i = tl.where(top != _NONE, 2147483647 - (top & 0xFFFFFFFF).to(tl.int32), -1)
     used = (o_k[None, :] < K_FREE) & (top_i >= 0)  # [R, KF]
@@ -303,7 +328,7 @@ def _index_finalize_kernel(
     HKV: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, BLOCK: tl.constexpr,
     TOPK: tl.constexpr, TOPK_P: tl.constexpr,
     N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr, LOG2_KF: tl.constexpr,
-    SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
+    SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0, NS_H: tl.constexpr = 0,
 ):
     """BLOCK_R rows (token * HKV + group) per program: the splits' lists merged into the row's
     selection (_merge_select), written as ascending ids with the ``-1`` tail. Exactly the
@@ -312,12 +337,12 @@ def _index_finalize_kernel(
     m_r = o_r < total_rows
     # the step's metadata was written before the partial kernel ran (PDL: it can be read before
     # the wait, which only the partial lists need)
-    p, n_used = _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split, HKV, BLOCK_T, BLOCK, N_INIT,
-                                  N_LOCAL, SPLIT_FLOOR, SPLIT_PIECES)
+    p, n_used, per_split = _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split, HKV, BLOCK_T, BLOCK,
+                                             N_INIT, N_LOCAL, SPLIT_FLOOR, SPLIT_PIECES)
     pdl_wait(USE_PDL)
     rows64 = o_r.to(tl.int64)
-    out = _merge_select(IN_KEY, rows64, p, n_used, n_split, NS_C, LOG2_NS_C, TOPK, TOPK_P, N_INIT, N_LOCAL, K_FREE,
-                        KF, LOG2_KF)
+    out = _merge_select(IN_KEY, rows64, p, n_used, per_split, n_split, NS_C, LOG2_NS_C, TOPK, TOPK_P, N_INIT, N_LOCAL,
+                        K_FREE, KF, LOG2_KF, NS_H)
     col = tl.arange(0, TOPK_P)[None, :]
     tl.store(OUT + rows64[:, None] * TOPK + col, out, mask=m_r[:, None] & (col < TOPK))
 
@@ -352,7 +377,12 @@ class IndexLaunch:
                     TOPK_P=triton.next_power_of_2(config.topk), N_INIT=config.num_init_blocks,
                     N_LOCAL=config.num_local_blocks,
                     K_FREE=config.topk - config.num_init_blocks - config.num_local_blocks, KF=self.kf,
-                    LOG2_KF=self.kf.bit_length() - 1, SPLIT_FLOOR=self.split_floor, SPLIT_PIECES=self.split_pieces)
+                    LOG2_KF=self.kf.bit_length() - 1, SPLIT_FLOOR=self.split_floor, SPLIT_PIECES=self.split_pieces,
+                    NS_H=max(triton.next_power_of_2(self.n_split), self.kf) if self.heads_merge() else 0)
+
+    def heads_merge(self) -> bool:
+        """Whether the list merge takes the lists' best keys first (see _HEADS_MERGE)."""
+        return self.n_split > self.ns_c if _HEADS_MERGE is None else _HEADS_MERGE
 
     def workspace(self, total_q: int, hkv: int, device) -> torch.Tensor:
         """The partial lists as int64 order keys, ``[total_q * hkv, n_split, kf]``."""
@@ -389,6 +419,14 @@ _SPLIT_PROGRAMS_PER_SM_FP8 = 3
 # were tried with the merge in the slot kernel: within 1 us with narrow page tables, 1.1-1.7 us
 # slower at 32K-128K with 1M-wide ones (SGLang's); not kept (NOTES.md v14).
 _CHUNK_CANDIDATES = 2048
+# The list merge takes the lists' best keys first (see _merge_select, NS_H: it sorts the n_split
+# heads and merges only the KF lists those can come from) where a row's lists exceed one merge
+# chunk (ns_c); the full merge of every list otherwise. Same selections; H100, M3 shapes, step us
+# full / heads: 8-bit keys 1 x 1M (256 lists) 64.3 / 63.3; 128 lists or fewer: bf16 keys 1 x 32K
+# 17.6 / 18.3, 1 x 128K 25.8 / 26.3, 1 x 1M 103.3 / 103.7 (the sort of the heads and the 16-list
+# tree take as many compare-exchange steps as the full tree, whose cost is per step, not per key;
+# benchmarks/NOTES.md v16b). None: that rule; True / False: always / never (tests, A/B studies).
+_HEADS_MERGE = None
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
 FP8_QUERY = True

@@ -10,7 +10,8 @@ Three forms, same results (up to rounding), chosen by :func:`sparse_attention`:
 * **split** (``_slot_partial_kernel`` + ``_merge_heads_kernel``): one program per (query
   token, group, slot) attends one block and writes a partial output with its LSE; one program
   per (query, head) merges the slots. Many small programs: the form for decode and MTP, where
-  query-outer leaves the GPU nearly empty.
+  query-outer leaves the GPU nearly empty. Where several of them share an SM, each walks its
+  block in pipelined sub-blocks (``slot_sub``).
 * **KV-outer** (the MSA paper's form; ``_kv_outer_partial_kernel`` + ``_merge_slots_kernel``):
   a device-built reverse index (``metadata.build_block_tiles``) lists, for each (group,
   request, block), the (query, slot) entries that chose it; one program loads that K/V block
@@ -126,7 +127,7 @@ def _slot_partial_kernel(
     SELECT: tl.constexpr = 0, BLOCK_T: tl.constexpr = 1, NS_C: tl.constexpr = 1, LOG2_NS_C: tl.constexpr = 0,
     TOPK_P: tl.constexpr = 16, N_INIT: tl.constexpr = 0, N_LOCAL: tl.constexpr = 1, K_FREE: tl.constexpr = 1,
     KF: tl.constexpr = 1, LOG2_KF: tl.constexpr = 0, SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1,
-    SUB: tl.constexpr = 0,
+    SUB: tl.constexpr = 0, NS_H: tl.constexpr = 0,
 ):
     """Split form (decode, short calls): one program per (query token, group, slot) attends the
     slot's block with the group's G heads and writes the partial output (normalised, fp32) and
@@ -164,11 +165,11 @@ def _slot_partial_kernel(
     pos = tl.load(SEQ_LENS + i_b) - q_len + (i_t - q_start)
     if SELECT:
         o_r = i_t * HKV + i_g + tl.arange(0, 1)  # the row (token, group) as a [1] tensor
-        p_row, n_used = _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, o_r >= 0, n_split, HKV, BLOCK_T,
-                                          BLOCK, N_INIT, N_LOCAL, SPLIT_FLOOR, SPLIT_PIECES)
+        p_row, n_used, per_split = _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, o_r >= 0, n_split, HKV,
+                                                     BLOCK_T, BLOCK, N_INIT, N_LOCAL, SPLIT_FLOOR, SPLIT_PIECES)
         pdl_wait(USE_PDL)
-        sel = _merge_select(IN_KEY, o_r.to(tl.int64), p_row, n_used, n_split, NS_C, LOG2_NS_C, TOPK, TOPK_P, N_INIT,
-                            N_LOCAL, K_FREE, KF, LOG2_KF)  # [1, TOPK_P]
+        sel = _merge_select(IN_KEY, o_r.to(tl.int64), p_row, n_used, per_split, n_split, NS_C, LOG2_NS_C, TOPK, TOPK_P,
+                            N_INIT, N_LOCAL, K_FREE, KF, LOG2_KF, NS_H)  # [1, TOPK_P]
         col = tl.arange(0, TOPK_P)[None, :]
         blk = tl.sum(tl.where(col == i_s, sel, 0))
         if i_s == 0:

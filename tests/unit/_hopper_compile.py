@@ -50,6 +50,9 @@ KERNELS = [
     (mb._slot_partial_kernel,  # merging the index lists itself (the decode wrapper's split form)
      {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
      dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=1, **SELECT_CONST)),
+    (mb._slot_partial_kernel,  # and the lists' heads first (8-bit keys at 1 x 1M: 256 lists)
+     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
+     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=1, **SELECT_CONST, NS_H=256)),
     (mb._merge_heads_kernel,
      {"O_PART": "*fp32", "LSE_PART": "*fp32", "OUT": "*bf16", "LSE": "*fp32", "stride_ot": I32, "stride_oh": I32},
      dict(HQ=64, G=16, D=128, D_P=128, TOPK=16, TOPK_P=16)),
@@ -139,7 +142,7 @@ def main():
             k = triton.compile(source(fn, sig, dict(const, USE_PDL=mode)), target=GPUTarget("cuda", 90, 32),
                                options={"launch_pdl": mode > 0})
             ptx = k.asm["ptx"]
-            name = fn.__name__ + ("_select" if const.get("SELECT") else "")
+            name = fn.__name__ + ("_select" if const.get("SELECT") else "") + ("_heads" if const.get("NS_H") else "")
             print(json.dumps({"kernel": name, "mode": mode, "wait": ptx.count("griddepcontrol.wait"),
                               "launch": ptx.count("griddepcontrol.launch_dependents")}), flush=True)
 

@@ -18,7 +18,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = ("_index_partial_kernel", "_index_finalize_kernel", "_slot_partial_kernel", "_slot_partial_kernel_select",
-           "_merge_heads_kernel", "_sparse_attn_fwd_kernel")
+           "_slot_partial_kernel_select_heads", "_merge_heads_kernel", "_sparse_attn_fwd_kernel")
 
 
 @pytest.fixture(scope="module")

@@ -62,11 +62,13 @@ def _poisoned_workspace(self, total_q, hkv, device):
     return torch.full((total_q * hkv, self.n_split, self.kf), key, dtype=torch.int64, device=device)
 
 
+@pytest.mark.parametrize("heads", [False, True], ids=["all_lists", "heads_first"])  # ib._HEADS_MERGE
 @pytest.mark.parametrize("floor,pieces", [(3, 4), (1, 1), (8, 64)], ids=["floor3", "no_floor", "default"])
 @pytest.mark.parametrize("seq_lens,q_len,hot", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_split_floor_and_skipped_splits_keep_the_selection(monkeypatch, seq_lens, q_len, hot, floor, pieces):
+def test_split_floor_and_skipped_splits_keep_the_selection(monkeypatch, seq_lens, q_len, hot, floor, pieces, heads):
     monkeypatch.setattr(ib, "_FORCE_N_SPLIT", 16)
     monkeypatch.setattr(ib, "_CHUNK_CANDIDATES", 8)  # 2 splits per merge chunk: many chunks
+    monkeypatch.setattr(ib, "_HEADS_MERGE", heads)  # both merges (the rule takes heads first for many chunks)
     monkeypatch.setattr(ib, "_SPLIT_FLOOR", floor)
     monkeypatch.setattr(ib, "_SPLIT_PIECES", pieces)
     monkeypatch.setattr(ib.IndexLaunch, "workspace", _poisoned_workspace)
