@@ -167,7 +167,7 @@ STUDIES = {
     "heads": {  # the list merge: heads first (index_branch._HEADS_MERGE) or every list
         "all_lists": _set(_HEADS_MERGE=False),
         "heads": _set(_HEADS_MERGE=True),
-        "rule": _set(),
+        "rule": _set(_HEADS_MERGE=None),  # heads first where the plan has more lists than one chunk
     },
     "slotsub_rule": {  # the shipped rule (sub-blocks while several slot programs share an SM)
         "rule": _set(),

@@ -14,8 +14,8 @@ Two kernels, no ``[tokens, blocks]`` score matrix in memory:
    ``[total_q * Hkv, n_split, KF]``.
 2. ``_index_finalize_kernel``, grid over ``(token, group)`` rows: merges the splits' lists
    with the same total order (score descending, then block id ascending) in parallel (a tree
-   of bitonic merges of the sorted lists; with many lists, the lists' heads first: see
-   ``_HEADS_MERGE``), adds the forced init and local blocks, and writes the ascending ids with the ``-1`` tail. The merge
+   of bitonic merges of the sorted lists; or the lists' heads first: ``_HEADS_MERGE``), adds
+   the forced init and local blocks, and writes the ascending ids with the ``-1`` tail. The merge
    is a helper (``_merge_select``): for small decode steps the decode wrapper skips this kernel
    and the main branch's slot kernel runs the helper itself (main_branch ``SELECT``).
 
@@ -419,14 +419,17 @@ _SPLIT_PROGRAMS_PER_SM_FP8 = 3
 # were tried with the merge in the slot kernel: within 1 us with narrow page tables, 1.1-1.7 us
 # slower at 32K-128K with 1M-wide ones (SGLang's); not kept (NOTES.md v14).
 _CHUNK_CANDIDATES = 2048
-# The list merge takes the lists' best keys first (see _merge_select, NS_H: it sorts the n_split
-# heads and merges only the KF lists those can come from) where a row's lists exceed one merge
-# chunk (ns_c); the full merge of every list otherwise. Same selections; H100, M3 shapes, step us
-# full / heads: 8-bit keys 1 x 1M (256 lists) 64.3 / 63.3; 128 lists or fewer: bf16 keys 1 x 32K
-# 17.6 / 18.3, 1 x 128K 25.8 / 26.3, 1 x 1M 103.3 / 103.7 (the sort of the heads and the 16-list
-# tree take as many compare-exchange steps as the full tree, whose cost is per step, not per key;
-# benchmarks/NOTES.md v16b). None: that rule; True / False: always / never (tests, A/B studies).
-_HEADS_MERGE = None
+# The list merge may take the lists' best keys first (see _merge_select, NS_H: it sorts the
+# n_split heads and merges only the KF lists those can come from). Same selections; H100, M3
+# shapes, step us full / heads: 8-bit keys 1 x 1M (256 lists, two merge chunks) 64.3 / 63.3; 128
+# lists or fewer: bf16 keys 1 x 32K 17.6 / 18.3, 1 x 128K 25.8 / 26.3, 1 x 1M 103.3 / 103.7 (sorting
+# the heads and merging 16 lists take as many compare-exchange steps as the full tree, whose cost
+# is per step, not per key; benchmarks/NOTES.md v16b). None: heads first where the plan has more
+# lists than one chunk - but the plan knows the page table's width, not the lengths: with tables
+# sized for 1M (SGLang's) and 8-bit keys a 32K-128K row uses one chunk's worth of lists, where
+# heads first would cost (not measured); choosing by the row's lists at runtime would fix that
+# (not built). So off by default. True / False: always / never (tests, A/B studies).
+_HEADS_MERGE = False
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
 FP8_QUERY = True
