@@ -255,6 +255,50 @@ def _rows_used_splits(TOKEN_REQ, SEQ_LENS, CU_SEQLENS, o_r, m_r, n_split,
 
 
 @triton.jit
+def _merge_all_lists(IN_KEY, rows64, n_used, n_split, NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, KF: tl.constexpr,
+                     LOG2_KF: tl.constexpr):
+    """Every list of the rows merged, NS_C splits at a time: [R, 1, KF] keys, descending."""
+    R: tl.constexpr = rows64.shape[0]
+    o_k = tl.arange(0, KF)
+    o_s = tl.arange(0, NS_C)
+    n_used_max = tl.max(n_used, axis=0)
+    top = tl.full([R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
+    for c0 in range(0, n_used_max, NS_C):
+        i_split = c0 + o_s
+        off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [R, NS_C, KF]
+        m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
+        x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
+        for _ in tl.static_range(LOG2_NS_C):
+            a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
+            x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
+        top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
+    return top
+
+
+@triton.jit
+def _merge_heads_first(IN_KEY, rows64, n_used, per_split, n_split, N_INIT: tl.constexpr, K_FREE: tl.constexpr,
+                       KF: tl.constexpr, LOG2_KF: tl.constexpr, NS_H: tl.constexpr):
+    """The rows' best K_FREE keys from the lists' heads first (see _merge_select): [R, 1, KF]."""
+    R: tl.constexpr = rows64.shape[0]
+    o_k = tl.arange(0, KF)
+    o_h = tl.arange(0, NS_H)
+    heads = tl.load(IN_KEY + (rows64[:, None] * n_split + o_h[None, :]) * KF,
+                    mask=o_h[None, :] < n_used[:, None], other=_NONE)  # [R, NS_H]: each list's best key
+    heads = tl.reshape(tl.sort(heads, dim=1, descending=True), [R, NS_H // KF, KF])
+    o_c = tl.arange(0, NS_H // KF)
+    best = tl.max(tl.where(o_c[None, :, None] == 0, heads, _NONE), axis=1)  # [R, KF]: the KF best heads
+    blk = 2147483647 - (best & 0xFFFFFFFF).to(tl.int32)
+    lst = (blk - N_INIT) // per_split[:, None]  # the split that offered it
+    take = (best != _NONE)[:, :, None] & (o_k[None, None, :] < K_FREE - o_k[None, :, None])  # key j of rank r
+    off = (rows64[:, None, None] * n_split + lst[:, :, None]) * KF + o_k[None, None, :]  # [R, KF, KF]
+    x = tl.load(IN_KEY + off, mask=take, other=_NONE)
+    for _ in tl.static_range(LOG2_KF):
+        a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
+        x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
+    return x
+
+
+@triton.jit
 def _merge_select(IN_KEY, rows64, p, n_used, per_split, n_split,
                   NS_C: tl.constexpr, LOG2_NS_C: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
                   N_INIT: tl.constexpr, N_LOCAL: tl.constexpr, K_FREE: tl.constexpr, KF: tl.constexpr,
@@ -264,47 +308,26 @@ def _merge_select(IN_KEY, rows64, p, n_used, per_split, n_split,
     ascending block ids, ``-1`` tail, columns from TOPK on undefined. The lists hold int64 order
     keys, each list descending; keys are distinct, as every block id is offered by one split only.
 
-    NS_H = 0: every list is merged, NS_C splits at a time, in a tree of log2(NS_C) levels: the KF
-    best of two descending lists a, b are max(a, flip(b)), a bitonic sequence that log2(KF)
-    compare-exchange steps sort again; the chunk's best list joins the running one the same way.
-    NS_H > 0 (at least the lists a row can have, and KF; powers of 2): heads first. A list whose
-    best key ranks r among the lists' best keys can give the K_FREE best at most its first
-    K_FREE - r keys (the r better heads and its own earlier keys all beat its key j, so r + j <
-    K_FREE). So only the lists' first keys are loaded and sorted, then the first K_FREE - r keys of
-    the list of rank r (its index from its head's block id), and those KF lists are merged in
-    log2(KF) levels: ~NS_H + KF^2 keys handled instead of n_used x KF.
+    Full merge (_merge_all_lists): every list, NS_C splits at a time, in a tree of log2(NS_C)
+    levels: the KF best of two descending lists a, b are max(a, flip(b)), a bitonic sequence that
+    log2(KF) compare-exchange steps sort again; the chunk's best list joins the running one the
+    same way. Heads first (_merge_heads_first; NS_H > 0, at least the lists a row can have and
+    KF, powers of 2; taken at runtime where the rows' lists exceed one chunk, which the full
+    merge would walk chunk after chunk): a list whose best key ranks r among the lists' best keys
+    can give the K_FREE best at most its first K_FREE - r keys (the r better heads and its own
+    earlier keys all beat its key j, so r + j < K_FREE). So only the lists' first keys are loaded
+    and sorted, then the first K_FREE - r keys of the list of rank r (its index from its head's
+    block id), and those KF lists are merged in log2(KF) levels.
     The first K_FREE keys are the free picks; the forced init and local blocks are added."""
     R: tl.constexpr = rows64.shape[0]
     o_k = tl.arange(0, KF)
     if NS_H > 0:
-        o_h = tl.arange(0, NS_H)
-        heads = tl.load(IN_KEY + (rows64[:, None] * n_split + o_h[None, :]) * KF,
-                        mask=o_h[None, :] < n_used[:, None], other=_NONE)  # [R, NS_H]: each list's best key
-        heads = tl.reshape(tl.sort(heads, dim=1, descending=True), [R, NS_H // KF, KF])
-        o_c = tl.arange(0, NS_H // KF)
-        best = tl.max(tl.where(o_c[None, :, None] == 0, heads, _NONE), axis=1)  # [R, KF]: the KF best heads
-        blk = 2147483647 - (best & 0xFFFFFFFF).to(tl.int32)
-        lst = (blk - N_INIT) // per_split[:, None]  # the split that offered it
-        take = (best != _NONE)[:, :, None] & (o_k[None, None, :] < K_FREE - o_k[None, :, None])  # key j of rank r
-        off = (rows64[:, None, None] * n_split + lst[:, :, None]) * KF + o_k[None, None, :]  # [R, KF, KF]
-        x = tl.load(IN_KEY + off, mask=take, other=_NONE)
-        for _ in tl.static_range(LOG2_KF):
-            a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
-            x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
-        top = x
+        if tl.max(n_used, axis=0) > NS_C:
+            top = _merge_heads_first(IN_KEY, rows64, n_used, per_split, n_split, N_INIT, K_FREE, KF, LOG2_KF, NS_H)
+        else:
+            top = _merge_all_lists(IN_KEY, rows64, n_used, n_split, NS_C, LOG2_NS_C, KF, LOG2_KF)
     else:
-        o_s = tl.arange(0, NS_C)
-        n_used_max = tl.max(n_used, axis=0)
-        top = tl.full([R, 1, KF], _NONE, dtype=tl.int64)  # best keys so far, descending
-        for c0 in range(0, n_used_max, NS_C):
-            i_split = c0 + o_s
-            off = (rows64[:, None, None] * n_split + i_split[None, :, None]) * KF + o_k[None, None, :]  # [R, NS_C, KF]
-            m_c = i_split[None, :, None] < n_used[:, None, None]  # the row's tile's splits only
-            x = tl.load(IN_KEY + off, mask=m_c, other=_NONE)
-            for _ in tl.static_range(LOG2_NS_C):
-                a, b = tl.split(tl.permute(tl.reshape(x, [R, x.shape[1] // 2, 2, KF]), [0, 1, 3, 2]))
-                x = _bitonic_sort_desc(tl.maximum(a, tl.flip(b, 2)), LOG2_KF)
-            top = _bitonic_sort_desc(tl.maximum(top, tl.flip(x, 2)), LOG2_KF)
+        top = _merge_all_lists(IN_KEY, rows64, n_used, n_split, NS_C, LOG2_NS_C, KF, LOG2_KF)
     top = tl.reshape(top, [R, KF])
     top_i = tl.where(top != _NONE, 2147483647 - (top & 0xFFFFFFFF).to(tl.int32), -1)
     used = (o_k[None, :] < K_FREE) & (top_i >= 0)  # [R, KF]
@@ -424,11 +447,13 @@ _CHUNK_CANDIDATES = 2048
 # shapes, step us full / heads: 8-bit keys 1 x 1M (256 lists, two merge chunks) 64.3 / 63.3; 128
 # lists or fewer: bf16 keys 1 x 32K 17.6 / 18.3, 1 x 128K 25.8 / 26.3, 1 x 1M 103.3 / 103.7 (sorting
 # the heads and merging 16 lists take as many compare-exchange steps as the full tree, whose cost
-# is per step, not per key; benchmarks/NOTES.md v16b). None: heads first where the plan has more
-# lists than one chunk - but the plan knows the page table's width, not the lengths: with tables
-# sized for 1M (SGLang's) and 8-bit keys a 32K-128K row uses one chunk's worth of lists, where
-# heads first would cost (not measured); choosing by the row's lists at runtime would fix that
-# (not built). So off by default. True / False: always / never (tests, A/B studies).
+# is per step, not per key; benchmarks/NOTES.md v16b). None: plans with more lists than one chunk
+# compile both merges and each row takes heads first only if its lists exceed one chunk (the
+# kernel decides: the plan sees the page table's width, not the lengths, and SGLang's tables are
+# 1M wide). Measured with tables as wide as the context (1 x 1M 63.3, 1 x 128K 21.8 us); with
+# 1M-wide tables at 32K-128K, where rows take the full merge inside the two-path kernel, not
+# yet (`decode_ab.py heads --wide --fp8`), so off by default. True / False: heads first whenever
+# the plan has more lists than one chunk (rows with fewer still merge fully) / never.
 _HEADS_MERGE = False
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
