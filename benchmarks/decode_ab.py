@@ -164,10 +164,9 @@ STUDIES = {
         "sub32_s3": _set(_SLOT_SUB=32, _SLOT_STAGES=3),
         "sub32_s5": _set(_SLOT_SUB=32, _SLOT_STAGES=5),
     },
-    "heads": {  # the list merge: heads first (index_branch._HEADS_MERGE) or every list
-        "all_lists": _set(_HEADS_MERGE=False),
-        "heads": _set(_HEADS_MERGE=True),
-        "rule": _set(_HEADS_MERGE=None),  # heads first where the plan has more lists than one chunk
+    "heads": {  # the list merge: every list, or heads first where a row's lists exceed one chunk
+        "all_lists": _set(_HEADS_MERGE=False),  # (index_branch._HEADS_MERGE; v16b's runs had an
+        "heads": _set(_HEADS_MERGE=True),  # always-heads-first variant and a plan rule, since replaced)
     },
     "slotsub_rule": {  # the shipped rule (sub-blocks while several slot programs share an SM)
         "rule": _set(),

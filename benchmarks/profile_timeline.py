@@ -15,7 +15,10 @@ Marks:
   scan   start, waited (PDL wait passed), prologue (query row loaded), end (list stored)
   slot   start, meta (request lengths known), waited, merged (own block id known), page (page id
          known), qk (keys arrived, scores and maxima done), pv (values arrived, output done), end
+         (qk / pv / end: the whole-block form only, which batch-1 steps take)
   merge  start, waited, loaded (partials arrived), end
+"end" marks are read once the program's last store is issued. A mark no program reached is
+listed as such.
 
 Writes $OUT/profile_timeline[_fp8].json and prints the table. Also times the instrumented step
 against the shipped one (the stamps' own cost)."""
@@ -274,7 +277,9 @@ def main():
                   "median cycles since the previous mark")
             for k, marks in r["kernels"].items():
                 for m, v in marks.items():
-                    if v["n"]:
+                    if not v["n"]:
+                        print(f"   {k:5} {m:9} no program reached this mark")
+                    else:
                         cyc = v.get("cycles_since_prev")
                         print(f"   {k:5} {m:9} {v['first']:8.2f} {v['median']:8.2f} {v['last']:8.2f}  n={v['n']:4}"
                               + (f"  {cyc:8.0f} cyc" if cyc is not None else ""))

@@ -404,8 +404,8 @@ class IndexLaunch:
                     NS_H=max(triton.next_power_of_2(self.n_split), self.kf) if self.heads_merge() else 0)
 
     def heads_merge(self) -> bool:
-        """Whether the list merge takes the lists' best keys first (see _HEADS_MERGE)."""
-        return self.n_split > self.ns_c if _HEADS_MERGE is None else _HEADS_MERGE
+        """Whether the list merge may take the lists' best keys first (see _HEADS_MERGE)."""
+        return bool(_HEADS_MERGE) and self.n_split > self.ns_c
 
     def workspace(self, total_q: int, hkv: int, device) -> torch.Tensor:
         """The partial lists as int64 order keys, ``[total_q * hkv, n_split, kf]``."""
@@ -444,16 +444,15 @@ _SPLIT_PROGRAMS_PER_SM_FP8 = 3
 _CHUNK_CANDIDATES = 2048
 # The list merge may take the lists' best keys first (see _merge_select, NS_H: it sorts the
 # n_split heads and merges only the KF lists those can come from). Same selections; H100, M3
-# shapes, step us full / heads: 8-bit keys 1 x 1M (256 lists, two merge chunks) 64.3 / 63.3; 128
-# lists or fewer: bf16 keys 1 x 32K 17.6 / 18.3, 1 x 128K 25.8 / 26.3, 1 x 1M 103.3 / 103.7 (sorting
-# the heads and merging 16 lists take as many compare-exchange steps as the full tree, whose cost
-# is per step, not per key; benchmarks/NOTES.md v16b). None: plans with more lists than one chunk
-# compile both merges and each row takes heads first only if its lists exceed one chunk (the
-# kernel decides: the plan sees the page table's width, not the lengths, and SGLang's tables are
-# 1M wide). Measured with tables as wide as the context (1 x 1M 63.3, 1 x 128K 21.8 us); with
-# 1M-wide tables at 32K-128K, where rows take the full merge inside the two-path kernel, not
-# yet (`decode_ab.py heads --wide --fp8`), so off by default. True / False: heads first whenever
-# the plan has more lists than one chunk (rows with fewer still merge fully) / never.
+# shapes, step us full / heads first for every row (the code of 004a1ed): 8-bit keys 1 x 1M (256
+# lists, two merge chunks) 64.3 / 63.3; 128 lists or fewer: bf16 keys 1 x 32K 17.6 / 18.3, 1 x 128K
+# 25.8 / 26.3, 1 x 1M 103.3 / 103.7 (sorting the heads and merging 16 lists take as many
+# compare-exchange steps as the full tree, whose cost is per step, not per key; benchmarks/NOTES.md
+# v16b). True: plans with more lists than one chunk compile both merges and each program takes
+# heads first only if its rows' lists exceed one chunk (the kernel decides: the plan sees the page
+# table's width, not the lengths, and SGLang's tables are 1M wide). That two-path kernel is not
+# measured yet (`decode_ab.py heads --fp8`, with and without --wide), so False (the full merge
+# only) by default.
 _HEADS_MERGE = False
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.

@@ -472,6 +472,8 @@ _SLOT_STAGES = 3
 def slot_sub(total_q: int, hkv: int, topk: int, block_size: int, device) -> int:
     """Keys per sub-block of the split form's slot kernel (0: the whole block; see _SLOT_SUB)."""
     if _SLOT_SUB is not None:
+        if _SLOT_SUB not in (0, 16, 32, 64, 128):
+            raise ValueError(f"main_branch._SLOT_SUB: expected None or one of 0, 16, 32, 64, 128, got {_SLOT_SUB!r}")
         sub = _SLOT_SUB
     else:
         sub = _SLOT_SUB_KEYS if total_q * hkv * topk > num_sms(device) else 0

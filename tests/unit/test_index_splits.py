@@ -4,8 +4,11 @@ finalize kernel reads exactly the splits the partial kernel wrote (splits past a
 exit without writing). Hand-built cases whose best blocks sit in the last used split, the first
 one, or the split where a second request's shorter range ends: a merge that skipped one split
 too many would lose them. The workspace starts poisoned with a list that names a non-hot block
-with the best possible score: a merge that read one split too many (an unwritten one) would
-select it."""
+with the best possible score: a merge of every list that read one split too many (an unwritten
+one) would select it; the heads-first merge maps that head to the split of its block and would
+load that split's list twice, pushing a real list out of the best heads.
+Both merges run (index_branch._HEADS_MERGE), with and without a forced init block (the heads-first
+merge finds a head's split from its block id, shifted by the init blocks)."""
 
 import pytest
 import torch
@@ -79,3 +82,22 @@ def test_split_floor_and_skipped_splits_keep_the_selection(monkeypatch, seq_lens
     for b, blocks in enumerate(hot):  # and the planted blocks are what was chosen, by every token
         for t in range(q_len):
             assert set(blocks) <= set(got[b * q_len + t, 0].tolist())
+
+
+@pytest.mark.parametrize("heads", [False, True], ids=["all_lists", "heads_first"])
+@pytest.mark.parametrize("seq_lens,q_len,hot", [c[1:] for c in CASES[:3]], ids=[c[0] for c in CASES[:3]])
+def test_init_block_keeps_the_selection(monkeypatch, seq_lens, q_len, hot, heads):
+    # block 0 forced (num_init_blocks 1): candidates start at block 1; hot blocks past it
+    config = MSAConfig(block_size=B, topk=5, num_init_blocks=1, num_local_blocks=1)
+    monkeypatch.setattr(ib, "_FORCE_N_SPLIT", 16)
+    monkeypatch.setattr(ib, "_CHUNK_CANDIDATES", 8)
+    monkeypatch.setattr(ib, "_HEADS_MERGE", heads)
+    monkeypatch.setattr(ib, "_SPLIT_FLOOR", 3)
+    monkeypatch.setattr(ib, "_SPLIT_PIECES", 4)
+    hot = [tuple(sorted({max(1, blk) for blk in blocks})) for blocks in hot]
+    a = _case(hot, seq_lens, q_len)
+    got = msa_sgl.index_topk(**{k: v.to(KERNEL_DEVICE) for k, v in a.items()}, config=config).cpu()
+    want = reference.index_topk(**a, config=config)
+    assert torch.equal(got, want), f"selection differs:\n{got}\nvs reference\n{want}"
+    for b, blocks in enumerate(hot):
+        assert set(blocks) <= set(got[b * q_len, 0].tolist())
