@@ -283,8 +283,7 @@ def main():
                         cyc = v.get("cycles_since_prev")
                         print(f"   {k:5} {m:9} {v['first']:8.2f} {v['median']:8.2f} {v['last']:8.2f}  n={v['n']:4}"
                               + (f"  {cyc:8.0f} cyc" if cyc is not None else ""))
-            import gpu_run as g
-            g.free()
+            gpu_run.free()
     finally:
         out = Path(os.environ.get("OUT", ".")) / f"profile_timeline{'_fp8' if a.fp8 else ''}.json"
         out.write_text(json.dumps(res, indent=1, default=str))

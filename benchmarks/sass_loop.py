@@ -102,11 +102,9 @@ def kv_outer():
            "LSE_PART": "*fp32", "qk_scale": "fp32", "row_lo": "i32", "stride_qt": "i32", "stride_qh": "i32",
            "stride_kp": "i32", "stride_kb": "i32", "stride_kh": "i32", "stride_vp": "i32", "stride_vb": "i32",
            "stride_vh": "i32"}
-    aligned = [n for n in sig if n not in ("qk_scale", "row_lo")]
+    attrs = hc.aligned(sig, [n for n in sig if n not in ("qk_scale", "row_lo")])
     for mq, warps in ((8, 8), (8, 4), (16, 8), (16, 16)):
         c = dict(HKV=4, G=16, G_P=16, MQ=mq, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)
-        names = list(sig)
-        attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
         k = triton.compile(hc.source(mb._kv_outer_partial_kernel, sig, c, attrs), target=TARGET,
                            options={"num_warps": warps})
         print(f"KV-outer partial, {mq * 16}-row tiles, {warps} warps: shared {k.metadata.shared} B | "

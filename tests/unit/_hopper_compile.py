@@ -66,6 +66,13 @@ _ALIGNED = ("Q", "K", "K_SCALE", "PAGE_TABLE", "SEQ_LENS", "CU_SEQLENS", "TILE_C
             "stride_kp", "stride_kb", "stride_pt_b")
 
 
+def aligned(sig, names):
+    """Compile attributes marking the arguments ``names`` of ``sig`` 16-byte aligned, as the JIT
+    specializes pointers and strides that are."""
+    order = list(sig)  # the arguments come first in a kernel's signature, constexprs after
+    return {(order.index(n),): [["tt.divisibility", 16]] for n in names}
+
+
 def source(fn, sig, const, attrs=None):
     """ASTSource of ``fn`` with ``sig``'s arguments and the ``const`` constexprs, plus every other
     constexpr at its default (Triton 3.8's ASTSource needs each one named; 3.6 fills them in)."""
@@ -85,10 +92,8 @@ def compile_scan(dtype="bf16", keys_m=0, num_stages=None, **const):
     fp8 = dtype != "bf16"
     c = {**base, "USE_PDL": 0, "FP8": fp8, "Q8": fp8, "SCALE_AHEAD": int(fp8), "KEYS_M": keys_m, **const}
     s = dict(sig, K="*" + dtype, K_SCALE="*fp32")
-    names = list(s)  # the arguments come first in the kernel's signature, constexprs after
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _ALIGNED}
     stages = ib._SHORT_TILE_STAGES if num_stages is None else num_stages
-    return triton.compile(source(fn, s, c, attrs), target=GPUTarget("cuda", 90, 32),
+    return triton.compile(source(fn, s, c, aligned(s, _ALIGNED)), target=GPUTarget("cuda", 90, 32),
                           options={"num_warps": ib._SHORT_TILE_WARPS, "num_stages": stages})
 
 
@@ -124,8 +129,7 @@ def slot_sub_async():
     sub-blocks of 64 keys (main_branch._SLOT_SUB), compiled as the JIT does (16-byte aligned
     pointers and strides, 3 stages): the cp.async copies of its K and V."""
     fn, sig, const = KERNELS[3]
-    names = list(sig)
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if n.isupper() or n.startswith("stride")}
+    attrs = aligned(sig, [n for n in sig if n.isupper() or n.startswith("stride")])
     for sub in (0, 64):
         k = triton.compile(source(fn, sig, dict(const, USE_PDL=1, SUB=sub), attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": 4, "num_stages": mb._SLOT_STAGES})
