@@ -1,7 +1,7 @@
 """A representative call of every kernel, small enough for compute-sanitizer: varlen batch with
 a prefill, a chunk after a prefix and decode rows, the three main-branch forms, the decode
-wrapper (both index score forms, 8-bit keys with e4m3 and with bf16 queries), 8-bit index keys
-(store and read), bf16, M3 head shapes.
+wrapper (both index score forms, 8-bit keys with e4m3 and with bf16 queries, the heads-first list
+merge), 8-bit index keys (store and read), bf16, M3 head shapes.
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python3 benchmarks/sanitize_case.py
 
@@ -66,6 +66,19 @@ for knobs in (dict(FP8_QUERY=False), dict(_KEYS_M_MAX_ROWS_FP8=0), dict(_KEYS_M_
     finally:
         for n, v in saved.items():
             setattr(ib, n, v)
+# 8-bit keys at 140K tokens with a page table over 1024 blocks wide: 256 lists a row, more than one
+# merge chunk, so the slot kernel takes the lists' heads first (index_branch._HEADS_MERGE)
+big = hb.make_big_problem([1], [140000], dtype=torch.bfloat16, seed=5)
+ba = big.args
+kb = ba["k_idx_cache"]
+kb8 = torch.empty(kb.shape, dtype=torch.float8_e4m3fn, device="cuda")
+scb = torch.empty(kb.shape[:2], dtype=torch.float32, device="cuda")
+msa_sgl.quantize_index_keys(kb.view(-1, kb.shape[2]), torch.arange(kb.shape[0] * kb.shape[1], device="cuda"), kb8, scb)
+wb = msa_sgl.MSADecodeWrapper(big.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=1,
+                              max_pages=ba["page_table"].shape[1], max_q_len=1, device="cuda", index_fp8=True)
+wb.plan(ba["page_table"], ba["cu_seqlens_q"], ba["seq_lens_k"], total_q=1)
+assert wb.step_plan.fused_select and wb.step_plan.index.heads_merge(), wb.step_plan
+extra.append(wb.run(ba["q"], ba["k_cache"], ba["v_cache"], ba["q_idx"], kb8, k_idx_scale=scb).clone())
 d = torch.cat([d, e, f] + extra)
 torch.cuda.synchronize()
 print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()

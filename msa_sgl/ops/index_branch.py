@@ -450,10 +450,13 @@ _CHUNK_CANDIDATES = 2048
 # compare-exchange steps as the full tree, whose cost is per step, not per key; benchmarks/NOTES.md
 # v16b). True: plans with more lists than one chunk compile both merges and each program takes
 # heads first only if its rows' lists exceed one chunk (the kernel decides: the plan sees the page
-# table's width, not the lengths, and SGLang's tables are 1M wide). That two-path kernel is not
-# measured yet (`decode_ab.py heads --fp8`, with and without --wide), so False (the full merge
-# only) by default.
-_HEADS_MERGE = False
+# table's width, not the lengths, and SGLang's tables are 1M wide). That two-path kernel, H100,
+# 8-bit keys, step us full / two-path (NOTES.md v17): narrow tables 1 x 128K 21.4 / 21.4, MTP q = 8
+# 41.9 / 42.0, 1 x 1M 64.5 / 63.2; 1M-wide tables 1 x 32K 17.0 / 17.1, 1 x 128K 21.9 / 22.0, 1 x 1M
+# 64.4 / 63.0; selections and outputs bitwise equal. On; False: the full merge only. (A merge by
+# counting - every pair of heads, then of candidates, compared - was 5-6 us slower a step with
+# 128 lists, 25 us with 256: NOTES.md v17b.)
+_HEADS_MERGE = True
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
 FP8_QUERY = True
