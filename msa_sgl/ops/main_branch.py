@@ -40,6 +40,30 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
+def _attend_tile(b_q, b_k, p_v, m_v, m_key, qk_scale, b_m, b_l, b_acc, IEEE: tl.constexpr):
+    """One tile of keys into a running softmax (base 2, scores scaled by ``qk_scale``): queries
+    b_q [G_P, D_P], keys b_k [D_P, N], the values' pointers p_v [N, D_P] and mask m_v (loaded
+    after QK^T), m_key [N] the visible keys; the running max b_m [G_P], sum b_l [G_P] and
+    unnormalised output b_acc [G_P, D_P], returned updated. b_m must be finite after the update (a
+    visible key in this tile or an earlier one)."""
+    if IEEE:
+        b_s = tl.dot(b_q, b_k, input_precision="ieee")
+    else:
+        b_s = tl.dot(b_q, b_k)  # [G_P, N] fp32
+    b_s = tl.where(m_key[None, :], b_s * qk_scale, float("-inf"))
+    m_new = tl.maximum(b_m, tl.max(b_s, axis=1))
+    alpha = tl.exp2(b_m - m_new)
+    b_p = tl.exp2(b_s - m_new[:, None])
+    b_l = b_l * alpha + tl.sum(b_p, axis=1)
+    b_v = tl.load(p_v, mask=m_v, other=0.0)  # [N, D_P]
+    if IEEE:
+        b_acc = b_acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
+    else:
+        b_acc = b_acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v)
+    return m_new, b_l, b_acc
+
+
+@triton.jit
 def _sparse_attn_fwd_kernel(
     Q, K, V, TOPK_IDX, PAGE_TABLE, SEQ_LENS, CU_SEQLENS, TOKEN_REQ,
     OUT, LSE,
@@ -86,22 +110,10 @@ def _sparse_attn_fwd_kernel(
             m_key = o_key <= pos  # only the own block holds invisible keys
             p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
             b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
-            if IEEE:
-                b_s = tl.dot(b_q, b_k, input_precision="ieee")
-            else:
-                b_s = tl.dot(b_q, b_k)  # [G_P, BLOCK] fp32
-            b_s = tl.where(m_key[None, :], b_s * qk_scale, float("-inf"))
-            m_new = tl.maximum(b_m, tl.max(b_s, axis=1))  # finite: key blk*BLOCK <= pos is visible
-            alpha = tl.exp2(b_m - m_new)
-            b_p = tl.exp2(b_s - m_new[:, None])
-            b_l = b_l * alpha + tl.sum(b_p, axis=1)
             p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
-            b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P]
-            if IEEE:
-                b_acc = b_acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
-            else:
-                b_acc = b_acc * alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v)
-            b_m = m_new
+            # the first key blk * BLOCK <= pos is visible, so b_m is finite after the update
+            b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_v, m_key[:, None] & m_d[None, :], m_key, qk_scale, b_m, b_l,
+                                           b_acc, IEEE)
     has = b_l > 0
     b_o = b_acc / tl.where(has, b_l, 1.0)[:, None]
     p_o = OUT + i_t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
@@ -194,21 +206,9 @@ def _slot_partial_kernel(
         for j in range(0, BLOCK, SUB):
             m_u = blk * BLOCK + j + o_u <= pos
             b_k = tl.load(p_kb + (j + o_u)[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None], other=0.0)  # [D_P, SUB]
-            b_v = tl.load(p_vb + (j + o_u)[:, None] * stride_vb, mask=m_u[:, None] & m_d[None, :], other=0.0)  # [SUB, D_P]
-            if IEEE:
-                b_s = tl.dot(b_q, b_k, input_precision="ieee")
-            else:
-                b_s = tl.dot(b_q, b_k)  # [G_P, SUB] fp32
-            b_s = tl.where(m_u[None, :], b_s * qk_scale, float("-inf"))
-            b_mn = tl.maximum(b_mi, tl.max(b_s, axis=1))  # finite from the first sub-block (key blk * BLOCK <= pos)
-            b_p = tl.exp2(b_s - b_mn[:, None])
-            b_alpha = tl.exp2(b_mi - b_mn)
-            b_li = b_li * b_alpha + tl.sum(b_p, axis=1)
-            if IEEE:
-                b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
-            else:
-                b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v)
-            b_mi = b_mn
+            # V [SUB, D_P]; b_mi is finite from the first sub-block on (key blk * BLOCK <= pos)
+            b_mi, b_li, b_acc = _attend_tile(b_q, b_k, p_vb + (j + o_u)[:, None] * stride_vb,
+                                             m_u[:, None] & m_d[None, :], m_u, qk_scale, b_mi, b_li, b_acc, IEEE)
         tl.store(p_op, (b_acc / b_li[:, None]).to(O_PART.dtype.element_ty), mask=m_op)
         tl.store(LSE_PART + row, b_mi + tl.log2(b_li), mask=m_h)
         return
