@@ -455,7 +455,7 @@ _CHUNK_CANDIDATES = 2048
 # 41.9 / 42.0, 1 x 1M 64.5 / 63.2; 1M-wide tables 1 x 32K 17.0 / 17.1, 1 x 128K 21.9 / 22.0, 1 x 1M
 # 64.4 / 63.0; selections and outputs bitwise equal. On; False: the full merge only. (A merge by
 # counting - every pair of heads, then of candidates, compared - was 5-6 us slower a step with
-# 128 lists, 25 us with 256: NOTES.md v17b.)
+# 128 lists, 15-26 us with 256: NOTES.md v17b.)
 _HEADS_MERGE = True
 # 8-bit keys: round the index queries to e4m3 too (fp8 tensor cores; what msa_sgl.reference
 # scores). False (benchmarks only, for now): widen the keys to q's dtype, q unrounded.
