@@ -45,6 +45,12 @@ def _to(x, device):
     return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
+def on_cpu(kwargs: dict) -> dict:
+    """A call's keyword arguments with every tensor moved to the CPU (where the float64
+    reference runs), the other values as they are."""
+    return {k: _to(v, "cpu") for k, v in kwargs.items()}
+
+
 def _back(result):
     if isinstance(result, tuple):
         return tuple(r.cpu() for r in result)

@@ -9,7 +9,7 @@ import torch
 
 import msa_sgl
 from harness import bench as hb
-from harness.impls import KERNEL_DEVICE
+from harness.impls import KERNEL_DEVICE, on_cpu
 from harness.tolerance import output_error
 from msa_sgl import reference
 from msa_sgl.ops import main_branch as mb
@@ -73,7 +73,7 @@ def test_windowed_output_matches(q_window):
     # same per-row arithmetic; only the rows packed beside each other differ (one fp16 ulp at most
     # under the interpreter, whose matmul may sum a row in another order)
     torch.testing.assert_close(out_win, out_one, rtol=2e-3, atol=1e-4)
-    ref = reference.sparse_attention(**{kk: (v.cpu() if isinstance(v, torch.Tensor) else v) for kk, v in args.items()})
+    ref = reference.sparse_attention(**on_cpu(args))
     output_error(out_win, ref, torch.float16)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness import bench as hb
-from harness.impls import KERNEL_DEVICE
+from harness.impls import KERNEL_DEVICE, on_cpu
 from harness.tolerance import lse_error, output_error
 from msa_sgl import MSADecodeWrapper, reference
 from msa_sgl import decode as msa_decode
@@ -27,10 +27,6 @@ def _problem(block_size, q_lens, dtype=torch.float16, **shapes):
                                **{**SHAPES, **shapes})
 
 
-def _cpu(args):
-    return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
-
-
 F16, F32 = torch.float16, torch.float32
 G16 = dict(num_q_heads=32, num_kv_heads=2, head_dim=64)  # 16 heads a group, head_dim 64
 
@@ -45,10 +41,10 @@ def test_split_form_matches_reference(monkeypatch, block_size, sub, dtype, shape
     monkeypatch.setattr(mb, "_SLOT_SUB", sub)
     prob = _problem(block_size, [2, 1, 3], dtype, **shapes)
     # a selection with every block of the request's range reachable: the reference's own
-    topk = reference.index_topk(**_cpu(prob.index_args())).to(KERNEL_DEVICE)
+    topk = reference.index_topk(**on_cpu(prob.index_args())).to(KERNEL_DEVICE)
     args = prob.attention_args(topk)
     out, lse = mb.sparse_attention(**args, method="split", return_lse=True)
-    ref, ref_lse = reference.sparse_attention(**_cpu(args), return_lse=True)
+    ref, ref_lse = reference.sparse_attention(**on_cpu(args), return_lse=True)
     output_error(out, ref, dtype)
     lse_error(lse, ref_lse, dtype)
 
@@ -72,8 +68,8 @@ def test_wrapper_slot_kernel_with_list_merge(monkeypatch, sub, heads):
     assert w.step_plan.index.heads_merge() == heads
     out, lse = w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"], return_lse=True)
     topk = w.topk_idx.clone()
-    assert torch.equal(topk.cpu(), reference.index_topk(**_cpu(prob.index_args())))
-    ref, ref_lse = reference.sparse_attention(**_cpu(prob.attention_args(topk)), return_lse=True)
+    assert torch.equal(topk.cpu(), reference.index_topk(**on_cpu(prob.index_args())))
+    ref, ref_lse = reference.sparse_attention(**on_cpu(prob.attention_args(topk)), return_lse=True)
     output_error(out, ref, torch.float16)
     lse_error(lse, ref_lse, torch.float16)
 

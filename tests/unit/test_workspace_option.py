@@ -8,7 +8,7 @@ import torch
 
 import msa_sgl
 from harness import bench as hb
-from harness.impls import KERNEL_DEVICE
+from harness.impls import KERNEL_DEVICE, on_cpu
 from harness.tolerance import output_error
 from msa_sgl import reference
 from msa_sgl.ops import main_branch as mb
@@ -48,6 +48,5 @@ def test_small_workspace_runs_in_row_ranges_with_the_same_result(fn, monkeypatch
     # may sum a row in another order: one fp16 ulp)
     torch.testing.assert_close(out_small, out_default, rtol=2e-3, atol=1e-4)
     topk = msa_sgl.index_topk(**prob.index_args())
-    ref = reference.sparse_attention(**{k: (v.cpu() if isinstance(v, torch.Tensor) else v)
-                                        for k, v in prob.attention_args(topk).items()})
+    ref = reference.sparse_attention(**on_cpu(prob.attention_args(topk)))
     output_error(out_small, ref, torch.float16)
