@@ -85,10 +85,10 @@ def _ptxas_info(kernel) -> str:
 
 
 def slot():
-    fn, sig, const = hc.KERNELS[2]
     for select in (0, 1):
         for warps in (4, 8, 16):
-            k = triton.compile(hc.source(fn, sig, dict(const, USE_PDL=1, SELECT=select)), target=TARGET,
+            const = dict(hc.SLOT_CONST, USE_PDL=1, SELECT=select)
+            k = triton.compile(hc.source(hc.mb._slot_partial_kernel, hc.SLOT_SIG, const), target=TARGET,
                                options={"launch_pdl": True, "num_warps": warps})
             print(f"slot kernel SELECT={select}, {warps} warps: {_ptxas_info(k)}")
 

@@ -31,6 +31,11 @@ def _scalars(names):
 SELECT_CONST = dict(BLOCK_T=1, NS_C=128, LOG2_NS_C=7, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16, LOG2_KF=4,
                     SPLIT_FLOOR=8, SPLIT_PIECES=64)
 
+# the split form's slot kernel: its signature and M3 constexprs (SELECT and NS_H apart)
+SLOT_SIG = {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64",
+            "n_split": I32}
+SLOT_CONST = dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, **SELECT_CONST)
+
 # M3 decode shapes: (kernel, signature, constexprs without USE_PDL)
 KERNELS = [
     (ib._index_partial_kernel,
@@ -44,15 +49,11 @@ KERNELS = [
       "total_rows": I32, "n_split": I32},
      dict(HKV=4, BLOCK_T=4, BLOCK_R=2, NS_C=64, LOG2_NS_C=6, BLOCK=128, TOPK=16, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15,
           KF=16, LOG2_KF=4, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
-    (mb._slot_partial_kernel,
-     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
-     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=0, **SELECT_CONST)),
-    (mb._slot_partial_kernel,  # merging the index lists itself (the decode wrapper's split form)
-     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
-     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=1, **SELECT_CONST)),
-    (mb._slot_partial_kernel,  # and the lists' heads first (8-bit keys at 1 x 1M: 256 lists)
-     {**BLOCK_IN, "O_PART": "*fp32", "LSE_PART": "*fp32", **_scalars(BLOCK_ARGS), "IN_KEY": "*i64", "n_split": I32},
-     dict(HKV=4, G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SELECT=1, **SELECT_CONST, NS_H=256)),
+    (mb._slot_partial_kernel, SLOT_SIG, dict(SLOT_CONST, SELECT=0)),
+    # merging the index lists itself (the decode wrapper's split form)
+    (mb._slot_partial_kernel, SLOT_SIG, dict(SLOT_CONST, SELECT=1)),
+    # and the lists' heads first (8-bit keys at 1 x 1M: 256 lists)
+    (mb._slot_partial_kernel, SLOT_SIG, dict(SLOT_CONST, SELECT=1, NS_H=256)),
     (mb._merge_heads_kernel,
      {"O_PART": "*fp32", "LSE_PART": "*fp32", "OUT": "*bf16", "LSE": "*fp32", "stride_ot": I32, "stride_oh": I32},
      dict(HQ=64, G=16, D=128, D_P=128, TOPK=16, TOPK_P=16)),
@@ -128,10 +129,10 @@ def slot_sub_async():
     """The split form's slot kernel (merging the index lists) with the block whole (SUB 0) and in
     sub-blocks of 64 keys (main_branch._SLOT_SUB), compiled as the JIT does (16-byte aligned
     pointers and strides, 3 stages): the cp.async copies of its K and V."""
-    fn, sig, const = KERNELS[3]
-    attrs = aligned(sig, [n for n in sig if n.isupper() or n.startswith("stride")])
+    attrs = aligned(SLOT_SIG, [n for n in SLOT_SIG if n.isupper() or n.startswith("stride")])
     for sub in (0, 64):
-        k = triton.compile(source(fn, sig, dict(const, USE_PDL=1, SUB=sub), attrs), target=GPUTarget("cuda", 90, 32),
+        const = dict(SLOT_CONST, SELECT=1, USE_PDL=1, SUB=sub)
+        k = triton.compile(source(mb._slot_partial_kernel, SLOT_SIG, const, attrs), target=GPUTarget("cuda", 90, 32),
                            options={"num_warps": 4, "num_stages": mb._SLOT_STAGES})
         print(json.dumps({"kernel": "slot_sub_cp_async", "mode": sub, "cp_async": k.asm["ptx"].count("cp.async.")}),
               flush=True)
