@@ -4,6 +4,7 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py new
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py variants   # + workspace sizes (row ranges)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py window     # query windows of the KV-outer tiles (NOTES.md v15)
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer workspace and pipelined sub-blocks (NOTES.md v18)
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -31,7 +32,8 @@ def main():
     out_path = Path(os.environ.get("OUT", ".")) / "prefill_ab.json"
     res = json.loads(out_path.read_text()) if out_path.exists() else []
     g = torch.Generator(device="cuda").manual_seed(0)
-    points = (0, 16384, 114688, 1032192) if label == "window" else (0, 114688, 1032192)
+    points = {"window": (0, 16384, 114688, 1032192), "kvsub": (0, 16384, 32768, 114688, 1032192)}.get(
+        label, (0, 114688, 1032192))
     for P in points:
         C = 16384
         prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 3)
@@ -69,6 +71,27 @@ def main():
                     name = "wrule" if qw is None else f"w{qw}"
                     rec["window"].setdefault(name, []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
                                                                    bitwise=same))
+        if label == "kvsub":  # workspace (passes) x sub-blocks (main_branch._KV_SUB, _KV_SUB_STAGES), interleaved
+            rec["kvsub"] = {}
+            mbr = ops.main_branch
+            for rnd in range(3):
+                for ws, sub in ((None, None), (None, 0), (None, 32), (8 << 30, None)):
+                    mbr._KV_SUB = sub
+                    kw = dict(method="kv_outer", workspace_bytes=ws)
+                    try:
+                        o = ops.sparse_attention(**aa, **kw)
+                        diff = float((o.float() - out.float()).abs().max())
+                        ms = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw), rep=60)
+                        part = hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw, stop_after="partial"), rep=60)
+                        r = dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9, max_diff=diff,
+                                 finite=bool(torch.isfinite(o).all()))
+                    except Exception as exc:  # noqa: BLE001
+                        r = repr(exc)[:200]
+                    finally:
+                        mbr._KV_SUB = None
+                    rec["kvsub"].setdefault(f"ws{ws}_sub{'rule' if sub is None else sub}", []).append(r)
+            print({k: [round(x["ms"], 3) if isinstance(x, dict) else x for x in v] for k, v in rec["kvsub"].items()},
+                  flush=True)
         print(rec, flush=True)
         res.append(rec)
         torch.cuda.empty_cache()

@@ -1,5 +1,6 @@
 """A representative call of every kernel, small enough for compute-sanitizer: varlen batch with
-a prefill, a chunk after a prefix and decode rows, the three main-branch forms, the decode
+a prefill, a chunk after a prefix and decode rows, the three main-branch forms (KV-outer also in
+sub-blocks and in passes), the decode
 wrapper (both index score forms, 8-bit keys with e4m3 and with bf16 queries, the heads-first list
 merge), 8-bit index keys (store and read), bf16, M3 head shapes.
 
@@ -24,6 +25,13 @@ prob = hb.make_big_problem([1500, 700, 1, 4], [1500, 3000, 4096, 300], dtype=tor
 topk = ops.index_topk(**prob.index_args())
 a = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")
 b = ops.sparse_attention(**prob.attention_args(topk), method="q_outer")
+# the KV-outer form's other shapes: tiles in pipelined sub-blocks, passes of two groups (a budget
+# of 2205 rows x 2 groups), one group at a time in row ranges (8 MiB: 126 rows)
+ops.main_branch._KV_SUB = 32
+a_sub = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")
+ops.main_branch._KV_SUB = None
+a_pass = [ops.sparse_attention(**prob.attention_args(topk), method="kv_outer", workspace_bytes=ws)
+          for ws in (2205 * 2 * 16 * 16 * (128 * 2 + 4), 8 << 20)]
 one = hb.make_big_problem([1] * 4, [5000, 130, 70000, 9000], dtype=torch.bfloat16, seed=4)  # decode: split index
 t1 = ops.index_topk(**one.index_args())
 c = ops.sparse_attention(**one.attention_args(t1), method="split")
@@ -82,5 +90,7 @@ extra.append(wb.run(ba["q"], ba["k_cache"], ba["v_cache"], ba["q_idx"], kb8, k_i
 d = torch.cat([d, e, f] + extra)
 torch.cuda.synchronize()
 print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()
-                                  and torch.isfinite(d).all()),
-      "forms rel diff", float((a.float() - b.float()).norm() / b.float().norm()))
+                                  and torch.isfinite(d).all() and torch.isfinite(a_sub).all()),
+      "forms rel diff", float((a.float() - b.float()).norm() / b.float().norm()),
+      "sub-blocks rel diff", float((a_sub.float() - a.float()).norm() / a.float().norm()),
+      "group passes / row ranges bitwise", [bool(torch.equal(x, a)) for x in a_pass])

@@ -79,11 +79,12 @@ _WORKSPACE_DOC = """workspace_bytes: upper bound on the partial outputs the KV-o
             ``ops.main_branch.KV_OUTER_MIN_QUERIES`` = 2048 query rows or more) holds at once,
             in bytes: ``Hq * topk * (D * q.element_size() + 4)`` per query row (260 KiB at
             MiniMax-M3 shapes), at least one tile's rows (``128 // G`` with G rounded up to a
-            power of two). Longer calls run
-            in row ranges, each reading the K/V blocks its queries chose. None: the default,
-            ``ops.main_branch.KV_OUTER_WORKSPACE_BYTES`` (2.25 GiB: a 16K chunk at M3 shapes in
-            two ranges); one range for the whole chunk (~4.3 GB there) was 8% faster at a 1M
-            prefix on an H100 (benchmarks/NOTES.md v10). Other forms ignore it."""
+            power of two). A call whose partials exceed it runs in passes: KV groups apart
+            while all of its rows fit for at least one group (each group's K/V is read once),
+            else row ranges of one group (each re-reading the K/V its queries chose). None: the
+            default, ``ops.main_branch.KV_OUTER_WORKSPACE_BYTES`` (2.25 GiB: a 16K chunk at M3
+            shapes in two passes of two groups); one pass for the whole chunk (~4.3 GB there)
+            was 2-3% faster on an H100 (benchmarks/NOTES.md v18). Other forms ignore it."""
 
 
 def sparse_attention(

@@ -40,17 +40,17 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _attend_tile(b_q, b_k, p_v, m_v, m_key, qk_scale, b_m, b_l, b_acc, IEEE: tl.constexpr):
+def _attend_tile(b_q, b_k, p_v, m_v, m_s, qk_scale, b_m, b_l, b_acc, IEEE: tl.constexpr):
     """One tile of keys into a running softmax (base 2, scores scaled by ``qk_scale``): queries
     b_q [G_P, D_P], keys b_k [D_P, N], the values' pointers p_v [N, D_P] and mask m_v (loaded
-    after QK^T), m_key [N] the visible keys; the running max b_m [G_P], sum b_l [G_P] and
-    unnormalised output b_acc [G_P, D_P], returned updated. b_m must be finite after the update (a
-    visible key in this tile or an earlier one)."""
+    after QK^T), m_s the visible (query, key) pairs ([1, N] or [G_P, N]); the running max b_m
+    [G_P], sum b_l [G_P] and unnormalised output b_acc [G_P, D_P], returned updated. b_m must be
+    finite after the update (a visible key in this tile or an earlier one)."""
     if IEEE:
         b_s = tl.dot(b_q, b_k, input_precision="ieee")
     else:
         b_s = tl.dot(b_q, b_k)  # [G_P, N] fp32
-    b_s = tl.where(m_key[None, :], b_s * qk_scale, float("-inf"))
+    b_s = tl.where(m_s, b_s * qk_scale, float("-inf"))
     m_new = tl.maximum(b_m, tl.max(b_s, axis=1))
     alpha = tl.exp2(b_m - m_new)
     b_p = tl.exp2(b_s - m_new[:, None])
@@ -112,8 +112,8 @@ def _sparse_attn_fwd_kernel(
             b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
             p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
             # the first key blk * BLOCK <= pos is visible, so b_m is finite after the update
-            b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_v, m_key[:, None] & m_d[None, :], m_key, qk_scale, b_m, b_l,
-                                           b_acc, IEEE)
+            b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_v, m_key[:, None] & m_d[None, :], m_key[None, :], qk_scale,
+                                           b_m, b_l, b_acc, IEEE)
     has = b_l > 0
     b_o = b_acc / tl.where(has, b_l, 1.0)[:, None]
     p_o = OUT + i_t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
@@ -208,7 +208,8 @@ def _slot_partial_kernel(
             b_k = tl.load(p_kb + (j + o_u)[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None], other=0.0)  # [D_P, SUB]
             # V [SUB, D_P]; b_mi is finite from the first sub-block on (key blk * BLOCK <= pos)
             b_mi, b_li, b_acc = _attend_tile(b_q, b_k, p_vb + (j + o_u)[:, None] * stride_vb,
-                                             m_u[:, None] & m_d[None, :], m_u, qk_scale, b_mi, b_li, b_acc, IEEE)
+                                             m_u[:, None] & m_d[None, :], m_u[None, :], qk_scale, b_mi, b_li, b_acc,
+                                             IEEE)
         tl.store(p_op, (b_acc / b_li[:, None]).to(O_PART.dtype.element_ty), mask=m_op)
         tl.store(LSE_PART + row, b_mi + tl.log2(b_li), mask=m_h)
         return
@@ -273,12 +274,15 @@ def _kv_outer_partial_kernel(
     stride_qt, stride_qh,
     stride_kp, stride_kb, stride_kh,
     stride_vp, stride_vb, stride_vh,
-    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
+    NG: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
+    SUB: tl.constexpr = 0,
 ):
     """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
-    it. (Several tiles per program, pipelined or not, and two tiles sharing one K/V load measured
-    slower: benchmarks/NOTES.md v2-v4, v15.) Dependent loads: the tile's row of TILE_INFO (page
+    it (entries numbered as in metadata.BlockTiles, over the pass's NG groups). (Several tiles per program, pipelined or not, and two tiles sharing one K/V load measured
+    slower: benchmarks/NOTES.md v2-v4, v15.) SUB > 0: the block in sub-blocks of SUB keys with an
+    online softmax, a loop Triton pipelines (K and V to shared memory asynchronously); else
+    loaded whole. Dependent loads: the tile's row of TILE_INFO (page
     and request data precomputed) and its entries (TILE_E) at once, then K, V and the entries' Q
     rows at once."""
     pid = tl.program_id(0).to(tl.int64)
@@ -298,8 +302,35 @@ def _kv_outer_partial_kernel(
         return
 
     o_d = tl.arange(0, D_P)
-    o_j = tl.arange(0, BLOCK)
     m_d = o_d < D
+    if SUB > 0:
+        o_h = o_r % G_P  # head within the group
+        m_r = (o_r // G_P < n) & (o_h < G)
+        t = row_lo + e // (NG * TOPK)  # packed query row
+        pos = seq_len - q_len + (t - q_start)  # [R]
+        row = e.to(tl.int64) * G + o_h  # partial row: (entry, head)
+        p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
+        b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
+        o_u = tl.arange(0, SUB)
+        p_kb = K + page * stride_kp + i_g * stride_kh + o_d[:, None]
+        p_vb = V + page * stride_vp + i_g * stride_vh + o_d[None, :]
+        b_mi = tl.full([R], float("-inf"), dtype=tl.float32)
+        b_li = tl.zeros([R], dtype=tl.float32)
+        b_acc = tl.zeros([R, D_P], dtype=tl.float32)
+        for j in range(0, BLOCK, SUB):
+            o_key = blk * BLOCK + j + o_u
+            m_u = o_key < seq_len
+            b_k = tl.load(p_kb + (j + o_u)[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None], other=0.0)  # [D_P, SUB]
+            # a real row sees key blk * BLOCK (first sub-block), so its max is finite from there on;
+            # padding rows (q = 0) see every key, so theirs is too
+            m_s = (o_key[None, :] <= pos[:, None]) | ~m_r[:, None]
+            b_mi, b_li, b_acc = _attend_tile(b_q, b_k, p_vb + (j + o_u)[:, None] * stride_vb,
+                                             m_u[:, None] & m_d[None, :], m_s, qk_scale, b_mi, b_li, b_acc, IEEE)
+        tl.store(O_PART + row[:, None] * D + o_d[None, :], (b_acc / b_li[:, None]).to(O_PART.dtype.element_ty),
+                 mask=m_r[:, None] & m_d[None, :])
+        tl.store(LSE_PART + row, b_mi + tl.log2(b_li), mask=m_r)
+        return
+    o_j = tl.arange(0, BLOCK)
     o_key = blk * BLOCK + o_j
     m_key = o_key < seq_len
     p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
@@ -309,7 +340,7 @@ def _kv_outer_partial_kernel(
 
     o_h = o_r % G_P  # head within the group
     m_r = (o_r // G_P < n) & (o_h < G)
-    t = row_lo + e // (HKV * TOPK)  # packed query row
+    t = row_lo + e // (NG * TOPK)  # packed query row
     pos = seq_len - q_len + (t - q_start)  # [R]
     p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
     b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
@@ -339,17 +370,19 @@ def _kv_outer_partial_kernel(
 def _merge_slots_kernel(
     O_PART, LSE_PART, TOPK_IDX, SEQ_LENS, CU_SEQLENS, TOKEN_REQ,
     OUT, LSE,
-    row_lo,
+    row_lo, g_lo,
     stride_it, stride_ih,
     stride_ot, stride_oh,
-    HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
+    HKV: tl.constexpr, NG: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
     BLOCK: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
 ):
-    """One (query, group): out = sum_s w_s o_s / sum_s w_s with w_s = 2^(lse_s - max lse),
-    over the valid slots in slot order. The weights come from one vector load of the LSEs, so
-    the partial-output loads of the slot loop are independent of each other."""
+    """One (query, group) of the pass (rows from row_lo, NG groups from g_lo): out = sum_s w_s o_s
+    / sum_s w_s with w_s = 2^(lse_s - max lse), over the valid slots in slot order. The weights
+    come from one vector load of the LSEs, so the partial-output loads of the slot loop are
+    independent of each other."""
     t = row_lo + tl.program_id(0)
-    i_g = tl.program_id(1)
+    i_gp = tl.program_id(1)  # group within the pass
+    i_g = g_lo + i_gp
     i_b = tl.load(TOKEN_REQ + t)
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
@@ -362,7 +395,7 @@ def _merge_slots_kernel(
     m_hd = m_h[:, None] & (o_d < D)[None, :]
     blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + o_s, mask=o_s < TOPK, other=-1)
     ok = (blk >= 0) & (blk <= p)  # [TOPK_P]
-    base = ((t64 - row_lo) * HKV + i_g) * TOPK  # partial entry of slot 0
+    base = ((t64 - row_lo) * NG + i_gp) * TOPK  # partial entry of slot 0
     lse = tl.load(LSE_PART + (base + o_s)[:, None] * G + o_h[None, :], mask=ok[:, None] & m_h[None, :],
                   other=float("-inf"))  # [TOPK_P, G_P], base 2
     b_m = tl.max(lse, axis=0)  # [G_P]
@@ -386,11 +419,13 @@ def _merge_slots_kernel(
 # short chunks take the query-outer form. Measured on an H200 at M3 shapes after a 32K prefix:
 # 1024 queries q_outer 0.85 ms vs kv_outer 1.01 ms; 2048 queries 1.66 vs 1.03 (NOTES.md, v5).
 KV_OUTER_MIN_QUERIES = 2048
-# Upper bound on the KV-outer partial outputs held at once; longer calls go in row ranges of
-# as many rows as fit, each of which reads the K/V blocks its queries chose (at long contexts
-# nearly all of them). M3 shapes: 260 KiB a query row, so 2.25 GiB holds 9074 rows: a 16K chunk
-# in 2 ranges (2 GiB took 3: 8066 + 8066 + 252 rows; 3 equal ranges were slower still, 1 GiB
-# 10-40% slower; one range, 4.3 GB, is 8% faster at 1M: H100, NOTES.md v10).
+# Upper bound on the KV-outer partial outputs held at once; a call whose partials do not fit
+# runs in passes (kv_outer_passes): KV groups apart first, as many as fit with all the call's
+# rows - each group's K/V is then read in one pass only - and only where one group's rows do not
+# fit, row ranges of one group. M3 shapes: 65 KiB a (query row, group), so 2.25 GiB holds a 16K
+# chunk two groups at a time. Row ranges (the form before v18) re-read the K/V their queries
+# chose once per range: two ranges of a 16K chunk were 2.5-3% slower than one range up to a
+# 112K prefix and 10% slower at 1008K (H100, NOTES.md v10, v18).
 KV_OUTER_WORKSPACE_BYTES = 9 << 28
 # Query rows per tile window of the KV-outer form (metadata.build_block_tiles), used while one
 # group's K/V (bounded by the page table's width) fits in half the L2: the query rows a window
@@ -400,6 +435,27 @@ KV_OUTER_WORKSPACE_BYTES = 9 << 28
 # after 1008K (K/V re-read from DRAM once per window).
 KV_OUTER_Q_WINDOW = 2048
 KV_OUTER_WINDOW_MAX_KV_BYTES = 24 << 20
+# The KV-outer partial kernel walks its block in pipelined sub-blocks of _KV_SUB_KEYS keys
+# (_KV_SUB_STAGES stages) where the call's context (the page table's width) is at least twice
+# its query rows, the block whole elsewhere. H100, M3 shapes, a 16K chunk, main branch ms
+# whole / sub-blocks of 32 keys, 3 stages (two-group passes; NOTES.md v18): after no prefix 5.90
+# / 5.98 (slower), 16K 6.44 / 6.38, 32K 6.63 / 6.46, 112K 6.75 / 6.58, 1008K 7.34 / 7.15. 16 keys
+# were 14-17% slower, 64 keys 25-35% (177 registers: one program an SM), 2 stages 6-9%. None: that
+# rule; an int: sub-blocks of that many keys always (0: never; tests and A/B studies).
+_KV_SUB = None
+_KV_SUB_KEYS = 32
+_KV_SUB_STAGES = 3
+
+
+def kv_outer_sub(total_q: int, max_pages: int, block_size: int) -> int:
+    """Keys per sub-block of the KV-outer partial kernel (0: the block whole; see _KV_SUB)."""
+    if _KV_SUB is not None:
+        if _KV_SUB not in (0, 16, 32, 64, 128):
+            raise ValueError(f"main_branch._KV_SUB: expected None or one of 0, 16, 32, 64, 128, got {_KV_SUB!r}")
+        sub = _KV_SUB
+    else:
+        sub = _KV_SUB_KEYS if max_pages * block_size >= 2 * total_q else 0
+    return sub if sub < block_size else 0
 
 
 def kv_outer_q_window(batch: int, max_pages: int, block_size: int, head_dim: int, elem_size: int) -> int:
@@ -413,6 +469,19 @@ def kv_outer_q_window(batch: int, max_pages: int, block_size: int, head_dim: int
 SPLIT_PROGRAMS_PER_SM = 1.0
 # Tests only: force (1 << 62) or forbid (-1) the split form below KV_OUTER_MIN_QUERIES.
 SPLIT_MAX_QUERIES = None
+
+
+def kv_outer_passes(total_q: int, hkv: int, per_row_group: int, workspace_bytes: int, min_rows: int):
+    """The KV-outer form's passes: a list of (row_lo, row_hi, g_lo, ng), from shapes only.
+    ``per_row_group``: bytes of partial outputs and LSEs of one (query row, group);
+    ``min_rows``: one tile's query rows (a pass holds at least that many whatever the budget)."""
+    fit = min(hkv, workspace_bytes // (per_row_group * max(1, total_q)))  # groups that fit with all rows
+    if fit >= 1:
+        n_pass = triton.cdiv(hkv, fit)
+        ng = triton.cdiv(hkv, n_pass)  # as even as the count allows
+        return [(0, total_q, g, min(ng, hkv - g)) for g in range(0, hkv, ng)]
+    rows = max(min_rows, workspace_bytes // per_row_group)
+    return [(lo, min(total_q, lo + rows), g, 1) for g in range(hkv) for lo in range(0, total_q, rows)]
 
 
 def choose_method(total_q: int, hkv: int, device) -> str:
@@ -535,18 +604,18 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     if mq * g_p < 16:
         mq = 16 // g_p
     d_p = max(16, triton.next_power_of_2(d))
-    per_row = hq * topk * (d * q.element_size() + 4)  # partial output + LSE of one query row
-    rows_per_pass = max(mq, workspace_bytes // per_row)
+    per_row_group = g * topk * (d * q.element_size() + 4)  # partial outputs + LSEs of one (query row, group)
+    passes = kv_outer_passes(total_q, hkv, per_row_group, workspace_bytes, mq)
     scale = config.resolved_softmax_scale(d) * _LOG2E
-    n_ws = min(rows_per_pass, total_q)
+    n_ws = max((hi - lo) * ng for lo, hi, _, ng in passes)  # (query row, group) pairs of the largest pass
     if q_window is None:
         q_window = kv_outer_q_window(batch, max_pages, config.block_size, d, k_cache.element_size())
-    o_part = torch.empty(n_ws * hkv * topk * g, d, dtype=q.dtype, device=q.device)
-    lse_part = torch.empty(n_ws * hkv * topk * g, dtype=torch.float32, device=q.device)
-    for row_lo in range(0, total_q, rows_per_pass):
-        row_hi = min(total_q, row_lo + rows_per_pass)
+    sub = kv_outer_sub(total_q, max_pages, config.block_size)
+    o_part = torch.empty(n_ws * topk * g, d, dtype=q.dtype, device=q.device)
+    lse_part = torch.empty(n_ws * topk * g, dtype=torch.float32, device=q.device)
+    for row_lo, row_hi, g_lo, ng in passes:
         tiles = build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
-                                  config.block_size, mq, page_table, k_cache.shape[0], q_window)
+                                  config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng)
         if stop_after == "tiles":
             continue
         _kv_outer_partial_kernel[(tiles.grid,)](
@@ -556,19 +625,20 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             q.stride(0), q.stride(1),
             k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
             v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-            HKV=hkv, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-            IEEE=q.dtype == torch.float32,
-            **launch_options(8 if num_warps is None else num_warps, num_stages),
+            NG=ng, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
+            IEEE=q.dtype == torch.float32, SUB=sub,
+            **launch_options(8 if num_warps is None else num_warps,
+                             num_stages if num_stages is not None or not sub else _KV_SUB_STAGES),
         )
         if stop_after == "partial":
             continue
-        _merge_slots_kernel[(row_hi - row_lo, hkv)](
+        _merge_slots_kernel[(row_hi - row_lo, ng)](
             o_part, lse_part, topk_idx, seq_lens_k, cu_seqlens_q, token_req,
             out, lse,
-            row_lo,
+            row_lo, g_lo,
             topk_idx.stride(0), topk_idx.stride(1),
             out.stride(0), out.stride(1),
-            HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
+            HKV=hkv, NG=ng, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
             TOPK_P=triton.next_power_of_2(topk),
         )
 

@@ -163,7 +163,8 @@ class BlockTiles:
     """Reverse index of one range of query rows: for every (group, request, logical block), the
     (query, slot) entries that selected it, cut into tiles of at most ``tokens_per_tile``.
 
-    Entries are numbered ``e = ((t - row_lo) * Hkv + g) * topk + slot``. ``order`` lists the valid
+    Entries are numbered ``e = ((t - row_lo) * ng + g - g_lo) * topk + slot`` (the ``ng`` groups
+    from ``g_lo`` of rows ``row_lo`` to ``row_hi``). ``order`` lists the valid
     entries sorted by (group, request, block), stably (so by query within a block: deterministic);
     ``sorted_key[i] = (g * batch + request) * max_pages + block`` for ``order[i]``. Tile ``i`` is
     described by int32 ``tile_info[i, :]`` = ``TILE_INFO_FIELDS``: it covers ``order[first :
@@ -183,21 +184,24 @@ class BlockTiles:
     row_lo: int
     row_hi: int
     tile_entries: torch.Tensor
+    g_lo: int
+    ng: int
 
 
 @triton.jit
-def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, E, batch, max_pages, n_keys,
-                       n_win, q_window,
-                       HKV: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
-    """key of entry e = ((t - row_lo) * HKV + g) * TOPK + slot: ((g * n_win + w) * batch + request)
-    * max_pages + block when the slot selects a block at or before the query's own, else n_keys;
-    w = (t - row_lo) // q_window is the entry's query window (n_win = 1: one window)."""
+def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, g_lo, E, batch, max_pages, n_keys,
+                       n_win, q_window, stride_it, stride_ih,
+                       NG: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+    """key of entry e = ((t - row_lo) * NG + g - g_lo) * TOPK + slot (the NG groups from g_lo):
+    ((g * n_win + w) * batch + request) * max_pages + block when the slot selects a block at or
+    before the query's own, else n_keys; w = (t - row_lo) // q_window is the entry's query window
+    (n_win = 1: one window)."""
     e = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     m = e < E
-    t = row_lo + e // (HKV * TOPK)
-    g = (e // TOPK) % HKV
+    t = row_lo + e // (NG * TOPK)
+    g = g_lo + (e // TOPK) % NG
     w = (t - row_lo) // q_window
-    sel = tl.load(TOPK_IDX + e, mask=m, other=-1)  # TOPK_IDX starts at row row_lo
+    sel = tl.load(TOPK_IDX + t.to(tl.int64) * stride_it + g * stride_ih + e % TOPK, mask=m, other=-1)
     req = tl.load(TOKEN_REQ + t, mask=m, other=0)
     q_start = tl.load(CU_SEQLENS + req, mask=m, other=0)
     q_len = tl.load(CU_SEQLENS + req + 1, mask=m, other=0) - q_start
@@ -257,10 +261,11 @@ def _tile_heads_kernel(SORTED_KEY, SEG_START, HEADS, E, n_keys, MQ: tl.constexpr
 
 
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
-                      tokens_per_tile, page_table, num_pages, q_window=0) -> BlockTiles:
-    """Builds :class:`BlockTiles` on the device without a synchronisation: keys (one kernel), a
-    stable radix sort, binary searches for the runs of equal keys, a scan of the tile heads,
-    and the tile rows (one kernel). Eight launches, whatever the size.
+                      tokens_per_tile, page_table, num_pages, q_window=0, g_lo=0, ng=None) -> BlockTiles:
+    """Builds :class:`BlockTiles` of rows ``row_lo:row_hi`` and groups ``g_lo:g_lo + ng`` (None: to
+    the last) on the device without a synchronisation: keys (one kernel), a stable radix sort,
+    binary searches for the runs of equal keys, a scan of the tile heads, and the tile rows (one
+    kernel). Eight launches, whatever the size.
 
     Tiles come in key order: group, then query window (``q_window`` rows of the pass each; 0 = the
     whole pass), then request and block, then query. With windows, the programs running at one
@@ -268,7 +273,11 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     run (and one K/V read) per (window, block) instead of per block."""
     _, hkv, topk = topk_idx.shape
     dev = topk_idx.device
-    E = (row_hi - row_lo) * hkv * topk
+    if ng is None:
+        ng = hkv - g_lo
+    if not (0 <= g_lo and 1 <= ng and g_lo + ng <= hkv):
+        raise ValueError(f"build_block_tiles: groups {g_lo}:{g_lo + ng} outside 0:{hkv}")
+    E = (row_hi - row_lo) * ng * topk
     if q_window <= 0 or q_window >= row_hi - row_lo:
         q_window = max(1, row_hi - row_lo)
     n_win = triton.cdiv(row_hi - row_lo, q_window)
@@ -276,9 +285,11 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     key_dtype = torch.int32 if n_keys < 2**31 - 1 else torch.int64  # 32-bit keys: half the radix passes
     chunk = 1024
     keys = torch.empty(E, dtype=key_dtype, device=dev)
+    if topk_idx.stride(2) != 1:
+        raise ValueError(f"build_block_tiles: topk_idx must have unit stride over slots, got strides {topk_idx.stride()}")
     _entry_keys_kernel[(triton.cdiv(E, chunk),)](
-        topk_idx[row_lo:row_hi], token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, E, batch, max_pages, n_keys,
-        n_win, q_window, HKV=hkv, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
+        topk_idx, token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, g_lo, E, batch, max_pages, n_keys,
+        n_win, q_window, topk_idx.stride(0), topk_idx.stride(1), NG=ng, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
     )
     sorted_key, order = torch.sort(keys, stable=True)  # invalid entries (key n_keys) last
     seg_start = torch.searchsorted(sorted_key, sorted_key, side="left", out_int32=True)
@@ -296,4 +307,4 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
                                                   tile_entries, page_table, cu_seqlens_q, seq_lens_k, E, n_keys, batch,
                                                   max_pages, num_pages, page_table.stride(0), n_win,
                                                   MQ=tokens_per_tile, CHUNK=chunk)
-    return BlockTiles(order, sorted_key, tile_info, grid, row_lo, row_hi, tile_entries)
+    return BlockTiles(order, sorted_key, tile_info, grid, row_lo, row_hi, tile_entries, g_lo, ng)
