@@ -4,7 +4,7 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py new
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py variants   # + workspace sizes (row ranges)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py window     # query windows of the KV-outer tiles (NOTES.md v15)
-    PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer workspace and pipelined sub-blocks (NOTES.md v18)
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer passes, sub-blocks, tile builds (NOTES.md v18)
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -71,12 +71,12 @@ def main():
                     name = "wrule" if qw is None else f"w{qw}"
                     rec["window"].setdefault(name, []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
                                                                    bitwise=same))
-        if label == "kvsub":  # workspace (passes) x sub-blocks (main_branch._KV_SUB, _KV_SUB_STAGES), interleaved
+        if label == "kvsub":  # workspace (passes), sub-blocks (main_branch._KV_SUB), overlapped tile builds, interleaved
             rec["kvsub"] = {}
             mbr = ops.main_branch
             for rnd in range(3):
-                for ws, sub in ((None, None), (None, 0), (None, 32), (8 << 30, None)):
-                    mbr._KV_SUB = sub
+                for ws, sub, ovl in ((None, None, True), (None, None, False), (8 << 30, None, True)):
+                    mbr._KV_SUB, mbr._KV_OVERLAP_BUILD = sub, ovl
                     kw = dict(method="kv_outer", workspace_bytes=ws)
                     try:
                         o = ops.sparse_attention(**aa, **kw)
@@ -88,8 +88,8 @@ def main():
                     except Exception as exc:  # noqa: BLE001
                         r = repr(exc)[:200]
                     finally:
-                        mbr._KV_SUB = None
-                    rec["kvsub"].setdefault(f"ws{ws}_sub{'rule' if sub is None else sub}", []).append(r)
+                        mbr._KV_SUB, mbr._KV_OVERLAP_BUILD = None, True
+                    rec["kvsub"].setdefault(f"ws{ws}_sub{'rule' if sub is None else sub}_overlap{ovl}", []).append(r)
             print({k: [round(x["ms"], 3) if isinstance(x, dict) else x for x in v] for k, v in rec["kvsub"].items()},
                   flush=True)
         print(rec, flush=True)

@@ -279,12 +279,12 @@ def _kv_outer_partial_kernel(
     SUB: tl.constexpr = 0,
 ):
     """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
-    it (entries numbered as in metadata.BlockTiles, over the pass's NG groups). (Several tiles per program, pipelined or not, and two tiles sharing one K/V load measured
-    slower: benchmarks/NOTES.md v2-v4, v15.) SUB > 0: the block in sub-blocks of SUB keys with an
-    online softmax, a loop Triton pipelines (K and V to shared memory asynchronously); else
-    loaded whole. Dependent loads: the tile's row of TILE_INFO (page
-    and request data precomputed) and its entries (TILE_E) at once, then K, V and the entries' Q
-    rows at once."""
+    it (entries numbered as in metadata.BlockTiles, over the pass's NG groups). (Several tiles per
+    program, pipelined or not, and two tiles sharing one K/V load measured slower:
+    benchmarks/NOTES.md v2-v4, v15.) SUB > 0: the block in sub-blocks of SUB keys with an online
+    softmax, a loop Triton pipelines (K and V to shared memory asynchronously); else loaded whole.
+    Dependent loads: the tile's row of TILE_INFO (page and request data precomputed) and its
+    entries (TILE_E) at once, then K, V and the entries' Q rows at once."""
     pid = tl.program_id(0).to(tl.int64)
     info = TILE_INFO + pid * 8  # metadata.TILE_INFO_FIELDS
     R: tl.constexpr = MQ * G_P
@@ -471,6 +471,20 @@ SPLIT_PROGRAMS_PER_SM = 1.0
 SPLIT_MAX_QUERIES = None
 
 
+# Passes after the first build their tiles (metadata.build_block_tiles: ~8 small launches) on a
+# side stream while the previous pass's kernels run (benchmarks/NOTES.md v18).
+_KV_OVERLAP_BUILD = True
+_SIDE_STREAMS = {}
+
+
+def _side_stream(device):
+    """One side stream per device, made once (the KV-outer form's overlapped tile builds)."""
+    key = torch.device(device).index
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[key]
+
+
 def kv_outer_passes(total_q: int, hkv: int, per_row_group: int, workspace_bytes: int, min_rows: int):
     """The KV-outer form's passes: a list of (row_lo, row_hi, g_lo, ng), from shapes only.
     ``per_row_group``: bytes of partial outputs and LSEs of one (query row, group);
@@ -613,11 +627,14 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     sub = kv_outer_sub(total_q, max_pages, config.block_size)
     o_part = torch.empty(n_ws * topk * g, d, dtype=q.dtype, device=q.device)
     lse_part = torch.empty(n_ws * topk * g, dtype=torch.float32, device=q.device)
-    for row_lo, row_hi, g_lo, ng in passes:
-        tiles = build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
-                                  config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng)
-        if stop_after == "tiles":
-            continue
+
+    def build(i):
+        row_lo, row_hi, g_lo, ng = passes[i]
+        return build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
+                                 config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng)
+
+    def run(tiles):  # one pass: its tiles' partial outputs, then their merge
+        row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng
         _kv_outer_partial_kernel[(tiles.grid,)](
             q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,
             o_part, lse_part,
@@ -631,7 +648,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
                              num_stages if num_stages is not None or not sub else _KV_SUB_STAGES),
         )
         if stop_after == "partial":
-            continue
+            return
         _merge_slots_kernel[(row_hi - row_lo, ng)](
             o_part, lse_part, topk_idx, seq_lens_k, cu_seqlens_q, token_req,
             out, lse,
@@ -641,6 +658,26 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             HKV=hkv, NG=ng, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
             TOPK_P=triton.next_power_of_2(topk),
         )
+
+    side = _side_stream(q.device) if len(passes) > 1 and _KV_OVERLAP_BUILD and q.is_cuda else None
+    main = torch.cuda.current_stream(q.device) if side is not None else None
+    tiles_next = build(0)
+    for i in range(len(passes)):
+        tiles, tiles_next, built = tiles_next, None, None
+        if side is not None and i + 1 < len(passes):  # the next pass's tiles built beside this pass
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                tiles_next = build(i + 1)
+                built = side.record_event()
+            tiles_next.tile_info.record_stream(main)
+            tiles_next.tile_entries.record_stream(main)
+        if stop_after != "tiles":
+            run(tiles)
+        if built is not None:
+            main.wait_event(built)
+        elif i + 1 < len(passes):
+            tiles_next = build(i + 1)
+
 
 
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
