@@ -35,10 +35,17 @@ a_pass = [ops.sparse_attention(**prob.attention_args(topk), method="kv_outer", w
 one = hb.make_big_problem([1] * 4, [5000, 130, 70000, 9000], dtype=torch.bfloat16, seed=4)  # decode: split index
 t1 = ops.index_topk(**one.index_args())
 c = ops.sparse_attention(**one.attention_args(t1), method="split")
-k = one.args["k_idx_cache"]
-k8 = torch.empty(k.shape, dtype=torch.float8_e4m3fn, device="cuda")
-sc = torch.empty(k.shape[:2], dtype=torch.float32, device="cuda")
-msa_sgl.quantize_index_keys(k.view(-1, k.shape[2]), torch.arange(k.shape[0] * k.shape[1], device="cuda"), k8, sc)
+
+
+def keys_8bit(k):
+    """The 8-bit copy of index keys k [pages, B, d_idx] (quantize-on-store kernel): (e4m3, scales)."""
+    k8 = torch.empty(k.shape, dtype=torch.float8_e4m3fn, device="cuda")
+    sc = torch.empty(k.shape[:2], dtype=torch.float32, device="cuda")
+    msa_sgl.quantize_index_keys(k.view(-1, k.shape[2]), torch.arange(k.shape[0] * k.shape[1], device="cuda"), k8, sc)
+    return k8, sc
+
+
+k8, sc = keys_8bit(one.args["k_idx_cache"])
 w = msa_sgl.MSADecodeWrapper(one.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=6,
                              max_pages=one.args["page_table"].shape[1] + 2, max_q_len=2, device="cuda",
                              index_fp8=True)
@@ -78,10 +85,7 @@ for knobs in (dict(FP8_QUERY=False), dict(_KEYS_M_MAX_ROWS_FP8=0), dict(_KEYS_M_
 # merge chunk, so the slot kernel takes the lists' heads first (index_branch._HEADS_MERGE)
 big = hb.make_big_problem([1], [140000], dtype=torch.bfloat16, seed=5)
 ba = big.args
-kb = ba["k_idx_cache"]
-kb8 = torch.empty(kb.shape, dtype=torch.float8_e4m3fn, device="cuda")
-scb = torch.empty(kb.shape[:2], dtype=torch.float32, device="cuda")
-msa_sgl.quantize_index_keys(kb.view(-1, kb.shape[2]), torch.arange(kb.shape[0] * kb.shape[1], device="cuda"), kb8, scb)
+kb8, scb = keys_8bit(ba["k_idx_cache"])
 wb = msa_sgl.MSADecodeWrapper(big.config, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, max_batch=1,
                               max_pages=ba["page_table"].shape[1], max_q_len=1, device="cuda", index_fp8=True)
 wb.plan(ba["page_table"], ba["cu_seqlens_q"], ba["seq_lens_k"], total_q=1)
