@@ -4,7 +4,7 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py new
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py variants   # + workspace sizes (row ranges)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py window     # query windows of the KV-outer tiles (NOTES.md v15)
-    PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer merge fused or not (NOTES.md v18)
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer tiles of 128 / 256 rows (NOTES.md v18)
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -71,13 +71,13 @@ def main():
                     name = "wrule" if qw is None else f"w{qw}"
                     rec["window"].setdefault(name, []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
                                                                    bitwise=same))
-        if label == "kvsub":  # slots merged in the partial kernel or by a second kernel, interleaved
+        if label == "kvsub":  # tile rows (8 / 16 query tokens) x sub-blocks (main_branch._KV_SUB), interleaved
             rec["kvsub"] = {}
             mbr = ops.main_branch
             for rnd in range(3):
-                for fused, cap in ((True, 128), (False, 128), (True, None)):
-                    mbr._KV_FUSED_MERGE, mbr._KV_MAXNREG = fused, cap
-                    kw = dict(method="kv_outer")
+                for ws, sub, st, rows in ((None, None, 3, 128), (None, 32, 3, 256), (None, 32, 2, 256), (None, 0, 3, 256)):
+                    mbr._KV_SUB, mbr._KV_SUB_STAGES = sub, st
+                    kw = dict(method="kv_outer", workspace_bytes=ws, tile_rows=rows, num_warps=rows // 16)
                     try:
                         o = ops.sparse_attention(**aa, **kw)
                         diff = float((o.float() - out.float()).abs().max())
@@ -88,8 +88,8 @@ def main():
                     except Exception as exc:  # noqa: BLE001
                         r = repr(exc)[:200]
                     finally:
-                        mbr._KV_FUSED_MERGE, mbr._KV_MAXNREG = True, 128
-                    rec["kvsub"].setdefault(f"fused{fused}_maxnreg{cap}", []).append(r)
+                        mbr._KV_SUB, mbr._KV_SUB_STAGES = None, 3
+                    rec["kvsub"].setdefault(f"rows{rows}_ws{ws}_sub{'rule' if sub is None else sub}_st{st}", []).append(r)
             print({k: [round(x["ms"], 3) if isinstance(x, dict) else x for x in v] for k, v in rec["kvsub"].items()},
                   flush=True)
         print(rec, flush=True)

@@ -274,11 +274,9 @@ def _kv_outer_partial_kernel(
     stride_qt, stride_qh,
     stride_kp, stride_kb, stride_kh,
     stride_vp, stride_vb, stride_vh,
-    COUNTS, TOPK_IDX, OUT, LSE, stride_it, stride_ih, stride_ot, stride_oh,
     NG: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
     D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr,
-    SUB: tl.constexpr = 0, MERGE: tl.constexpr = 0, HKV: tl.constexpr = 1, TOPK_P: tl.constexpr = 16,
-    NT: tl.constexpr = 256,
+    SUB: tl.constexpr = 0,
 ):
     """One tile: one K/V block of one (group, request) against up to MQ of the queries that chose
     it (entries numbered as in metadata.BlockTiles, over the pass's NG groups). (Several tiles per
@@ -331,10 +329,6 @@ def _kv_outer_partial_kernel(
         tl.store(O_PART + row[:, None] * D + o_d[None, :], (b_acc / b_li[:, None]).to(O_PART.dtype.element_ty),
                  mask=m_r[:, None] & m_d[None, :])
         tl.store(LSE_PART + row, b_mi + tl.log2(b_li), mask=m_r)
-        if MERGE:
-            _merge_finished(pid, n, i_g, q_start, q_len, seq_len, row_lo, TILE_E, COUNTS, TOPK_IDX, O_PART, LSE_PART,
-                            OUT, LSE, stride_it, stride_ih, stride_ot, stride_oh, NG, HKV, G, G_P, MQ, D, D_P, BLOCK,
-                            TOPK, TOPK_P, NT)
         return
     o_j = tl.arange(0, BLOCK)
     o_key = blk * BLOCK + o_j
@@ -370,44 +364,6 @@ def _kv_outer_partial_kernel(
     row = e.to(tl.int64) * G + o_h  # partial row: (entry, head)
     tl.store(O_PART + row[:, None] * D + o_d[None, :], b_o.to(O_PART.dtype.element_ty), mask=m_r[:, None] & m_d[None, :])
     tl.store(LSE_PART + row, b_m + tl.log2(b_l), mask=m_r)
-    if MERGE:
-        _merge_finished(pid, n, i_g, q_start, q_len, seq_len, row_lo, TILE_E, COUNTS, TOPK_IDX, O_PART, LSE_PART,
-                        OUT, LSE, stride_it, stride_ih, stride_ot, stride_oh, NG, HKV, G, G_P, MQ, D, D_P, BLOCK,
-                        TOPK, TOPK_P, NT)
-
-
-@triton.jit
-def _merge_finished(pid, n, i_g, q_start, q_len, seq_len, row_lo, TILE_E, COUNTS, TOPK_IDX, O_PART, LSE_PART, OUT,
-                    LSE, stride_it, stride_ih, stride_ot, stride_oh,
-                    NG: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr,
-                    D: tl.constexpr, D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr,
-                    TOPK_P: tl.constexpr, NT: tl.constexpr):
-    """After a tile's partials are stored: count its entries off their (row, group)'s valid slots
-    (COUNTS, set by the tile build) and merge every (row, group) whose last slot this tile wrote
-    (_merge_entry, in slot order: the result does not depend on which tile is last). The count is
-    one atomic per entry, released after the tile's stores; the merging program acquires it and
-    reads the other tiles' partials past L1. NT: the program's threads, one entry a thread, so
-    each entry's atomic has one owner and its returned count is defined."""
-    o_a = tl.arange(0, NT)
-    m_a = o_a < n
-    e_a = tl.load(TILE_E + pid * MQ + o_a, mask=m_a, other=0)
-    rg_a = e_a // TOPK  # (row, group) of the pass
-    tl.debug_barrier()  # every thread's partial stores before the counts drop
-    left = tl.atomic_add(COUNTS + rg_a, -1, mask=m_a, sem="acq_rel", scope="gpu")
-    last = m_a & (left == 1)
-    if tl.sum(last.to(tl.int32), axis=0) > 0:
-        tl.debug_barrier()
-        o_s = tl.arange(0, TOPK_P)
-        for i in range(MQ):
-            if tl.sum((last & (o_a == i)).to(tl.int32), axis=0) > 0:
-                rg = tl.sum(tl.where(o_a == i, rg_a, 0), axis=0)
-                t = row_lo + rg // NG
-                t64 = t.to(tl.int64)
-                p = (seq_len - q_len + (t - q_start)) // BLOCK
-                blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + o_s, mask=o_s < TOPK, other=-1)
-                ok = (blk >= 0) & (blk <= p)
-                _merge_entry(O_PART, LSE_PART, OUT, LSE, ok, rg.to(tl.int64) * TOPK, t64, i_g, stride_ot, stride_oh,
-                             HKV, G, G_P, D, D_P, TOPK, TOPK_P, ".cg")
 
 
 @triton.jit
@@ -420,8 +376,10 @@ def _merge_slots_kernel(
     HKV: tl.constexpr, NG: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
     BLOCK: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
 ):
-    """One (query, group) of the pass (rows from row_lo, NG groups from g_lo): its slots merged
-    (_merge_entry)."""
+    """One (query, group) of the pass (rows from row_lo, NG groups from g_lo): out = sum_s w_s o_s
+    / sum_s w_s with w_s = 2^(lse_s - max lse), over the valid slots in slot order. The weights
+    come from one vector load of the LSEs, so the partial-output loads of the slot loop are
+    independent of each other."""
     t = row_lo + tl.program_id(0)
     i_gp = tl.program_id(1)  # group within the pass
     i_g = g_lo + i_gp
@@ -431,29 +389,15 @@ def _merge_slots_kernel(
     p = (tl.load(SEQ_LENS + i_b) - q_len + (t - q_start)) // BLOCK
     t64 = t.to(tl.int64)
     o_s = tl.arange(0, TOPK_P)
-    blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + o_s, mask=o_s < TOPK, other=-1)
-    ok = (blk >= 0) & (blk <= p)  # [TOPK_P]
-    base = ((t64 - row_lo) * NG + i_gp) * TOPK  # partial entry of slot 0
-    _merge_entry(O_PART, LSE_PART, OUT, LSE, ok, base, t64, i_g, stride_ot, stride_oh, HKV, G, G_P, D, D_P, TOPK,
-                 TOPK_P, "")
-
-
-@triton.jit
-def _merge_entry(O_PART, LSE_PART, OUT, LSE, ok, base, t64, i_g, stride_ot, stride_oh,
-                 HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-                 TOPK: tl.constexpr, TOPK_P: tl.constexpr, CACHE: tl.constexpr):
-    """The output and LSE of query row t64, group i_g from its partials (entries base .. base +
-    TOPK - 1, the valid slots ``ok`` [TOPK_P]): out = sum_s w_s o_s / sum_s w_s, w_s = 2^(lse_s -
-    max lse), in slot order; 0 and -inf without a valid slot. The weights come from one vector load
-    of the LSEs, so the partial-output loads of the slot loop are independent of each other.
-    CACHE: the partials' loads' cache modifier (".cg" where other programs wrote them just before)."""
-    o_s = tl.arange(0, TOPK_P)
     o_h = tl.arange(0, G_P)
     o_d = tl.arange(0, D_P)
     m_h = o_h < G
     m_hd = m_h[:, None] & (o_d < D)[None, :]
+    blk = tl.load(TOPK_IDX + t64 * stride_it + i_g * stride_ih + o_s, mask=o_s < TOPK, other=-1)
+    ok = (blk >= 0) & (blk <= p)  # [TOPK_P]
+    base = ((t64 - row_lo) * NG + i_gp) * TOPK  # partial entry of slot 0
     lse = tl.load(LSE_PART + (base + o_s)[:, None] * G + o_h[None, :], mask=ok[:, None] & m_h[None, :],
-                  other=float("-inf"), cache_modifier=CACHE)  # [TOPK_P, G_P], base 2
+                  other=float("-inf"))  # [TOPK_P, G_P], base 2
     b_m = tl.max(lse, axis=0)  # [G_P]
     has = b_m > float("-inf")
     w = tl.exp2(lse - tl.where(has, b_m, 0.0)[None, :])  # 0 for empty slots
@@ -462,48 +406,13 @@ def _merge_entry(O_PART, LSE_PART, OUT, LSE, ok, base, t64, i_g, stride_ot, stri
     for s in tl.static_range(TOPK):
         w_s = tl.sum(tl.where(o_s[:, None] == s, w, 0.0), axis=0)  # [G_P]
         row = (base + s) * G + o_h
-        o = tl.load(O_PART + row[:, None] * D + o_d[None, :], mask=m_hd & (w_s > 0)[:, None], other=0.0,
-                    cache_modifier=CACHE)
+        o = tl.load(O_PART + row[:, None] * D + o_d[None, :], mask=m_hd & (w_s > 0)[:, None], other=0.0)
         b_acc += w_s[:, None] * o.to(tl.float32)
     b_o = b_acc / tl.where(has, b_w, 1.0)[:, None]
     p_o = OUT + t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
     tl.store(p_o, b_o.to(OUT.dtype.element_ty), mask=m_hd)
     b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_w, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(LSE + t64 * (HKV * G) + i_g * G + o_h, b_lse, mask=m_h)
-
-
-@triton.jit
-def _empty_rows_kernel(TOPK_IDX, SEQ_LENS, CU_SEQLENS, TOKEN_REQ, OUT, LSE, row_lo, g_lo, n_rg,
-                       stride_it, stride_ih, stride_ot, stride_oh,
-                       NG: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr,
-                       D_P: tl.constexpr, BLOCK: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
-                       BLOCK_RG: tl.constexpr):
-    """With the merge in the partial kernel (_merge_finished), a (row, group) of the pass without a
-    valid slot has no tile to merge it: BLOCK_RG of them a program get 0 and -inf here."""
-    rg = tl.program_id(0) * BLOCK_RG + tl.arange(0, BLOCK_RG)
-    m = rg < n_rg
-    t = row_lo + rg // NG
-    g = g_lo + rg % NG
-    i_b = tl.load(TOKEN_REQ + t, mask=m, other=0)
-    q_start = tl.load(CU_SEQLENS + i_b, mask=m, other=0)
-    q_len = tl.load(CU_SEQLENS + i_b + 1, mask=m, other=0) - q_start
-    p = (tl.load(SEQ_LENS + i_b, mask=m, other=0) - q_len + (t - q_start)) // BLOCK
-    o_s = tl.arange(0, TOPK_P)
-    sel = tl.load(TOPK_IDX + t.to(tl.int64)[:, None] * stride_it + (g * stride_ih)[:, None] + o_s[None, :],
-                  mask=m[:, None] & (o_s < TOPK)[None, :], other=-1)
-    n_ok = tl.sum(((sel >= 0) & (sel <= p[:, None])).to(tl.int32), axis=1)
-    empty = m & (n_ok == 0)
-    if tl.sum(empty.to(tl.int32), axis=0) > 0:
-        o_h = tl.arange(0, G_P)
-        o_d = tl.arange(0, D_P)
-        m_h = o_h < G
-        for i in range(BLOCK_RG):
-            if tl.sum((empty & (tl.arange(0, BLOCK_RG) == i)).to(tl.int32), axis=0) > 0:
-                t_i = (row_lo + (tl.program_id(0) * BLOCK_RG + i) // NG).to(tl.int64)
-                g_i = g_lo + (tl.program_id(0) * BLOCK_RG + i) % NG
-                p_o = OUT + t_i * stride_ot + (g_i * G + o_h)[:, None] * stride_oh + o_d[None, :]
-                tl.store(p_o, tl.zeros([G_P, D_P], dtype=OUT.dtype.element_ty), mask=m_h[:, None] & (o_d < D)[None, :])
-                tl.store(LSE + t_i * (HKV * G) + g_i * G + o_h, tl.full([G_P], float("-inf"), tl.float32), mask=m_h)
 
 
 # KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
@@ -562,11 +471,6 @@ SPLIT_PROGRAMS_PER_SM = 1.0
 SPLIT_MAX_QUERIES = None
 
 
-# The slots of each (query, group) merged by the partial kernel's program that wrote its last one
-# (_merge_finished: an atomic count per (query, group), merge in slot order, so the output does not
-# depend on the order; benchmarks/NOTES.md v18) instead of by a second kernel. A/B knob.
-_KV_FUSED_MERGE = True
-_KV_MAXNREG = 128
 # Passes after the first build their tiles (metadata.build_block_tiles: ~8 small launches) on a
 # side stream while the previous pass's kernels run (benchmarks/NOTES.md v18).
 _KV_OVERLAP_BUILD = True
@@ -723,19 +627,13 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     sub = kv_outer_sub(total_q, max_pages, config.block_size)
     o_part = torch.empty(n_ws * topk * g, d, dtype=q.dtype, device=q.device)
     lse_part = torch.empty(n_ws * topk * g, dtype=torch.float32, device=q.device)
-    fused = _KV_FUSED_MERGE and stop_after is None
-    # valid-slot counts of each pass's (row, group)s, two buffers: a pass's tile build (maybe on the
-    # side stream) fills one while the pass before drains the other back to zero
-    counts = torch.zeros(2 if len(passes) > 1 else 1, n_ws if fused else 1, dtype=torch.int32, device=q.device)
-    nt = 32 * (8 if num_warps is None else num_warps)
 
     def build(i):
         row_lo, row_hi, g_lo, ng = passes[i]
         return build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
-                                 config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng,
-                                 counts[i % len(counts)] if fused else None)
+                                 config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng)
 
-    def run(i, tiles):  # one pass: its tiles' partial outputs, then their merge
+    def run(tiles):  # one pass: its tiles' partial outputs, then their merge
         row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng
         _kv_outer_partial_kernel[(tiles.grid,)](
             q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,
@@ -744,26 +642,12 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             q.stride(0), q.stride(1),
             k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
             v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-            counts[i % len(counts)], topk_idx, out, lse, topk_idx.stride(0), topk_idx.stride(1), out.stride(0), out.stride(1),
             NG=ng, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-            IEEE=q.dtype == torch.float32, SUB=sub, MERGE=int(fused), HKV=hkv, TOPK_P=triton.next_power_of_2(topk),
-            NT=nt,
+            IEEE=q.dtype == torch.float32, SUB=sub,
             **launch_options(8 if num_warps is None else num_warps,
                              num_stages if num_stages is not None or not sub else _KV_SUB_STAGES),
-            # the merge's code takes the kernel past 128 registers (145-154 a thread at M3 shapes, one
-            # 8-warp program an SM); capped, two programs fit, with at most one spilled word
-            **({"maxnreg": _KV_MAXNREG} if fused and q.is_cuda and _KV_MAXNREG else {}),
         )
         if stop_after == "partial":
-            return
-        if fused:
-            n_rg = (row_hi - row_lo) * ng
-            _empty_rows_kernel[(triton.cdiv(n_rg, 64),)](
-                topk_idx, seq_lens_k, cu_seqlens_q, token_req, out, lse, row_lo, g_lo, n_rg,
-                topk_idx.stride(0), topk_idx.stride(1), out.stride(0), out.stride(1),
-                NG=ng, HKV=hkv, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-                TOPK_P=triton.next_power_of_2(topk), BLOCK_RG=64,
-            )
             return
         _merge_slots_kernel[(row_hi - row_lo, ng)](
             o_part, lse_part, topk_idx, seq_lens_k, cu_seqlens_q, token_req,
@@ -788,7 +672,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             tiles_next.tile_info.record_stream(main)
             tiles_next.tile_entries.record_stream(main)
         if stop_after != "tiles":
-            run(i, tiles)
+            run(tiles)
         if built is not None:
             main.wait_event(built)
         elif i + 1 < len(passes):

@@ -189,15 +189,13 @@ class BlockTiles:
 
 
 @triton.jit
-def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, COUNTS, row_lo, g_lo, E, batch, max_pages,
-                       n_keys, n_win, q_window, stride_it, stride_ih,
-                       NG: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
-                       COUNT: tl.constexpr):
+def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, g_lo, E, batch, max_pages, n_keys,
+                       n_win, q_window, stride_it, stride_ih,
+                       NG: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
     """key of entry e = ((t - row_lo) * NG + g - g_lo) * TOPK + slot (the NG groups from g_lo):
     ((g * n_win + w) * batch + request) * max_pages + block when the slot selects a block at or
     before the query's own, else n_keys; w = (t - row_lo) // q_window is the entry's query window
-    (n_win = 1: one window). COUNT: every valid entry also adds one to COUNTS[e // TOPK], its
-    (row, group)'s count of valid slots."""
+    (n_win = 1: one window)."""
     e = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     m = e < E
     t = row_lo + e // (NG * TOPK)
@@ -211,8 +209,6 @@ def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, COUNTS, 
     valid = (sel >= 0) & (sel <= pos // BLOCK)  # a block past the query's own attends nothing
     key = ((g.to(KEYS.dtype.element_ty) * n_win + w) * batch + req) * max_pages + sel
     tl.store(KEYS + e, tl.where(valid, key, n_keys), mask=m)
-    if COUNT:
-        tl.atomic_add(COUNTS + e // TOPK, 1, mask=m & valid)
 
 
 TILE_INFO_FIELDS = ("first", "n", "block", "group", "page", "q_start", "q_len", "seq_len")
@@ -265,13 +261,11 @@ def _tile_heads_kernel(SORTED_KEY, SEG_START, HEADS, E, n_keys, MQ: tl.constexpr
 
 
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
-                      tokens_per_tile, page_table, num_pages, q_window=0, g_lo=0, ng=None, counts=None) -> BlockTiles:
+                      tokens_per_tile, page_table, num_pages, q_window=0, g_lo=0, ng=None) -> BlockTiles:
     """Builds :class:`BlockTiles` of rows ``row_lo:row_hi`` and groups ``g_lo:g_lo + ng`` (None: to
     the last) on the device without a synchronisation: keys (one kernel), a stable radix sort,
     binary searches for the runs of equal keys, a scan of the tile heads, and the tile rows (one
-    kernel). Eight launches, whatever the size. ``counts`` (int32, at least ``(row_hi - row_lo) *
-    ng`` entries, zero there): each (row, group) of the pass, ``(t - row_lo) * ng + g - g_lo``,
-    gets the number of its valid slots added.
+    kernel). Eight launches, whatever the size.
 
     Tiles come in key order: group, then query window (``q_window`` rows of the pass each; 0 = the
     whole pass), then request and block, then query. With windows, the programs running at one
@@ -294,9 +288,8 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     if topk_idx.stride(2) != 1:
         raise ValueError(f"build_block_tiles: topk_idx must have unit stride over slots, got strides {topk_idx.stride()}")
     _entry_keys_kernel[(triton.cdiv(E, chunk),)](
-        topk_idx, token_req, cu_seqlens_q, seq_lens_k, keys, keys if counts is None else counts, row_lo, g_lo, E, batch,
-        max_pages, n_keys, n_win, q_window, topk_idx.stride(0), topk_idx.stride(1), NG=ng, TOPK=topk, BLOCK=block_size,
-        CHUNK=chunk, COUNT=counts is not None,
+        topk_idx, token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, g_lo, E, batch, max_pages, n_keys,
+        n_win, q_window, topk_idx.stride(0), topk_idx.stride(1), NG=ng, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
     )
     sorted_key, order = torch.sort(keys, stable=True)  # invalid entries (key n_keys) last
     seg_start = torch.searchsorted(sorted_key, sorted_key, side="left", out_int32=True)
