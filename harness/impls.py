@@ -62,9 +62,10 @@ class KernelImpl:
 
     ``main_branch`` forces the main-branch form for every call size ("q_outer", "split" or
     "kv_outer"; None keeps the size heuristic), ``workspace_bytes`` the KV-outer workspace (a
-    small one makes it work in several passes: by KV group, then by rows), and ``index_splits`` the number of pieces
-    of the index branch's block range (with a small merge chunk, so the finalize kernel merges
-    in several chunks), by setting the module knobs of msa_sgl.ops for the duration of a call.
+    small one makes it work in several passes: by KV group, then by rows), and ``index_splits``
+    the number of pieces of the index branch's block range (with a small merge chunk, so the
+    finalize kernel merges in several chunks), by setting the module knobs of msa_sgl.ops for the
+    duration of a call.
     """
 
     def __init__(self, device: torch.device = KERNEL_DEVICE, main_branch=None, workspace_bytes=None,

@@ -679,7 +679,6 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             tiles_next = build(i + 1)
 
 
-
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
                      *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, stop_after=None,
                      tile_rows=128, q_window=None):

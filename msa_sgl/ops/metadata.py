@@ -160,8 +160,9 @@ def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr):
 
 @dataclass(frozen=True)
 class BlockTiles:
-    """Reverse index of one range of query rows: for every (group, request, logical block), the
-    (query, slot) entries that selected it, cut into tiles of at most ``tokens_per_tile``.
+    """Reverse index of one pass (a range of query rows, a range of groups): for every (group,
+    request, logical block), the (query, slot) entries that selected it, cut into tiles of at most
+    ``tokens_per_tile``.
 
     Entries are numbered ``e = ((t - row_lo) * ng + g - g_lo) * topk + slot`` (the ``ng`` groups
     from ``g_lo`` of rows ``row_lo`` to ``row_hi``). ``order`` lists the valid

@@ -78,3 +78,22 @@ def test_workspace_of_whole_groups_runs_group_passes_bitwise(groups_fit, monkeyp
     assert torch.equal(out_groups, out_one)
     ref = reference.sparse_attention(**on_cpu(args))
     output_error(out_groups, ref, torch.float16)
+
+
+@pytest.mark.parametrize("method", ["kv_outer", "q_outer"])
+def test_strided_topk_idx_view(method):
+    """topk_idx need only have unit stride over slots (the API's check): a view into a wider
+    tensor gives the result of its contiguous copy (the KV-outer tile build once read it as
+    contiguous)."""
+    prob = _problem()
+    topk = msa_sgl.index_topk(**prob.index_args())
+    wide = torch.full((topk.shape[0], topk.shape[1], topk.shape[2] + 3), 7, dtype=topk.dtype, device=topk.device)
+    wide[:, :, :topk.shape[2]] = topk
+    view = wide[:, :, :topk.shape[2]]
+    assert not view.is_contiguous()
+    args = prob.attention_args(topk)
+    want = mb.sparse_attention(**args, method=method)
+    got = mb.sparse_attention(**dict(args, topk_idx=view), method=method)
+    assert torch.equal(got, want)
+    # and through the public API (its own choice of form; the same for both layouts)
+    assert torch.equal(msa_sgl.sparse_attention(**dict(args, topk_idx=view)), msa_sgl.sparse_attention(**args))
