@@ -278,6 +278,8 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
         ng = hkv - g_lo
     if not (0 <= g_lo and 1 <= ng and g_lo + ng <= hkv):
         raise ValueError(f"build_block_tiles: groups {g_lo}:{g_lo + ng} outside 0:{hkv}")
+    if topk_idx.stride(2) != 1:
+        raise ValueError(f"build_block_tiles: topk_idx must have unit stride over slots, got strides {topk_idx.stride()}")
     E = (row_hi - row_lo) * ng * topk
     if q_window <= 0 or q_window >= row_hi - row_lo:
         q_window = max(1, row_hi - row_lo)
@@ -286,8 +288,6 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     key_dtype = torch.int32 if n_keys < 2**31 - 1 else torch.int64  # 32-bit keys: half the radix passes
     chunk = 1024
     keys = torch.empty(E, dtype=key_dtype, device=dev)
-    if topk_idx.stride(2) != 1:
-        raise ValueError(f"build_block_tiles: topk_idx must have unit stride over slots, got strides {topk_idx.stride()}")
     _entry_keys_kernel[(triton.cdiv(E, chunk),)](
         topk_idx, token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, g_lo, E, batch, max_pages, n_keys,
         n_win, q_window, topk_idx.stride(0), topk_idx.stride(1), NG=ng, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
