@@ -1,6 +1,6 @@
 """A representative call of every kernel, small enough for compute-sanitizer: varlen batch with
 a prefill, a chunk after a prefix and decode rows, the three main-branch forms (KV-outer also in
-sub-blocks and in passes), the decode
+sub-blocks and in passes), the dense rows, the decode
 wrapper (both index score forms, 8-bit keys with e4m3 and with bf16 queries, the heads-first list
 merge), 8-bit index keys (store and read), bf16, M3 head shapes.
 
@@ -35,6 +35,13 @@ a_pass = [ops.sparse_attention(**prob.attention_args(topk), method="kv_outer", w
 one = hb.make_big_problem([1] * 4, [5000, 130, 70000, 9000], dtype=torch.bfloat16, seed=4)  # decode: split index
 t1 = ops.index_topk(**one.index_args())
 c = ops.sparse_attention(**one.attention_args(t1), method="split")
+# dense rows (main_branch._dense_rows_kernel): msa_attention on the varlen batch (KV-outer form; the
+# first and last requests' rows are dense), and a call whose page table is 16 blocks wide (every
+# row dense, no index branch)
+a_dense = msa_sgl.msa_attention(**prob.msa_args())
+tiny = hb.make_big_problem([300, 2000], [1000, 2000], dtype=torch.bfloat16, seed=6)
+assert tiny.args["page_table"].shape[1] <= tiny.config.topk
+a_dense = torch.cat([a_dense, msa_sgl.msa_attention(**tiny.msa_args())])
 
 
 def keys_8bit(k):
@@ -94,7 +101,8 @@ extra.append(wb.run(ba["q"], ba["k_cache"], ba["v_cache"], ba["q_idx"], kb8, k_i
 d = torch.cat([d, e, f] + extra)
 torch.cuda.synchronize()
 print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()
-                                  and torch.isfinite(d).all() and torch.isfinite(a_sub).all()),
+                                  and torch.isfinite(d).all() and torch.isfinite(a_sub).all()
+                                  and torch.isfinite(a_dense).all()),
       "forms rel diff", float((a.float() - b.float()).norm() / b.float().norm()),
       "sub-blocks rel diff", float((a_sub.float() - a.float()).norm() / a.float().norm()),
       "group passes / row ranges bitwise", [bool(torch.equal(x, a)) for x in a_pass])

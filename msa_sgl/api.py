@@ -125,7 +125,10 @@ def msa_attention(
     return_lse: bool = False, k_idx_scale=None, *, workspace_bytes: int | None = None,
 ):
     """Both branches in one call: :func:`index_topk` then :func:`sparse_attention`
-    (``workspace_bytes``: as there)."""
+    (``workspace_bytes``: as there). Queries whose own block is below ``config.topk`` select
+    every block up to it (the contract), so they run as dense causal attention, without the
+    reverse index; a page table at most ``config.topk`` blocks wide (every query such a one)
+    skips the index branch. Outputs equal the two calls' up to rounding."""
     dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
                               k_idx_scale)
     _check_workspace_bytes(workspace_bytes)
@@ -133,10 +136,14 @@ def msa_attention(
     _check_head_dim("q.shape[2]", dims.head_dim)
     _check_head_dim("q_idx.shape[2]", dims.index_dim)
     ops = _ops()
-    topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, k_idx_scale=k_idx_scale)
+    dense = ops.main_branch._DENSE_ROWS  # the selection below follows the contract: dense rows may skip it
+    topk_idx = None
+    if not (dense and page_table.shape[1] <= config.topk):  # else every row is dense: no selection needed
+        topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
+                                  k_idx_scale=k_idx_scale)
     return ops.sparse_attention(
         q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse,
-        workspace_bytes=workspace_bytes,
+        workspace_bytes=workspace_bytes, dense_rows=dense,
     )
 
 

@@ -1,6 +1,6 @@
 """Main branch: exact softmax attention over each (token, group)'s selected blocks, in Triton.
 
-Three forms, same results (up to rounding), chosen by :func:`sparse_attention`:
+Three forms and the dense rows, same results (up to rounding), chosen by :func:`sparse_attention`:
 
 * **query-outer** (``_sparse_attn_fwd_kernel``): one program per (query token, KV group) holds
   the group's G query heads as the rows of one tile (padded to 16), walks the token's top-k
@@ -20,6 +20,12 @@ Three forms, same results (up to rounding), chosen by :func:`sparse_attention`:
   A second pass merges the slots of each (query, group) by log-sum-exp in slot order:
   deterministic, no atomics. Hot blocks (the local block, early blocks) are simply cut into
   more tiles, so the grid stays balanced.
+
+* **dense rows** (``_dense_rows_kernel``, ``msa_attention`` only): a query whose own block is
+  below topk selects every block up to it (the contract), so its output is dense causal
+  attention: one program per tile of consecutive queries x G heads walks keys 0..pos through the
+  page table with an online softmax. With the KV-outer form those rows leave its tiles and
+  merge; a call whose page table is at most topk blocks wide is this kernel alone.
 
 Common rules: only the query's own block can hold keys past the query, so only it is masked; a
 slot with a negative id or an id past the query's own block attends nothing; an id listed twice
@@ -374,12 +380,12 @@ def _merge_slots_kernel(
     stride_it, stride_ih,
     stride_ot, stride_oh,
     HKV: tl.constexpr, NG: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-    BLOCK: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, TOPK_P: tl.constexpr, DENSE: tl.constexpr = 0,
 ):
     """One (query, group) of the pass (rows from row_lo, NG groups from g_lo): out = sum_s w_s o_s
     / sum_s w_s with w_s = 2^(lse_s - max lse), over the valid slots in slot order. The weights
     come from one vector load of the LSEs, so the partial-output loads of the slot loop are
-    independent of each other."""
+    independent of each other. DENSE: rows with p < TOPK are _dense_rows_kernel's; skipped."""
     t = row_lo + tl.program_id(0)
     i_gp = tl.program_id(1)  # group within the pass
     i_g = g_lo + i_gp
@@ -387,6 +393,9 @@ def _merge_slots_kernel(
     q_start = tl.load(CU_SEQLENS + i_b)
     q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
     p = (tl.load(SEQ_LENS + i_b) - q_len + (t - q_start)) // BLOCK
+    if DENSE:
+        if p < TOPK:
+            return
     t64 = t.to(tl.int64)
     o_s = tl.arange(0, TOPK_P)
     o_h = tl.arange(0, G_P)
@@ -413,6 +422,81 @@ def _merge_slots_kernel(
     tl.store(p_o, b_o.to(OUT.dtype.element_ty), mask=m_hd)
     b_lse = tl.where(has, (b_m + tl.log2(tl.where(has, b_w, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(LSE + t64 * (HKV * G) + i_g * G + o_h, b_lse, mask=m_h)
+
+
+@triton.jit
+def _dense_rows_kernel(
+    Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS,
+    OUT, LSE,
+    num_pages, qk_scale, n_tiles,
+    stride_qt, stride_qh,
+    stride_kp, stride_kb, stride_kh,
+    stride_vp, stride_vb, stride_vh,
+    stride_pt_b,
+    stride_ot, stride_oh,
+    G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, SUB: tl.constexpr, IEEE: tl.constexpr,
+):
+    """Dense rows: the queries at positions below TOPK * BLOCK, which select every block up to
+    their own (MSA.md section 3: n <= k), so their output is dense causal attention. One program
+    per (request, tile of MQ consecutive queries, group), ``n_tiles`` tiles a request: the MQ
+    queries x G heads as the rows of one tile, keys 0..(last query's position) in sub-blocks of
+    SUB keys through the page table, online softmax; the sub-blocks every query sees all of
+    first, unmasked, then the one or two the tile's diagonal crosses. A request's dense queries
+    are a prefix of its rows (positions are consecutive); programs past them exit."""
+    pid = tl.program_id(0)
+    i_b = pid // n_tiles
+    i0 = (pid % n_tiles) * MQ  # the tile's first query within the request
+    i_g = tl.program_id(1)
+    q_start = tl.load(CU_SEQLENS + i_b)
+    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
+    prefix = tl.load(SEQ_LENS + i_b) - q_len  # position of the request's first query
+    n_dense = tl.minimum(q_len, TOPK * BLOCK - prefix)  # its dense queries
+    if i0 >= n_dense:
+        return
+
+    R: tl.constexpr = MQ * G_P
+    o_r = tl.arange(0, R)
+    o_h = o_r % G_P  # head within the group
+    i_q = i0 + o_r // G_P  # query within the request
+    m_r = (i_q < n_dense) & (o_h < G)
+    pos = prefix + i_q  # [R]
+    o_d = tl.arange(0, D_P)
+    m_d = o_d < D
+    t = (q_start + i_q).to(tl.int64)
+    p_q = Q + t[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
+    b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
+
+    b_m = tl.full([R], float("-inf"), dtype=tl.float32)
+    b_l = tl.zeros([R], dtype=tl.float32)
+    b_acc = tl.zeros([R, D_P], dtype=tl.float32)
+    pt_row = PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b
+    o_u = tl.arange(0, SUB)
+    p_kd = K + i_g * stride_kh + o_d[:, None]
+    p_vd = V + i_g * stride_vh + o_d[None, :]
+    pos_hi = prefix + tl.minimum(i0 + MQ, n_dense) - 1  # the tile's last query's position
+    n_all = pos_hi // SUB + 1  # sub-blocks up to its key
+    n_free = (prefix + i0 + 1) // SUB  # sub-blocks the tile's first query sees whole
+    for j in range(0, n_free):  # [0, n_free * SUB): visible to every row
+        page = tl.load(pt_row + (j * SUB) // BLOCK)
+        page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+        o_k = (j * SUB) % BLOCK + o_u
+        b_k = tl.load(p_kd + page * stride_kp + o_k[None, :] * stride_kb, mask=m_d[:, None], other=0.0)  # [D_P, SUB]
+        b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_vd + page * stride_vp + o_k[:, None] * stride_vb, m_d[None, :],
+                                       (o_u < SUB)[None, :], qk_scale, b_m, b_l, b_acc, IEEE)
+    for j in range(n_free, n_all):  # the diagonal: key <= the row's position (padding rows may go NaN: not stored)
+        page = tl.load(pt_row + (j * SUB) // BLOCK)
+        page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+        o_k = (j * SUB) % BLOCK + o_u
+        m_u = j * SUB + o_u <= pos_hi  # keys past the tile's last query may lie past the cache's end: not loaded
+        b_k = tl.load(p_kd + page * stride_kp + o_k[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None], other=0.0)
+        m_s = (j * SUB + o_u)[None, :] <= pos[:, None]
+        b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_vd + page * stride_vp + o_k[:, None] * stride_vb,
+                                       m_u[:, None] & m_d[None, :], m_s, qk_scale, b_m, b_l, b_acc, IEEE)
+    p_o = OUT + t[:, None] * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
+    tl.store(p_o, (b_acc / b_l[:, None]).to(OUT.dtype.element_ty), mask=m_r[:, None] & m_d[None, :])
+    # natural-log LSE: (m + log2 l) / log2(e); key 0 is visible to every row, so l > 0
+    tl.store(LSE + t * (G * tl.num_programs(1)) + i_g * G + o_h, (b_m + tl.log2(b_l)) * 0.6931471805599453, mask=m_r)
 
 
 # KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
@@ -607,7 +691,7 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
 
 
 def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
-              workspace_bytes, num_warps, num_stages, stop_after=None, tile_rows=128, q_window=None):
+              workspace_bytes, num_warps, num_stages, stop_after=None, tile_rows=128, q_window=None, dense=False):
     total_q, hq, d = q.shape
     hkv = k_cache.shape[2]
     g = hq // hkv
@@ -631,7 +715,8 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     def build(i):
         row_lo, row_hi, g_lo, ng = passes[i]
         return build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages,
-                                 config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng)
+                                 config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng,
+                                 skip_dense=dense)
 
     def run(tiles):  # one pass: its tiles' partial outputs, then their merge
         row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng
@@ -656,7 +741,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             topk_idx.stride(0), topk_idx.stride(1),
             out.stride(0), out.stride(1),
             HKV=hkv, NG=ng, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-            TOPK_P=triton.next_power_of_2(topk),
+            TOPK_P=triton.next_power_of_2(topk), DENSE=int(dense),
         )
 
     side = _side_stream(q.device) if len(passes) > 1 and _KV_OVERLAP_BUILD and q.is_cuda else None
@@ -679,27 +764,89 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             tiles_next = build(i + 1)
 
 
+# Dense rows: a query whose own block is below topk selects every block up to it (MSA.md section
+# 3), so msa_attention (whose selection follows that rule) sends such rows to _dense_rows_kernel,
+# a causal flash-attention tile over the paged cache, instead of the reverse index and per-slot
+# partials of the KV-outer form; a call whose page table is at most topk blocks wide (every row
+# dense) skips the index branch too. _DENSE_ROWS False: never (A/B studies). Tiles of
+# _DENSE_TILE_ROWS rows (queries x G heads), sub-blocks of _DENSE_SUB keys (at most the block
+# size), _DENSE_STAGES stages, _DENSE_WARPS warps. H100, M3 shapes, bf16 (benchmarks/NOTES.md
+# v19): 64 rows / 64 keys / 3 stages / 4 warps (180 registers) 0.214 ms on the 2048 dense rows of
+# a first chunk, 1.55-1.60 ms for 8 x 2048-token prompts, 0.68 for 32 x 512; 128 rows / 128 keys /
+# 2 stages / 8 warps (243 registers) 0.212, 1.49, 0.72; 128 / 64 / 3 / 8 0.240, 1.68, 0.79.
+_DENSE_ROWS = True
+_DENSE_SUB = 64
+_DENSE_STAGES = 3
+_DENSE_WARPS = 4
+_DENSE_TILE_ROWS = 64
+
+
+def dense_rows_tiles(total_q: int, config, mq: int) -> int:
+    """Tiles of ``mq`` queries a request in the dense kernel's grid, from shapes only: a request
+    has at most min(total_q, topk * block_size) dense queries."""
+    return triton.cdiv(min(total_q, config.topk * config.block_size), mq)
+
+
+def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config, out, lse, num_warps=None,
+                      num_stages=None, sub=None, tile_rows=None):
+    """The dense rows of a call (see _dense_rows_kernel) into ``out``/``lse``; other rows are
+    left as they are. One launch: no workspace, no metadata, no synchronisation."""
+    total_q, hq, d = q.shape
+    hkv = k_cache.shape[2]
+    g = hq // hkv
+    g_p = triton.next_power_of_2(g)
+    mq = max(1, (_DENSE_TILE_ROWS if tile_rows is None else tile_rows) // g_p)
+    if mq * g_p < 16:
+        mq = 16 // g_p
+    sub = min(config.block_size, _DENSE_SUB if sub is None else sub)
+    n_tiles = dense_rows_tiles(total_q, config, mq)
+    _dense_rows_kernel[(page_table.shape[0] * n_tiles, hkv)](
+        q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q, out, lse,
+        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E, n_tiles,
+        q.stride(0), q.stride(1),
+        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        page_table.stride(0), out.stride(0), out.stride(1),
+        G=g, G_P=g_p, MQ=mq, D=d, D_P=max(16, triton.next_power_of_2(d)), BLOCK=config.block_size, TOPK=config.topk,
+        SUB=sub, IEEE=q.dtype == torch.float32,
+        **launch_options(_DENSE_WARPS if num_warps is None else num_warps,
+                         _DENSE_STAGES if num_stages is None else num_stages),
+    )
+
+
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
                      *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, stop_after=None,
-                     tile_rows=128, q_window=None):
-    """Kernel behind msa_sgl.sparse_attention (arguments already validated).
+                     tile_rows=128, q_window=None, dense_rows=False):
+    """Kernel behind msa_sgl.sparse_attention and msa_attention (arguments already validated).
 
     ``method``: ``"kv_outer"``, ``"q_outer"``, ``"split"`` or None (by the number of queries,
     from shapes only); the keyword options override the launch heuristics (tests, benchmarks);
     ``stop_after`` ("tiles" or "partial") stops the KV-outer form early, to time its stages;
     ``q_window`` sets its query windows (0: none; None: kv_outer_q_window's rule).
+    ``dense_rows``: the selection follows the contract (``topk_idx`` lists every block of a query
+    whose own block is below topk), so those rows may take the dense kernel: with the KV-outer
+    form, or for every row when the page table is at most topk blocks wide (``topk_idx`` is then
+    not read and may be None).
     """
     total_q, hq, d = q.shape
     out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(total_q, hq, dtype=torch.float32, device=q.device)
     if total_q:
+        if dense_rows and page_table.shape[1] <= config.topk:  # every row dense
+            launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config, out, lse)
+            return (out, lse) if return_lse else out
+        if topk_idx is None:
+            raise ValueError("topk_idx: expected a tensor unless every row is dense (dense_rows and a page table "
+                             f"at most topk = {config.topk} blocks wide), got None with {page_table.shape[1]} blocks")
         token_req = token_requests(cu_seqlens_q, total_q)
         if method is None:
             method = choose_method(total_q, k_cache.shape[2], q.device)
         if method == "kv_outer":
+            if dense_rows:
+                launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config, out, lse)
             _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                       workspace_bytes or KV_OUTER_WORKSPACE_BYTES, num_warps, num_stages, stop_after, tile_rows,
-                      q_window)
+                      q_window, dense_rows)
         elif method == "q_outer":
             launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                      num_warps, num_stages)

@@ -192,11 +192,13 @@ class BlockTiles:
 @triton.jit
 def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, g_lo, E, batch, max_pages, n_keys,
                        n_win, q_window, stride_it, stride_ih,
-                       NG: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+                       NG: tl.constexpr, TOPK: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+                       SKIP_DENSE: tl.constexpr = 0):
     """key of entry e = ((t - row_lo) * NG + g - g_lo) * TOPK + slot (the NG groups from g_lo):
     ((g * n_win + w) * batch + request) * max_pages + block when the slot selects a block at or
     before the query's own, else n_keys; w = (t - row_lo) // q_window is the entry's query window
-    (n_win = 1: one window)."""
+    (n_win = 1: one window). SKIP_DENSE: entries of queries whose own block is below TOPK (every
+    block selected: main_branch._dense_rows_kernel's rows) are not valid either."""
     e = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     m = e < E
     t = row_lo + e // (NG * TOPK)
@@ -208,6 +210,8 @@ def _entry_keys_kernel(TOPK_IDX, TOKEN_REQ, CU_SEQLENS, SEQ_LENS, KEYS, row_lo, 
     q_len = tl.load(CU_SEQLENS + req + 1, mask=m, other=0) - q_start
     pos = tl.load(SEQ_LENS + req, mask=m, other=0) - q_len + (t - q_start)
     valid = (sel >= 0) & (sel <= pos // BLOCK)  # a block past the query's own attends nothing
+    if SKIP_DENSE:
+        valid = valid & (pos // BLOCK >= TOPK)
     key = ((g.to(KEYS.dtype.element_ty) * n_win + w) * batch + req) * max_pages + sel
     tl.store(KEYS + e, tl.where(valid, key, n_keys), mask=m)
 
@@ -262,7 +266,8 @@ def _tile_heads_kernel(SORTED_KEY, SEG_START, HEADS, E, n_keys, MQ: tl.constexpr
 
 
 def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row_hi, batch, max_pages, block_size,
-                      tokens_per_tile, page_table, num_pages, q_window=0, g_lo=0, ng=None) -> BlockTiles:
+                      tokens_per_tile, page_table, num_pages, q_window=0, g_lo=0, ng=None,
+                      skip_dense=False) -> BlockTiles:
     """Builds :class:`BlockTiles` of rows ``row_lo:row_hi`` and groups ``g_lo:g_lo + ng`` (None: to
     the last) on the device without a synchronisation: keys (one kernel), a stable radix sort,
     binary searches for the runs of equal keys, a scan of the tile heads, and the tile rows (one
@@ -271,7 +276,8 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     Tiles come in key order: group, then query window (``q_window`` rows of the pass each; 0 = the
     whole pass), then request and block, then query. With windows, the programs running at one
     time gather the query rows of one window (which can stay in L2) at the price of one tile
-    run (and one K/V read) per (window, block) instead of per block."""
+    run (and one K/V read) per (window, block) instead of per block. ``skip_dense``: leave out
+    the queries whose own block is below ``topk`` (main_branch's dense rows)."""
     _, hkv, topk = topk_idx.shape
     dev = topk_idx.device
     if ng is None:
@@ -291,6 +297,7 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     _entry_keys_kernel[(triton.cdiv(E, chunk),)](
         topk_idx, token_req, cu_seqlens_q, seq_lens_k, keys, row_lo, g_lo, E, batch, max_pages, n_keys,
         n_win, q_window, topk_idx.stride(0), topk_idx.stride(1), NG=ng, TOPK=topk, BLOCK=block_size, CHUNK=chunk,
+        SKIP_DENSE=int(skip_dense),
     )
     sorted_key, order = torch.sort(keys, stable=True)  # invalid entries (key n_keys) last
     seg_start = torch.searchsorted(sorted_key, sorted_key, side="left", out_int32=True)

@@ -1,0 +1,188 @@
+"""Dense rows (main_branch._dense_rows_kernel) against the KV-outer form for them, one device call.
+
+    PYTHONPATH=$PWD python benchmarks/dense_ab.py            # on / off, peers
+    PYTHONPATH=$PWD python benchmarks/dense_ab.py variants   # the dense kernel's launch variants
+
+M3 shapes (bf16). A 16K chunk after 0 and 1024 cached tokens (the first 2048 - P rows dense):
+the main branch with and without dense rows, the dense kernel's launch variants alone, the
+whole chunk (msa_attention, _DENSE_ROWS on / off). Short prompts (every row dense: the index
+branch skipped) and a 4K prompt (half dense): msa_attention on / off beside cuDNN SDPA over
+the same tokens. Rounds interleaved; outputs on / off compared (relative L2, max). Appends to
+$OUT/dense_ab.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import msa_sgl
+from harness import bench as hb
+from msa_sgl import ops
+
+mb = ops.main_branch
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm())
+
+
+def sdpa_ms(q_lens, prob):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    n, b = q_lens[0], len(q_lens)
+    a = prob.args
+    q4 = a["q"].view(b, n, *a["q"].shape[1:]).transpose(1, 2)
+    k4 = torch.randn(b, a["k_cache"].shape[2], n, a["q"].shape[2], device="cuda", dtype=a["q"].dtype)
+    v4 = torch.randn_like(k4)
+
+    def run():
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            return F.scaled_dot_product_attention(q4, k4, v4, is_causal=True, enable_gqa=True)
+
+    try:
+        run()
+        return hb.bench_ms(run, rep=100)
+    except Exception as e:  # noqa: BLE001
+        return repr(e)[:200]
+
+
+def chunk_point(P, C, rec):
+    prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 7)
+    topk = ops.index_topk(**prob.index_args())
+    aa = prob.attention_args(topk)
+    off = ops.sparse_attention(**aa, method="kv_outer")
+    on = ops.sparse_attention(**aa, method="kv_outer", dense_rows=True)
+    n_dense = max(0, min(C, 2048 - P))
+    rec.update(n_dense=n_dense, finite=bool(torch.isfinite(on).all()), rel_all=rel(on, off),
+               rel_dense=rel(on[:n_dense], off[:n_dense]) if n_dense else None,
+               bitwise_sparse_rows=bool(torch.equal(on[n_dense:], off[n_dense:])))
+    a = prob.args
+    out = torch.empty_like(off)
+    lse = torch.empty(off.shape[:2], dtype=torch.float32, device="cuda")
+    variants = ()  # see KNOBS and the "variants" mode
+    for rnd in range(3):
+        for dense in (False, True):
+            kw = dict(method="kv_outer", dense_rows=dense)
+            rec.setdefault(f"main_{'on' if dense else 'off'}", []).append(
+                hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw), rep=60))
+            mb._DENSE_ROWS = dense
+            try:
+                rec.setdefault(f"chunk_{'on' if dense else 'off'}", []).append(
+                    hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60))
+            finally:
+                mb._DENSE_ROWS = True
+        if n_dense:
+            for sub, nw, st, rows in variants:
+                name = f"dense_sub{sub}_w{nw}_st{st}_rows{rows}"
+
+                def run():
+                    mb.launch_dense_rows(a["q"], a["k_cache"], a["v_cache"], a["page_table"], a["cu_seqlens_q"],
+                                         a["seq_lens_k"], prob.config, out, lse, num_warps=nw, num_stages=st, sub=sub,
+                                         tile_rows=rows)
+                try:
+                    run()
+                    r = dict(ms=hb.bench_ms(run, rep=60), rel=rel(out[:n_dense], off[:n_dense]))
+                except Exception as e:  # noqa: BLE001
+                    r = repr(e)[:200]
+                rec.setdefault(name, []).append(r)
+    return rec
+
+
+def prompt_point(q_lens, rec):
+    prob = hb.make_big_problem(q_lens, q_lens, dtype=torch.bfloat16, seed=len(q_lens) + q_lens[0])
+    mb._DENSE_ROWS = False
+    try:
+        off = msa_sgl.msa_attention(**prob.msa_args())
+    finally:
+        mb._DENSE_ROWS = True
+    on = msa_sgl.msa_attention(**prob.msa_args())
+    rec.update(finite=bool(torch.isfinite(on).all()), rel_all=rel(on, off), max_abs=float((on.float() - off.float()).abs().max()))
+    for rnd in range(3):
+        for dense in (False, True):
+            mb._DENSE_ROWS = dense
+            try:
+                rec.setdefault(f"msa_{'on' if dense else 'off'}", []).append(
+                    hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60))
+            finally:
+                mb._DENSE_ROWS = True
+        if len(set(q_lens)) == 1:
+            rec.setdefault("cudnn", []).append(sdpa_ms(q_lens, prob))
+    return rec
+
+
+# launch variants of the dense kernel: (sub, warps, stages, tile rows)
+KNOBS = {"s64w8st3": (64, 8, 3, 128), "s128w8st2": (128, 8, 2, 128), "s64w4st3r64": (64, 4, 3, 64)}
+
+
+def set_knobs(k):
+    mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS = k
+
+
+def variants():
+    """The dense kernel's launch variants: alone on the 2048 dense rows of a P = 0 chunk, and
+    msa_attention on all-dense prompts, three rounds interleaved."""
+    saved = (mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS)
+    res = {}
+    prob = hb.make_big_problem([16384], [16384], dtype=torch.bfloat16, seed=7)
+    a = prob.args
+    ref = ops.sparse_attention(**prob.attention_args(ops.index_topk(**prob.index_args())), method="kv_outer")
+    out = torch.empty_like(ref)
+    lse = torch.empty(ref.shape[:2], dtype=torch.float32, device="cuda")
+    prompts = {n: hb.make_big_problem(q, q, dtype=torch.bfloat16, seed=len(q)) for n, q in
+               (("1x2048", [2048]), ("8x2048", [2048] * 8), ("32x512", [512] * 32), ("1x1024", [1024]))}
+    base = {n: msa_sgl.msa_attention(**p.msa_args()) for n, p in prompts.items()}
+    try:
+        for rnd in range(2):
+            for name, k in KNOBS.items():
+                set_knobs(k)
+
+                def run():
+                    mb.launch_dense_rows(a["q"], a["k_cache"], a["v_cache"], a["page_table"], a["cu_seqlens_q"],
+                                         a["seq_lens_k"], prob.config, out, lse)
+                try:
+                    run()
+                    r = dict(chunk_dense_ms=hb.bench_ms(run, rep=60), rel=rel(out[:2048], ref[:2048]))
+                    for n, p in prompts.items():
+                        o = msa_sgl.msa_attention(**p.msa_args())
+                        r[n] = hb.bench_ms(lambda: msa_sgl.msa_attention(**p.msa_args()), rep=60)
+                        r[n + "_rel"] = rel(o, base[n])
+                except Exception as e:  # noqa: BLE001
+                    r = repr(e)[:200]
+                res.setdefault(name, []).append(r)
+    finally:
+        set_knobs(saved)
+    return res
+
+
+def main():
+    out_path = Path(os.environ.get("OUT", ".")) / "dense_ab.json"
+    res = json.loads(out_path.read_text()) if out_path.exists() else []
+    if len(sys.argv) > 1 and sys.argv[1] == "variants":
+        rec = dict(kind="variants", **variants())
+        print(json.dumps(rec), flush=True)
+        res.append(rec)
+        out_path.write_text(json.dumps(res, indent=1))
+        return
+    for P in (0, 1024):
+        rec = chunk_point(P, 16384, dict(kind="chunk", P=P, C=16384))
+        print(rec, flush=True)
+        res.append(rec)
+        out_path.write_text(json.dumps(res, indent=1))
+        torch.cuda.empty_cache()
+    for q_lens in ([2048], [1024], [2048] * 8, [512] * 32, [4096], [2048] * 32):
+        rec = prompt_point(q_lens, dict(kind="prompt", q_lens=f"{len(q_lens)}x{q_lens[0]}"))
+        print(rec, flush=True)
+        res.append(rec)
+        out_path.write_text(json.dumps(res, indent=1))
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The dense rows of msa_attention (main_branch._dense_rows_kernel): queries whose own block is
+below topk select every block up to it (MSA.md section 3), so they take a causal flash-attention
+tile over the paged cache instead of the reverse index; the KV-outer form then leaves them out of
+its tiles and its merge. Checked against the float64 reference, with the rows each kernel writes
+checked exactly, and the call whose page table is at most topk blocks wide (every row dense),
+which skips the index branch."""
+
+import pytest
+import torch
+
+from harness import bench as hb
+from harness.impls import KERNEL_DEVICE, on_cpu
+from harness.tolerance import lse_error, output_error
+from msa_sgl import msa_attention, reference
+from msa_sgl import ops
+from msa_sgl.ops import main_branch as mb
+
+F16, F32 = torch.float16, torch.float32
+SHAPES = dict(num_q_heads=8, num_kv_heads=2, head_dim=32, index_dim=16, num_local_blocks=1)
+G16 = dict(num_q_heads=32, num_kv_heads=2, head_dim=64, index_dim=16, num_local_blocks=1)  # 8 queries a tile
+
+
+def _problem(block_size, topk, dtype, shapes, seed=5):
+    B, span = block_size, topk * block_size
+    # request 0: no prefix, dense rows then sparse ones (the switch mid-tile); 1: a prefix just
+    # below the span (3 dense rows); 2: a prefix past it (no dense rows); 3: no queries;
+    # 4: every row dense, the last one a partial block; 5, 6: three queries from positions 30 and
+    # 14, so a tile's first query sits two keys before a sub-block's end and its last one on a
+    # sub-block's first key (16 or 32 keys)
+    q_lens = [span + 2 * B + 7, 9, 6, 0, span - 3, 3, 3]
+    prefixes = [0, span - 3, span + B + 1, B, 0, 30, 14]
+    seq_lens = [p + q for p, q in zip(prefixes, q_lens)]
+    prob = hb.make_big_problem(q_lens, seq_lens, dtype=dtype, device=KERNEL_DEVICE, seed=seed, block_size=B,
+                               topk=topk, **shapes)
+    _poison_past_the_end(prob)
+    return prob
+
+
+def _poison_past_the_end(prob):
+    """NaN in every cache slot past a request's keys: a kernel that loads them unmasked fails."""
+    a, B = prob.args, prob.config.block_size
+    used = torch.zeros(a["k_cache"].shape[:2], dtype=torch.bool)
+    table = a["page_table"].cpu()
+    for b, s in enumerate(prob.seq_lens):
+        for i in range(s):
+            used[table[b, i // B], i % B] = True
+    for cache in (a["k_cache"], a["v_cache"]):
+        cache[~used.to(cache.device)] = float("nan")
+
+
+def _dense_row_mask(prob):
+    rows = []
+    span = prob.config.topk * prob.config.block_size
+    for q_len, seq_len in zip(prob.q_lens, prob.seq_lens):
+        rows += [seq_len - q_len + i < span for i in range(q_len)]
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("block_size,topk,sub,rows,dtype,shapes", [
+    (16, 4, 16, 128, F16, SHAPES), (32, 3, 16, 128, F16, SHAPES), (32, 3, 32, 64, F32, SHAPES),
+    (16, 2, 16, 128, F16, G16), (16, 2, 16, 16, F16, G16)],
+    ids=["b16_k4", "b32_k3_sub16", "fp32_b32_k3_rows64", "g16_b16_k2", "g16_one_query_tiles"])
+def test_dense_kernel_writes_exactly_the_dense_rows(monkeypatch, block_size, topk, sub, rows, dtype, shapes):
+    monkeypatch.setattr(mb, "_DENSE_SUB", sub)
+    monkeypatch.setattr(mb, "_DENSE_TILE_ROWS", rows)
+    prob = _problem(block_size, topk, dtype, shapes)
+    a = prob.args
+    total_q, hq, d = a["q"].shape
+    out = torch.full((total_q, hq, d), float("nan"), dtype=dtype, device=KERNEL_DEVICE)
+    lse = torch.full((total_q, hq), float("nan"), dtype=torch.float32, device=KERNEL_DEVICE)
+    mb.launch_dense_rows(a["q"], a["k_cache"], a["v_cache"], a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"],
+                         prob.config, out, lse)
+    dense = _dense_row_mask(prob)
+    assert 0 < int(dense.sum()) < total_q
+    out, lse = out.cpu(), lse.cpu()
+    assert torch.isnan(out[~dense]).all() and torch.isnan(lse[~dense]).all()  # other rows untouched
+    ref, ref_lse = reference.dense_attention(**on_cpu({k: a[k] for k in (
+        "q", "k_cache", "v_cache", "page_table", "cu_seqlens_q", "seq_lens_k")}), return_lse=True)
+    output_error(out[dense], ref[dense], dtype)
+    lse_error(lse[dense], ref_lse[dense], dtype)
+
+
+@pytest.mark.parametrize("dense_rows", [True, False], ids=["dense_rows", "kv_outer_only"])
+@pytest.mark.parametrize("workspace", [None, 1], ids=["one_pass", "row_passes"])
+def test_msa_attention_kv_outer_with_dense_rows(monkeypatch, dense_rows, workspace):
+    monkeypatch.setattr(mb, "KV_OUTER_MIN_QUERIES", 0)  # KV-outer at toy sizes
+    monkeypatch.setattr(mb, "_DENSE_ROWS", dense_rows)
+    if workspace is not None:
+        monkeypatch.setattr(mb, "KV_OUTER_WORKSPACE_BYTES", workspace)
+    prob = _problem(16, 4, F16, SHAPES)
+    calls = []
+    launch = mb.launch_dense_rows
+    monkeypatch.setattr(mb, "launch_dense_rows", lambda *a, **k: calls.append(1) or launch(*a, **k))
+    out, lse = msa_attention(**prob.msa_args(), return_lse=True)
+    assert len(calls) == int(dense_rows)
+    assert torch.isfinite(out).all() and torch.isfinite(lse).all()  # every row written, by one kernel or the other
+    ref, ref_lse = reference.msa_attention(**on_cpu(prob.msa_args()), return_lse=True)
+    output_error(out.cpu(), ref, F16)
+    lse_error(lse.cpu(), ref_lse, F16)
+
+
+def test_every_row_dense_skips_the_index_branch(monkeypatch):
+    # page table 4 blocks wide, topk 4: every query's own block is below topk
+    prob = hb.make_big_problem([40, 17, 64], [40, 50, 64], dtype=F16, device=KERNEL_DEVICE, seed=3, block_size=16,
+                               topk=4, **SHAPES)
+    _poison_past_the_end(prob)
+    assert prob.args["page_table"].shape[1] <= prob.config.topk
+
+    def no_index(*a, **k):
+        raise AssertionError("index_topk ran for a call whose rows are all dense")
+
+    monkeypatch.setattr(ops, "index_topk", no_index)
+    out, lse = msa_attention(**prob.msa_args(), return_lse=True)
+    ref, ref_lse = reference.msa_attention(**on_cpu(prob.msa_args()), return_lse=True)
+    output_error(out.cpu(), ref, F16)
+    lse_error(lse.cpu(), ref_lse, F16)
+
+
+def test_topk_idx_none_needs_every_row_dense():
+    prob = _problem(16, 4, F16, SHAPES)
+    with pytest.raises(ValueError, match="topk_idx"):
+        mb.sparse_attention(**prob.attention_args(None), dense_rows=True)
+
+
+def test_kv_outer_tiles_leave_out_the_dense_rows():
+    prob = _problem(16, 4, F16, SHAPES)
+    a = prob.args
+    topk_idx = reference.index_topk(**on_cpu(prob.index_args())).to(KERNEL_DEVICE)
+    total_q, hkv, topk = topk_idx.shape
+    token_req = ops.metadata.token_requests(a["cu_seqlens_q"], total_q)
+    batch, max_pages = a["page_table"].shape
+
+    def valid_entries(skip):
+        t = ops.metadata.build_block_tiles(topk_idx, a["cu_seqlens_q"], a["seq_lens_k"], token_req, 0, total_q, batch,
+                                           max_pages, 16, 8, a["page_table"], a["k_cache"].shape[0],
+                                           skip_dense=skip)
+        return int(t.tile_info[:, 1].sum())
+
+    dense = _dense_row_mask(prob)
+    sel = topk_idx.cpu()
+    pos = torch.cat([torch.arange(s - q, s) for q, s in zip(prob.q_lens, prob.seq_lens)])
+    ok = (sel >= 0) & (sel <= (pos // 16)[:, None, None])
+    assert valid_entries(False) == int(ok.sum())
+    assert valid_entries(True) == int(ok[~dense].sum()) < int(ok.sum())
