@@ -138,10 +138,35 @@ def slot_sub_async():
               flush=True)
 
 
+# the dense rows' kernel (main_branch._dense_rows_kernel) at M3 shapes
+DENSE_SIG = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "PAGE_TABLE": "*i32", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
+             "OUT": "*bf16", "LSE": "*fp32", "num_pages": I32, "qk_scale": "fp32", "n_tiles": I32,
+             **_scalars(["stride_qt", "stride_qh", "stride_kp", "stride_kb", "stride_kh", "stride_vp", "stride_vb",
+                         "stride_vh", "stride_pt_b", "stride_ot", "stride_oh"])}
+
+
+def dense_rows_async():
+    """The dense rows' kernel with the shipped launch (tiles of main_branch._DENSE_TILE_ROWS rows,
+    _DENSE_SUB-key sub-blocks, _DENSE_STAGES stages, _DENSE_WARPS warps), compiled as the JIT does:
+    the cp.async copies of K and V in its two key loops, and whether any key load is left
+    synchronous (ld.global of 16 bytes: a loop Triton did not pipeline)."""
+    names = [n for n in DENSE_SIG if n.isupper() or n.startswith("stride")]
+    names.remove("stride_pt_b")  # a page-table row's width: any
+    const = dict(G=16, G_P=16, MQ=mb._DENSE_TILE_ROWS // 16, D=128, D_P=128, BLOCK=128, TOPK=16, SUB=mb._DENSE_SUB,
+                 IEEE=False)
+    k = triton.compile(source(mb._dense_rows_kernel, DENSE_SIG, const, aligned(DENSE_SIG, names)),
+                       target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": mb._DENSE_WARPS, "num_stages": mb._DENSE_STAGES})
+    ptx = k.asm["ptx"]
+    print(json.dumps({"kernel": "dense_rows", "cp_async": ptx.count("cp.async.cg") + ptx.count("cp.async.ca"),
+                      "ld_global_v4": ptx.count("ld.global.v4")}), flush=True)
+
+
 def main():
     key_buffers()
     scan_mma()
     slot_sub_async()
+    dense_rows_async()
     for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):
             k = triton.compile(source(fn, sig, dict(const, USE_PDL=mode)), target=GPUTarget("cuda", 90, 32),

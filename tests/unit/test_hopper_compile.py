@@ -6,7 +6,8 @@ Triton 3.6, this check the Triton installed here. And the decode index scan's lo
 block in flight with the decode num_stages, where Triton's default keeps none (Triton 3.6 and 3.8
 alike; benchmarks/NOTES.md v9); and its keys-x-queries form (the 8-bit decode tiles') runs 8-bit
 warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14); and
-the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16)."""
+the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16), as does the dense
+rows' kernel in both its key loops (v19)."""
 
 import json
 import os
@@ -63,3 +64,14 @@ def test_slot_kernel_sub_blocks_load_asynchronously(compiled):
     # K and V go to shared memory by cp.async (main_branch._SLOT_SUB, benchmarks/NOTES.md v16)
     assert compiled[("slot_sub_cp_async", 0, None)]["cp_async"] == 0
     assert compiled[("slot_sub_cp_async", 64, None)]["cp_async"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_dense_rows_kernel_pipelines_its_key_loops(compiled):
+    # both key loops (unmasked, diagonal) load K and V by cp.async; the only 16-byte synchronous
+    # loads left are the query tile's (rows x D bf16 over the program's threads)
+    from msa_sgl.ops import main_branch as mb
+
+    r = compiled[("dense_rows", None, None)]
+    q_loads = mb._DENSE_TILE_ROWS * 128 * 2 // 16 // (32 * mb._DENSE_WARPS)
+    assert r["cp_async"] > 0 and r["ld_global_v4"] == q_loads, r
