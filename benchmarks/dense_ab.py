@@ -53,6 +53,15 @@ def sdpa_ms(q_lens, prob):
         return repr(e)[:200]
 
 
+def msa_call(prob, dense):
+    """msa_attention with the dense rows on or off (main_branch._DENSE_ROWS)."""
+    mb._DENSE_ROWS = dense
+    try:
+        return msa_sgl.msa_attention(**prob.msa_args())
+    finally:
+        mb._DENSE_ROWS = True
+
+
 def chunk_point(P, C, rec):
     prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 7)
     topk = ops.index_topk(**prob.index_args())
@@ -63,55 +72,24 @@ def chunk_point(P, C, rec):
     rec.update(n_dense=n_dense, finite=bool(torch.isfinite(on).all()), rel_all=rel(on, off),
                rel_dense=rel(on[:n_dense], off[:n_dense]) if n_dense else None,
                bitwise_sparse_rows=bool(torch.equal(on[n_dense:], off[n_dense:])))
-    a = prob.args
-    out = torch.empty_like(off)
-    lse = torch.empty(off.shape[:2], dtype=torch.float32, device="cuda")
-    variants = ()  # see KNOBS and the "variants" mode
     for rnd in range(3):
         for dense in (False, True):
             kw = dict(method="kv_outer", dense_rows=dense)
             rec.setdefault(f"main_{'on' if dense else 'off'}", []).append(
                 hb.bench_ms(lambda: ops.sparse_attention(**aa, **kw), rep=60))
-            mb._DENSE_ROWS = dense
-            try:
-                rec.setdefault(f"chunk_{'on' if dense else 'off'}", []).append(
-                    hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60))
-            finally:
-                mb._DENSE_ROWS = True
-        if n_dense:
-            for sub, nw, st, rows in variants:
-                name = f"dense_sub{sub}_w{nw}_st{st}_rows{rows}"
-
-                def run():
-                    mb.launch_dense_rows(a["q"], a["k_cache"], a["v_cache"], a["page_table"], a["cu_seqlens_q"],
-                                         a["seq_lens_k"], prob.config, out, lse, num_warps=nw, num_stages=st, sub=sub,
-                                         tile_rows=rows)
-                try:
-                    run()
-                    r = dict(ms=hb.bench_ms(run, rep=60), rel=rel(out[:n_dense], off[:n_dense]))
-                except Exception as e:  # noqa: BLE001
-                    r = repr(e)[:200]
-                rec.setdefault(name, []).append(r)
+            rec.setdefault(f"chunk_{'on' if dense else 'off'}", []).append(
+                hb.bench_ms(lambda: msa_call(prob, dense), rep=60))
     return rec
 
 
 def prompt_point(q_lens, rec):
     prob = hb.make_big_problem(q_lens, q_lens, dtype=torch.bfloat16, seed=len(q_lens) + q_lens[0])
-    mb._DENSE_ROWS = False
-    try:
-        off = msa_sgl.msa_attention(**prob.msa_args())
-    finally:
-        mb._DENSE_ROWS = True
-    on = msa_sgl.msa_attention(**prob.msa_args())
+    off, on = msa_call(prob, False), msa_call(prob, True)
     rec.update(finite=bool(torch.isfinite(on).all()), rel_all=rel(on, off), max_abs=float((on.float() - off.float()).abs().max()))
     for rnd in range(3):
         for dense in (False, True):
-            mb._DENSE_ROWS = dense
-            try:
-                rec.setdefault(f"msa_{'on' if dense else 'off'}", []).append(
-                    hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60))
-            finally:
-                mb._DENSE_ROWS = True
+            rec.setdefault(f"msa_{'on' if dense else 'off'}", []).append(
+                hb.bench_ms(lambda: msa_call(prob, dense), rep=60))
         if len(set(q_lens)) == 1:
             rec.setdefault("cudnn", []).append(sdpa_ms(q_lens, prob))
     return rec
