@@ -4,8 +4,9 @@
     PYTHONPATH=$PWD python benchmarks/dense_ab.py variants   # the dense kernel's launch variants
 
 M3 shapes (bf16). A 16K chunk after 0 and 1024 cached tokens (the first 2048 - P rows dense):
-the main branch with and without dense rows, the dense kernel's launch variants alone, the
-whole chunk (msa_attention, _DENSE_ROWS on / off). Short prompts (every row dense: the index
+the main branch with and without dense rows and the whole chunk (msa_attention, _DENSE_ROWS on /
+off). "variants": the dense kernel's launch variants, alone on the 2048 dense rows of a P = 0
+chunk and through msa_attention on all-dense prompts. Short prompts (every row dense: the index
 branch skipped) and a 4K prompt (half dense): msa_attention on / off beside cuDNN SDPA over
 the same tokens. Rounds interleaved; outputs on / off compared (relative L2, max). Appends to
 $OUT/dense_ab.json.
