@@ -128,7 +128,9 @@ def msa_attention(
     (``workspace_bytes``: as there). Queries whose own block is below ``config.topk`` select
     every block up to it (the contract), so they run as dense causal attention, without the
     reverse index; a page table at most ``config.topk`` blocks wide (every query such a one)
-    skips the index branch. Outputs equal the two calls' up to rounding."""
+    skips the index branch. (Not where that kernel's grid, sized from shapes, would be mostly
+    empty: many short requests, one query per request; see ops.main_branch.dense_rows_pay.)
+    Outputs equal the two calls' up to rounding."""
     dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
                               k_idx_scale)
     _check_workspace_bytes(workspace_bytes)
@@ -136,7 +138,8 @@ def msa_attention(
     _check_head_dim("q.shape[2]", dims.head_dim)
     _check_head_dim("q_idx.shape[2]", dims.index_dim)
     ops = _ops()
-    dense = ops.main_branch._DENSE_ROWS  # the selection below follows the contract: dense rows may skip it
+    # the selection below follows the contract, so rows that select every block may skip it
+    dense = ops.main_branch.dense_rows_pay(q.shape[0], page_table.shape[0], q.shape[1], k_cache.shape[2], config)
     topk_idx = None
     if not (dense and page_table.shape[1] <= config.topk):  # else every row is dense: no selection needed
         topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,

@@ -484,7 +484,7 @@ def _dense_rows_kernel(
         b_k = tl.load(p_kd + page * stride_kp + o_k[None, :] * stride_kb, mask=m_d[:, None], other=0.0)  # [D_P, SUB]
         b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_vd + page * stride_vp + o_k[:, None] * stride_vb, m_d[None, :],
                                        (o_u < SUB)[None, :], qk_scale, b_m, b_l, b_acc, IEEE)
-    for j in range(n_free, n_all):  # the diagonal: key <= the row's position (padding rows may go NaN: not stored)
+    for j in range(n_free, n_all):  # the diagonal: key <= the row's position (key 0 <= every row's)
         page = tl.load(pt_row + (j * SUB) // BLOCK)
         page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
         o_k = (j * SUB) % BLOCK + o_u
@@ -787,6 +787,32 @@ def dense_rows_tiles(total_q: int, config, mq: int) -> int:
     return triton.cdiv(min(total_q, config.topk * config.block_size), mq)
 
 
+def dense_tile_queries(hq: int, hkv: int, tile_rows=None) -> int:
+    """Queries a tile of the dense kernel: ``tile_rows`` (default _DENSE_TILE_ROWS) rows of
+    queries x G heads (G padded to a power of two), at least one query and 16 rows."""
+    g_p = triton.next_power_of_2(hq // hkv)
+    mq = max(1, (_DENSE_TILE_ROWS if tile_rows is None else tile_rows) // g_p)
+    return 16 // g_p if mq * g_p < 16 else mq
+
+
+# The dense kernel's grid gives every request the tiles the longest one could need (shapes only,
+# no tile map): with many short requests most of its programs exit at once. msa_attention takes
+# the dense rows only while that grid is at most _DENSE_MAX_WASTE times the tiles a call can need
+# (ceil(total_q / tile queries) + batch); measured up to ~4x (32 x 512-token prompts: 0.68 ms
+# against 2.03 without dense rows, benchmarks/NOTES.md v19). Beyond (hundreds of short requests,
+# decode-like calls of one query per request) the call keeps the path without dense rows.
+_DENSE_MAX_WASTE = 4
+
+
+def dense_rows_pay(total_q: int, batch: int, hq: int, hkv: int, config) -> bool:
+    """Whether msa_attention takes the dense rows for a call of these shapes (see _DENSE_ROWS,
+    _DENSE_MAX_WASTE)."""
+    if not _DENSE_ROWS or total_q == 0:
+        return False
+    mq = dense_tile_queries(hq, hkv)
+    return batch * dense_rows_tiles(total_q, config, mq) <= _DENSE_MAX_WASTE * (triton.cdiv(total_q, mq) + batch)
+
+
 def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config, out, lse, num_warps=None,
                       num_stages=None, sub=None, tile_rows=None):
     """The dense rows of a call (see _dense_rows_kernel) into ``out``/``lse``; other rows are
@@ -795,9 +821,7 @@ def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k,
     hkv = k_cache.shape[2]
     g = hq // hkv
     g_p = triton.next_power_of_2(g)
-    mq = max(1, (_DENSE_TILE_ROWS if tile_rows is None else tile_rows) // g_p)
-    if mq * g_p < 16:
-        mq = 16 // g_p
+    mq = dense_tile_queries(hq, hkv, tile_rows)
     sub = min(config.block_size, _DENSE_SUB if sub is None else sub)
     n_tiles = dense_rows_tiles(total_q, config, mq)
     _dense_rows_kernel[(page_table.shape[0] * n_tiles, hkv)](
@@ -828,6 +852,8 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
     form, or for every row when the page table is at most topk blocks wide (``topk_idx`` is then
     not read and may be None).
     """
+    if method not in (None, "kv_outer", "q_outer", "split"):
+        raise ValueError(f"method: expected 'kv_outer', 'q_outer', 'split' or None, got {method!r}")
     total_q, hq, d = q.shape
     out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(total_q, hq, dtype=torch.float32, device=q.device)
@@ -854,6 +880,4 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
             o_part, lse_part = split_workspace(total_q, hq, d, config.topk, q.device)
             launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out,
                          lse, o_part, lse_part, num_warps, num_stages)
-        else:
-            raise ValueError(f"method: expected 'kv_outer', 'q_outer', 'split' or None, got {method!r}")
     return (out, lse) if return_lse else out

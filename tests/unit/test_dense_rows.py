@@ -18,6 +18,7 @@ from msa_sgl.ops import main_branch as mb
 F16, F32 = torch.float16, torch.float32
 SHAPES = dict(num_q_heads=8, num_kv_heads=2, head_dim=32, index_dim=16, num_local_blocks=1)
 G16 = dict(num_q_heads=32, num_kv_heads=2, head_dim=64, index_dim=16, num_local_blocks=1)  # 8 queries a tile
+G3_D128 = dict(num_q_heads=6, num_kv_heads=2, head_dim=128, index_dim=16, num_local_blocks=1)  # G padded to 4
 
 
 def _problem(block_size, topk, dtype, shapes, seed=5):
@@ -58,8 +59,8 @@ def _dense_row_mask(prob):
 
 @pytest.mark.parametrize("block_size,topk,sub,rows,dtype,shapes", [
     (16, 4, 16, 128, F16, SHAPES), (32, 3, 16, 128, F16, SHAPES), (32, 3, 32, 64, F32, SHAPES),
-    (16, 2, 16, 128, F16, G16), (16, 2, 16, 16, F16, G16)],
-    ids=["b16_k4", "b32_k3_sub16", "fp32_b32_k3_rows64", "g16_b16_k2", "g16_one_query_tiles"])
+    (16, 2, 16, 128, F16, G16), (16, 2, 16, 16, F16, G16), (64, 2, 64, 64, F16, G3_D128)],
+    ids=["b16_k4", "b32_k3_sub16", "fp32_b32_k3_rows64", "g16_b16_k2", "g16_one_query_tiles", "g3_d128_b64_sub64"])
 def test_dense_kernel_writes_exactly_the_dense_rows(monkeypatch, block_size, topk, sub, rows, dtype, shapes):
     monkeypatch.setattr(mb, "_DENSE_SUB", sub)
     monkeypatch.setattr(mb, "_DENSE_TILE_ROWS", rows)
@@ -111,6 +112,7 @@ def test_every_row_dense_skips_the_index_branch(monkeypatch):
 
     monkeypatch.setattr(ops, "index_topk", no_index)
     out, lse = msa_attention(**prob.msa_args(), return_lse=True)
+    assert torch.equal(msa_attention(**prob.msa_args()), out)
     ref, ref_lse = reference.msa_attention(**on_cpu(prob.msa_args()), return_lse=True)
     output_error(out.cpu(), ref, F16)
     lse_error(lse.cpu(), ref_lse, F16)
@@ -142,3 +144,28 @@ def test_kv_outer_tiles_leave_out_the_dense_rows():
     ok = (sel >= 0) & (sel <= (pos // 16)[:, None, None])
     assert valid_entries(False) == int(ok.sum())
     assert valid_entries(True) == int(ok[~dense].sum()) < int(ok.sum())
+
+
+@pytest.mark.parametrize("q_lens,want", [
+    ([16384], True), ([2048], True), ([2048] * 8, True), ([512] * 32, True), ([64] * 256, False), ([1] * 64, False),
+    ([2000] + [10] * 100, False)],
+    ids=["chunk", "prompt_2k", "8x2k", "32x512", "256x64", "decode_64", "one_long_many_short"])
+def test_dense_rows_only_where_the_grid_is_mostly_used(q_lens, want):
+    # M3 shapes: 64-row tiles of 4 queries x 16 heads, 512 tiles a request (2048 dense queries)
+    from msa_sgl import MSAConfig
+
+    assert mb.dense_rows_pay(sum(q_lens), len(q_lens), 64, 4, MSAConfig()) is want
+
+
+def test_msa_attention_without_dense_rows_when_they_do_not_pay(monkeypatch):
+    monkeypatch.setattr(mb, "_DENSE_MAX_WASTE", 0)
+    prob = hb.make_big_problem([40, 17, 64], [40, 50, 64], dtype=F16, device=KERNEL_DEVICE, seed=3, block_size=16,
+                               topk=4, **SHAPES)  # every row dense (page table 4 blocks wide)
+    _poison_past_the_end(prob)
+    calls = []
+    index, launch = ops.index_topk, mb.launch_dense_rows
+    monkeypatch.setattr(ops, "index_topk", lambda *a, **k: calls.append("index") or index(*a, **k))
+    monkeypatch.setattr(mb, "launch_dense_rows", lambda *a, **k: calls.append("dense") or launch(*a, **k))
+    out = msa_attention(**prob.msa_args())
+    assert calls == ["index"]
+    output_error(out.cpu(), reference.msa_attention(**on_cpu(prob.msa_args())), F16)
