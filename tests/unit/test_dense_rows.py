@@ -1,24 +1,34 @@
 """The dense rows of msa_attention (main_branch._dense_rows_kernel): queries whose own block is
 below topk select every block up to it (MSA.md section 3), so they take a causal flash-attention
 tile over the paged cache instead of the reverse index; the KV-outer form then leaves them out of
-its tiles and its merge. Checked against the float64 reference, with the rows each kernel writes
-checked exactly, and the call whose page table is at most topk blocks wide (every row dense),
-which skips the index branch."""
+its tiles and its merge. Checked against the float64 reference on the harness's poisoned
+problems, with the rows each kernel writes checked exactly, and the call whose page table is at
+most topk blocks wide (every row dense), which skips the index branch."""
 
 import pytest
 import torch
 
 from harness import bench as hb
 from harness.impls import KERNEL_DEVICE, on_cpu
+from harness.problems import Problem, ProblemSpec
 from harness.tolerance import lse_error, output_error
 from msa_sgl import msa_attention, reference
 from msa_sgl import ops
 from msa_sgl.ops import main_branch as mb
 
 F16, F32 = torch.float16, torch.float32
-SHAPES = dict(num_q_heads=8, num_kv_heads=2, head_dim=32, index_dim=16, num_local_blocks=1)
-G16 = dict(num_q_heads=32, num_kv_heads=2, head_dim=64, index_dim=16, num_local_blocks=1)  # 8 queries a tile
-G3_D128 = dict(num_q_heads=6, num_kv_heads=2, head_dim=128, index_dim=16, num_local_blocks=1)  # G padded to 4
+SHAPES = dict(num_kv_heads=2, group_size=4, head_dim=32, index_dim=16)
+G16 = dict(num_kv_heads=2, group_size=16, head_dim=64, index_dim=16)  # 8 queries a tile
+G3_D128 = dict(num_kv_heads=2, group_size=3, head_dim=128, index_dim=16)  # G padded to 4
+
+
+def _case(q_lens, seq_lens, block_size, topk, dtype, shapes, seed=5, extra_cols=1):
+    """The harness's problem (NaN in every cache slot, page and table entry a request does not
+    own: a kernel that reads one fails) with its arguments on KERNEL_DEVICE."""
+    p = Problem.from_spec(ProblemSpec(q_lens=tuple(q_lens), seq_lens=tuple(seq_lens), block_size=block_size, topk=topk,
+                                      dtype=str(dtype).removeprefix("torch."), seed=seed,
+                                      extra_cols=extra_cols, **shapes))
+    return hb.BigProblem({k: v.to(KERNEL_DEVICE) for k, v in p.args().items()}, p.config, p.q_lens, p.seq_lens)
 
 
 def _problem(block_size, topk, dtype, shapes, seed=5):
@@ -30,23 +40,7 @@ def _problem(block_size, topk, dtype, shapes, seed=5):
     # sub-block's first key (16 or 32 keys)
     q_lens = [span + 2 * B + 7, 9, 6, 0, span - 3, 3, 3]
     prefixes = [0, span - 3, span + B + 1, B, 0, 30, 14]
-    seq_lens = [p + q for p, q in zip(prefixes, q_lens)]
-    prob = hb.make_big_problem(q_lens, seq_lens, dtype=dtype, device=KERNEL_DEVICE, seed=seed, block_size=B,
-                               topk=topk, **shapes)
-    _poison_past_the_end(prob)
-    return prob
-
-
-def _poison_past_the_end(prob):
-    """NaN in every cache slot past a request's keys: a kernel that loads them unmasked fails."""
-    a, B = prob.args, prob.config.block_size
-    used = torch.zeros(a["k_cache"].shape[:2], dtype=torch.bool)
-    table = a["page_table"].cpu()
-    for b, s in enumerate(prob.seq_lens):
-        for i in range(s):
-            used[table[b, i // B], i % B] = True
-    for cache in (a["k_cache"], a["v_cache"]):
-        cache[~used.to(cache.device)] = float("nan")
+    return _case(q_lens, [p + q for p, q in zip(prefixes, q_lens)], B, topk, dtype, shapes, seed)
 
 
 def _dense_row_mask(prob):
@@ -102,9 +96,7 @@ def test_msa_attention_kv_outer_with_dense_rows(monkeypatch, dense_rows, workspa
 
 def test_every_row_dense_skips_the_index_branch(monkeypatch):
     # page table 4 blocks wide, topk 4: every query's own block is below topk
-    prob = hb.make_big_problem([40, 17, 64], [40, 50, 64], dtype=F16, device=KERNEL_DEVICE, seed=3, block_size=16,
-                               topk=4, **SHAPES)
-    _poison_past_the_end(prob)
+    prob = _case([40, 17, 64], [40, 50, 64], 16, 4, F16, SHAPES, seed=3, extra_cols=0)
     assert prob.args["page_table"].shape[1] <= prob.config.topk
 
     def no_index(*a, **k):
@@ -159,9 +151,8 @@ def test_dense_rows_only_where_the_grid_is_mostly_used(q_lens, want):
 
 def test_msa_attention_without_dense_rows_when_they_do_not_pay(monkeypatch):
     monkeypatch.setattr(mb, "_DENSE_MAX_WASTE", 0)
-    prob = hb.make_big_problem([40, 17, 64], [40, 50, 64], dtype=F16, device=KERNEL_DEVICE, seed=3, block_size=16,
-                               topk=4, **SHAPES)  # every row dense (page table 4 blocks wide)
-    _poison_past_the_end(prob)
+    prob = _case([40, 17, 64], [40, 50, 64], 16, 4, F16, SHAPES, seed=3, extra_cols=0)  # every row dense
+    assert prob.args["page_table"].shape[1] <= prob.config.topk
     calls = []
     index, launch = ops.index_topk, mb.launch_dense_rows
     monkeypatch.setattr(ops, "index_topk", lambda *a, **k: calls.append("index") or index(*a, **k))
