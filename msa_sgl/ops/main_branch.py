@@ -690,6 +690,13 @@ def launch_split(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_le
     )
 
 
+def tile_queries(g_p: int, tile_rows: int) -> int:
+    """Query tokens a tile of ``tile_rows`` rows of queries x ``g_p`` heads (the group padded to a
+    power of two) holds, the KV-outer and dense tiles alike: at least one, and 16 rows."""
+    mq = max(1, tile_rows // g_p)
+    return 16 // g_p if mq * g_p < 16 else mq
+
+
 def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
               workspace_bytes, num_warps, num_stages, stop_after=None, tile_rows=128, q_window=None, dense=False):
     total_q, hq, d = q.shape
@@ -698,9 +705,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     batch, max_pages = page_table.shape
     topk = config.topk
     g_p = triton.next_power_of_2(g)
-    mq = max(1, tile_rows // g_p)  # query tokens per tile: MQ x G_P rows (at least 16)
-    if mq * g_p < 16:
-        mq = 16 // g_p
+    mq = tile_queries(g_p, tile_rows)
     d_p = max(16, triton.next_power_of_2(d))
     per_row_group = g * topk * (d * q.element_size() + 4)  # partial outputs + LSEs of one (query row, group)
     passes = kv_outer_passes(total_q, hkv, per_row_group, workspace_bytes, mq)
@@ -788,11 +793,8 @@ def dense_rows_tiles(total_q: int, config, mq: int) -> int:
 
 
 def dense_tile_queries(hq: int, hkv: int, tile_rows=None) -> int:
-    """Queries a tile of the dense kernel: ``tile_rows`` (default _DENSE_TILE_ROWS) rows of
-    queries x G heads (G padded to a power of two), at least one query and 16 rows."""
-    g_p = triton.next_power_of_2(hq // hkv)
-    mq = max(1, (_DENSE_TILE_ROWS if tile_rows is None else tile_rows) // g_p)
-    return 16 // g_p if mq * g_p < 16 else mq
+    """Queries a tile of the dense kernel (``tile_rows`` default _DENSE_TILE_ROWS)."""
+    return tile_queries(triton.next_power_of_2(hq // hkv), _DENSE_TILE_ROWS if tile_rows is None else tile_rows)
 
 
 # The dense kernel's grid gives every request the tiles the longest one could need (shapes only,
