@@ -37,11 +37,16 @@ t1 = ops.index_topk(**one.index_args())
 c = ops.sparse_attention(**one.attention_args(t1), method="split")
 # dense rows (main_branch._dense_rows_kernel): msa_attention on the varlen batch (KV-outer form; the
 # first and last requests' rows are dense), and a call whose page table is 16 blocks wide (every
-# row dense, no index branch)
+# row dense, no index branch), and 300 short requests of 1-37 queries after up to 2000 tokens
+# (every row dense: the dense kernel's tile map)
 a_dense = msa_sgl.msa_attention(**prob.msa_args())
 tiny = hb.make_big_problem([300, 2000], [1000, 2000], dtype=torch.bfloat16, seed=6)
 assert tiny.args["page_table"].shape[1] <= tiny.config.topk
-a_dense = torch.cat([a_dense, msa_sgl.msa_attention(**tiny.msa_args())])
+short_q = [1 + (i * 7) % 37 for i in range(300)]
+short = hb.make_big_problem(short_q, [q + (i * 131) % 2000 for i, q in enumerate(short_q)], dtype=torch.bfloat16,
+                            seed=8)
+assert short.args["page_table"].shape[1] <= short.config.topk
+a_dense = torch.cat([a_dense, msa_sgl.msa_attention(**tiny.msa_args()), msa_sgl.msa_attention(**short.msa_args())])
 
 
 def keys_8bit(k):

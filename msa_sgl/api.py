@@ -128,9 +128,9 @@ def msa_attention(
     (``workspace_bytes``: as there). Queries whose own block is below ``config.topk`` select
     every block up to it (the contract), so they run as dense causal attention, without the
     reverse index; a page table at most ``config.topk`` blocks wide (every query such a one)
-    skips the index branch. (Not where that kernel's grid, sized from shapes, would be mostly
-    empty: many short requests, one query per request; see ops.main_branch.dense_rows_pay.)
-    Outputs equal the two calls' up to rounding."""
+    skips the index branch. (Calls of more than 1024 requests take these paths only where the
+    dense kernel's grid, then sized from shapes, is mostly used; see
+    ops.main_branch.dense_rows_pay.) Outputs equal the two calls' up to rounding."""
     dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
                               k_idx_scale)
     _check_workspace_bytes(workspace_bytes)

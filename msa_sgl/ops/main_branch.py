@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .index_branch import _merge_select, _rows_used_splits
+from .index_branch import _clamped_page, _merge_select, _rows_used_splits
 from .metadata import build_block_tiles, launch_options, num_sms, pdl_mode, pdl_wait, token_requests
 
 _LOG2E = 1.4426950408889634
@@ -110,8 +110,7 @@ def _sparse_attn_fwd_kernel(
     for s in range(TOPK):
         blk = tl.load(p_sel + s)
         if (blk >= 0) & (blk <= p):
-            page = tl.load(pt_row + blk)
-            page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
+            page = _clamped_page(pt_row, blk, num_pages)
             o_key = blk * BLOCK + o_j
             m_key = o_key <= pos  # only the own block holds invisible keys
             p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
@@ -425,32 +424,60 @@ def _merge_slots_kernel(
 
 
 @triton.jit
+def _sub_block_page(pt_row, j, num_pages, o_u, SUB: tl.constexpr, BLOCK: tl.constexpr):
+    """Key sub-block ``j`` (keys j * SUB + o_u) of a request: its physical page from the page-table
+    row ``pt_row`` (clamped to the cache, int64) and the keys' offsets within that page."""
+    return _clamped_page(pt_row, (j * SUB) // BLOCK, num_pages), (j * SUB) % BLOCK + o_u
+
+
+@triton.jit
 def _dense_rows_kernel(
     Q, K, V, PAGE_TABLE, SEQ_LENS, CU_SEQLENS,
     OUT, LSE,
-    num_pages, qk_scale, n_tiles,
+    num_pages, qk_scale, n_tiles, n_batch,
     stride_qt, stride_qh,
     stride_kp, stride_kb, stride_kh,
     stride_vp, stride_vb, stride_vh,
     stride_pt_b,
     stride_ot, stride_oh,
     G: tl.constexpr, G_P: tl.constexpr, MQ: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
-    BLOCK: tl.constexpr, TOPK: tl.constexpr, SUB: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK: tl.constexpr, TOPK: tl.constexpr, SUB: tl.constexpr, IEEE: tl.constexpr, BATCH_P: tl.constexpr,
 ):
     """Dense rows: the queries at positions below TOPK * BLOCK, which select every block up to
     their own (MSA.md section 3: n <= k), so their output is dense causal attention. One program
-    per (request, tile of MQ consecutive queries, group), ``n_tiles`` tiles a request: the MQ
-    queries x G heads as the rows of one tile, keys 0..(last query's position) in sub-blocks of
-    SUB keys through the page table, online softmax; the sub-blocks every query sees all of
-    first, unmasked, then the one or two the tile's diagonal crosses. A request's dense queries
-    are a prefix of its rows (positions are consecutive); programs past them exit."""
+    per (tile of MQ consecutive queries of a request, group): the MQ queries x G heads as the rows
+    of one tile, keys 0..(last query's position) in sub-blocks of SUB keys through the page table,
+    online softmax; the sub-blocks every query sees all of first, unmasked, then the one or two
+    the tile's diagonal crosses. A request's dense queries are a prefix of its rows (positions are
+    consecutive). BATCH_P > 0 (at least ``n_batch``, a power of two): the tile map - program p
+    takes the call's p-th dense tile, requests in order, found from the lengths of all requests
+    (one vector load each, a cumulative sum), so the grid needs only as many programs as the call
+    can have tiles; programs past the last tile exit. BATCH_P == 0: ``n_tiles`` programs a
+    request (as many as the longest could need); programs past a request's dense rows exit."""
     pid = tl.program_id(0)
-    i_b = pid // n_tiles
-    i0 = (pid % n_tiles) * MQ  # the tile's first query within the request
     i_g = tl.program_id(1)
-    q_start = tl.load(CU_SEQLENS + i_b)
-    q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
-    prefix = tl.load(SEQ_LENS + i_b) - q_len  # position of the request's first query
+    if BATCH_P > 0:
+        o_b = tl.arange(0, BATCH_P)
+        m_b = o_b < n_batch
+        b_lo = tl.load(CU_SEQLENS + o_b, mask=m_b, other=0)
+        b_len = tl.load(CU_SEQLENS + o_b + 1, mask=m_b, other=0) - b_lo
+        b_pre = tl.load(SEQ_LENS + o_b, mask=m_b, other=0) - b_len
+        b_nt = (tl.maximum(tl.minimum(b_len, TOPK * BLOCK - b_pre), 0) + MQ - 1) // MQ  # [BATCH_P] dense tiles
+        b_end = tl.cumsum(b_nt, 0)  # tiles up to and with each request
+        i_b = tl.sum((b_end <= pid).to(tl.int32), 0)  # the request whose tiles hold tile pid
+        if i_b >= n_batch:
+            return
+        m_i = o_b == i_b
+        i0 = (pid - tl.sum(tl.where(m_i, b_end - b_nt, 0), 0)) * MQ  # the tile's first query within it
+        q_start = tl.sum(tl.where(m_i, b_lo, 0), 0)
+        q_len = tl.sum(tl.where(m_i, b_len, 0), 0)
+        prefix = tl.sum(tl.where(m_i, b_pre, 0), 0)
+    else:
+        i_b = pid // n_tiles
+        i0 = (pid % n_tiles) * MQ  # the tile's first query within the request
+        q_start = tl.load(CU_SEQLENS + i_b)
+        q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
+        prefix = tl.load(SEQ_LENS + i_b) - q_len  # position of the request's first query
     n_dense = tl.minimum(q_len, TOPK * BLOCK - prefix)  # its dense queries
     if i0 >= n_dense:
         return
@@ -478,16 +505,12 @@ def _dense_rows_kernel(
     n_all = pos_hi // SUB + 1  # sub-blocks up to its key
     n_free = (prefix + i0 + 1) // SUB  # sub-blocks the tile's first query sees whole
     for j in range(0, n_free):  # [0, n_free * SUB): visible to every row
-        page = tl.load(pt_row + (j * SUB) // BLOCK)
-        page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
-        o_k = (j * SUB) % BLOCK + o_u
+        page, o_k = _sub_block_page(pt_row, j, num_pages, o_u, SUB, BLOCK)
         b_k = tl.load(p_kd + page * stride_kp + o_k[None, :] * stride_kb, mask=m_d[:, None], other=0.0)  # [D_P, SUB]
         b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_vd + page * stride_vp + o_k[:, None] * stride_vb, m_d[None, :],
                                        (o_u < SUB)[None, :], qk_scale, b_m, b_l, b_acc, IEEE)
     for j in range(n_free, n_all):  # the diagonal: key <= the row's position (key 0 <= every row's)
-        page = tl.load(pt_row + (j * SUB) // BLOCK)
-        page = tl.minimum(tl.maximum(page, 0), num_pages - 1).to(tl.int64)
-        o_k = (j * SUB) % BLOCK + o_u
+        page, o_k = _sub_block_page(pt_row, j, num_pages, o_u, SUB, BLOCK)
         m_u = j * SUB + o_u <= pos_hi  # keys past the tile's last query may lie past the cache's end: not loaded
         b_k = tl.load(p_kd + page * stride_kp + o_k[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None], other=0.0)
         m_s = (j * SUB + o_u)[None, :] <= pos[:, None]
@@ -797,22 +820,33 @@ def dense_tile_queries(hq: int, hkv: int, tile_rows=None) -> int:
     return tile_queries(triton.next_power_of_2(hq // hkv), _DENSE_TILE_ROWS if tile_rows is None else tile_rows)
 
 
-# The dense kernel's grid gives every request the tiles the longest one could need (shapes only,
-# no tile map): with many short requests most of its programs exit at once. msa_attention takes
-# the dense rows only while that grid is at most _DENSE_MAX_WASTE times the tiles a call can need
-# (ceil(total_q / tile queries) + batch); measured up to ~4x (32 x 512-token prompts: 0.68 ms
-# against 2.03 without dense rows, benchmarks/NOTES.md v19). Beyond (hundreds of short requests,
-# decode-like calls of one query per request) the call keeps the path without dense rows.
+# Calls of at most _DENSE_MAP_MAX_BATCH requests take the dense kernel's tile map (every program
+# finds its request from all requests' lengths, BATCH_P in _dense_rows_kernel): a grid of at most
+# the tiles a call can need, ceil(min(total_q, batch * topk * block_size) / tile queries) + batch.
+# Larger calls give every request the tiles the longest one could need (shapes only): with many
+# short requests most of those programs exit at once, so msa_attention takes the dense rows there
+# only while that grid is at most _DENSE_MAX_WASTE times the tiles a call can need; measured up to
+# ~4x (32 x 512-token prompts: 0.68 ms against 2.03 without dense rows, benchmarks/NOTES.md v19).
+_DENSE_MAP_MAX_BATCH = 1024
 _DENSE_MAX_WASTE = 4
+
+
+def _dense_tiles_bound(total_q: int, batch: int, config, mq: int) -> int:
+    """The most dense tiles a call can have: at most min(total_q, batch * topk * block_size)
+    dense queries, each request's last tile maybe partial."""
+    return triton.cdiv(min(total_q, batch * config.topk * config.block_size), mq) + batch
 
 
 def dense_rows_pay(total_q: int, batch: int, hq: int, hkv: int, config) -> bool:
     """Whether msa_attention takes the dense rows for a call of these shapes (see _DENSE_ROWS,
-    _DENSE_MAX_WASTE)."""
+    _DENSE_MAP_MAX_BATCH, _DENSE_MAX_WASTE)."""
     if not _DENSE_ROWS or total_q == 0:
         return False
+    if batch <= _DENSE_MAP_MAX_BATCH:
+        return True
     mq = dense_tile_queries(hq, hkv)
-    return batch * dense_rows_tiles(total_q, config, mq) <= _DENSE_MAX_WASTE * (triton.cdiv(total_q, mq) + batch)
+    return batch * dense_rows_tiles(total_q, config, mq) <= _DENSE_MAX_WASTE * _dense_tiles_bound(total_q, batch,
+                                                                                                  config, mq)
 
 
 def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config, out, lse, num_warps=None,
@@ -825,16 +859,24 @@ def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k,
     g_p = triton.next_power_of_2(g)
     mq = dense_tile_queries(hq, hkv, tile_rows)
     sub = min(config.block_size, _DENSE_SUB if sub is None else sub)
+    batch = page_table.shape[0]
     n_tiles = dense_rows_tiles(total_q, config, mq)
-    _dense_rows_kernel[(page_table.shape[0] * n_tiles, hkv)](
+    grid = batch * n_tiles
+    batch_p = 0
+    if batch <= _DENSE_MAP_MAX_BATCH:  # the tile map (see _dense_rows_kernel's BATCH_P)
+        # at least 32: Triton 3.6 compiles the kernel for sm_90 to 242-247 registers with BATCH_P
+        # 2 to 16, to 181-184 from 32 on (and with BATCH_P 1); masked lanes cost nothing
+        batch_p = max(32, triton.next_power_of_2(batch))
+        grid = min(grid, _dense_tiles_bound(total_q, batch, config, mq))
+    _dense_rows_kernel[(grid, hkv)](
         q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q, out, lse,
-        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E, n_tiles,
+        k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E, n_tiles, batch,
         q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         page_table.stride(0), out.stride(0), out.stride(1),
         G=g, G_P=g_p, MQ=mq, D=d, D_P=max(16, triton.next_power_of_2(d)), BLOCK=config.block_size, TOPK=config.topk,
-        SUB=sub, IEEE=q.dtype == torch.float32,
+        SUB=sub, IEEE=q.dtype == torch.float32, BATCH_P=batch_p,
         **launch_options(_DENSE_WARPS if num_warps is None else num_warps,
                          _DENSE_STAGES if num_stages is None else num_stages),
     )

@@ -141,6 +141,7 @@ def slot_sub_async():
 # the dense rows' kernel (main_branch._dense_rows_kernel) at M3 shapes
 DENSE_SIG = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "PAGE_TABLE": "*i32", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
              "OUT": "*bf16", "LSE": "*fp32", "num_pages": I32, "qk_scale": "fp32", "n_tiles": I32,
+             "n_batch": I32,
              **_scalars(["stride_qt", "stride_qh", "stride_kp", "stride_kb", "stride_kh", "stride_vp", "stride_vb",
                          "stride_vh", "stride_pt_b", "stride_ot", "stride_oh"])}
 
@@ -153,7 +154,7 @@ def dense_rows_async():
     names = [n for n in DENSE_SIG if n.isupper() or n.startswith("stride")]
     names.remove("stride_pt_b")  # a page-table row's width: any
     const = dict(G=16, G_P=16, MQ=mb._DENSE_TILE_ROWS // 16, D=128, D_P=128, BLOCK=128, TOPK=16, SUB=mb._DENSE_SUB,
-                 IEEE=False)
+                 IEEE=False, BATCH_P=0)
     k = triton.compile(source(mb._dense_rows_kernel, DENSE_SIG, const, aligned(DENSE_SIG, names)),
                        target=GPUTarget("cuda", 90, 32),
                        options={"num_warps": mb._DENSE_WARPS, "num_stages": mb._DENSE_STAGES})

@@ -51,14 +51,9 @@ def _dense_row_mask(prob):
     return torch.tensor(rows)
 
 
-@pytest.mark.parametrize("block_size,topk,sub,rows,dtype,shapes", [
-    (16, 4, 16, 128, F16, SHAPES), (32, 3, 16, 128, F16, SHAPES), (32, 3, 32, 64, F32, SHAPES),
-    (16, 2, 16, 128, F16, G16), (16, 2, 16, 16, F16, G16), (64, 2, 64, 64, F16, G3_D128)],
-    ids=["b16_k4", "b32_k3_sub16", "fp32_b32_k3_rows64", "g16_b16_k2", "g16_one_query_tiles", "g3_d128_b64_sub64"])
-def test_dense_kernel_writes_exactly_the_dense_rows(monkeypatch, block_size, topk, sub, rows, dtype, shapes):
-    monkeypatch.setattr(mb, "_DENSE_SUB", sub)
-    monkeypatch.setattr(mb, "_DENSE_TILE_ROWS", rows)
-    prob = _problem(block_size, topk, dtype, shapes)
+def _check_dense_rows_only(prob, dtype):
+    """Runs the dense kernel alone on ``prob``: its dense rows against the float64 reference, every
+    other row left as it was (NaN)."""
     a = prob.args
     total_q, hq, d = a["q"].shape
     out = torch.full((total_q, hq, d), float("nan"), dtype=dtype, device=KERNEL_DEVICE)
@@ -73,6 +68,38 @@ def test_dense_kernel_writes_exactly_the_dense_rows(monkeypatch, block_size, top
         "q", "k_cache", "v_cache", "page_table", "cu_seqlens_q", "seq_lens_k")}), return_lse=True)
     output_error(out[dense], ref[dense], dtype)
     lse_error(lse[dense], ref_lse[dense], dtype)
+
+
+@pytest.mark.parametrize("tile_map", [True, False], ids=["tile_map", "shape_grid"])
+@pytest.mark.parametrize("block_size,topk,sub,rows,dtype,shapes", [
+    (16, 4, 16, 128, F16, SHAPES), (32, 3, 16, 128, F16, SHAPES), (32, 3, 32, 64, F32, SHAPES),
+    (16, 2, 16, 128, F16, G16), (16, 2, 16, 16, F16, G16), (64, 2, 64, 64, F16, G3_D128)],
+    ids=["b16_k4", "b32_k3_sub16", "fp32_b32_k3_rows64", "g16_b16_k2", "g16_one_query_tiles", "g3_d128_b64_sub64"])
+def test_dense_kernel_writes_exactly_the_dense_rows(monkeypatch, tile_map, block_size, topk, sub, rows, dtype, shapes):
+    monkeypatch.setattr(mb, "_DENSE_SUB", sub)
+    monkeypatch.setattr(mb, "_DENSE_TILE_ROWS", rows)
+    if not tile_map:
+        monkeypatch.setattr(mb, "_DENSE_MAP_MAX_BATCH", 0)
+    _check_dense_rows_only(_problem(block_size, topk, dtype, shapes), dtype)
+
+
+@pytest.mark.parametrize("n_req", [5, 37], ids=["5_requests", "37_requests"])
+def test_dense_kernel_tile_map_over_many_short_requests(monkeypatch, n_req):
+    # requests of 0-9 queries after prefixes of 0-79 tokens (span 64: some requests all dense, some
+    # partly, some not at all; some without queries), with 4-query tiles: the tile map's grid is
+    # about a third of the shape grid's here, and a program that took the wrong request or tile
+    # would leave a dense row NaN or write one that is not
+    monkeypatch.setattr(mb, "_DENSE_SUB", 16)
+    monkeypatch.setattr(mb, "_DENSE_TILE_ROWS", 16)
+    g = torch.Generator().manual_seed(n_req)
+    q_lens = torch.randint(0, 10, (n_req,), generator=g).tolist()
+    prefixes = torch.randint(0, 80, (n_req,), generator=g).tolist()
+    q_lens[0], prefixes[0] = 9, 0
+    prob = _case(q_lens, [p + q for p, q in zip(prefixes, q_lens)], 16, 4, F16, SHAPES, seed=n_req)
+    mq = mb.dense_tile_queries(8, 2)
+    assert mb._dense_tiles_bound(sum(q_lens), n_req, prob.config, mq) < n_req * mb.dense_rows_tiles(sum(q_lens),
+                                                                                                     prob.config, mq)
+    _check_dense_rows_only(prob, F16)
 
 
 @pytest.mark.parametrize("dense_rows", [True, False], ids=["dense_rows", "kv_outer_only"])
@@ -139,17 +166,20 @@ def test_kv_outer_tiles_leave_out_the_dense_rows():
 
 
 @pytest.mark.parametrize("q_lens,want", [
-    ([16384], True), ([2048], True), ([2048] * 8, True), ([512] * 32, True), ([64] * 256, False), ([1] * 64, False),
-    ([2000] + [10] * 100, False)],
-    ids=["chunk", "prompt_2k", "8x2k", "32x512", "256x64", "decode_64", "one_long_many_short"])
+    ([16384], True), ([2048], True), ([2048] * 8, True), ([512] * 32, True), ([64] * 256, True), ([1] * 1024, True),
+    ([2000] + [10] * 100, True), ([2] * 1025, False), ([2048] * 1025, True), ([2000] + [10] * 1100, False)],
+    ids=["chunk", "prompt_2k", "8x2k", "32x512", "256x64", "decode_1024", "one_long_many_short",
+         "decode_1025", "1025x2k", "one_long_1100_short"])
 def test_dense_rows_only_where_the_grid_is_mostly_used(q_lens, want):
-    # M3 shapes: 64-row tiles of 4 queries x 16 heads, 512 tiles a request (2048 dense queries)
+    # M3 shapes: 64-row tiles of 4 queries x 16 heads, 512 tiles a request (2048 dense queries);
+    # up to 1024 requests the tile map sizes the grid, beyond it the shape grid must be mostly used
     from msa_sgl import MSAConfig
 
     assert mb.dense_rows_pay(sum(q_lens), len(q_lens), 64, 4, MSAConfig()) is want
 
 
 def test_msa_attention_without_dense_rows_when_they_do_not_pay(monkeypatch):
+    monkeypatch.setattr(mb, "_DENSE_MAP_MAX_BATCH", 0)
     monkeypatch.setattr(mb, "_DENSE_MAX_WASTE", 0)
     prob = _case([40, 17, 64], [40, 50, 64], 16, 4, F16, SHAPES, seed=3, extra_cols=0)  # every row dense
     assert prob.args["page_table"].shape[1] <= prob.config.topk
