@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD python benchmarks/dense_ab.py            # on / off, peers
     PYTHONPATH=$PWD python benchmarks/dense_ab.py variants   # the dense kernel's launch variants
+    PYTHONPATH=$PWD python benchmarks/dense_ab.py map --old OLD_MAIN_BRANCH_PY  # the tile map (v20)
 
 M3 shapes (bf16). A 16K chunk after 0 and 1024 cached tokens (the first 2048 - P rows dense):
 the main branch with and without dense rows and the whole chunk (msa_attention, _DENSE_ROWS on /
@@ -10,6 +11,12 @@ chunk and through msa_attention on all-dense prompts. Short prompts (every row d
 branch skipped) and a 4K prompt (half dense): msa_attention on / off beside cuDNN SDPA over
 the same tokens. Rounds interleaved; outputs on / off compared (relative L2, max). Appends to
 $OUT/dense_ab.json.
+"map": msa_attention on calls whose rows are all dense (prompts up to 2048 tokens, many short
+ones, decode-like steps of 1-4 queries on contexts up to 2048) and on a P = 0 chunk, with the
+dense kernel's tile map (the default), its shape grid (every request the longest one's tiles),
+the kernel of an older main_branch.py (--old; its launch, dense rows forced on), and without
+dense rows; CUDA-graph replays (the API's host work would set the small calls' time) and plain
+timings. Writes $OUT/dense_map.json.
 """
 
 from __future__ import annotations
@@ -140,7 +147,84 @@ def variants():
     return res
 
 
+def _load_old_main_branch(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("msa_sgl.ops._ab_old_main_branch", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def map_study(old_path):
+    """The tile map against the shape grid, an older kernel and no dense rows (module doc)."""
+    old = _load_old_main_branch(old_path) if old_path else None
+    saved = dict(launch=mb.launch_dense_rows, pay=mb.dense_rows_pay, map_max=mb._DENSE_MAP_MAX_BATCH,
+                 waste=mb._DENSE_MAX_WASTE)
+
+    def restore():
+        mb.launch_dense_rows, mb.dense_rows_pay = saved["launch"], saved["pay"]
+        mb._DENSE_MAP_MAX_BATCH, mb._DENSE_MAX_WASTE, mb._DENSE_ROWS = saved["map_max"], saved["waste"], True
+
+    def variant(name):
+        restore()
+        if name == "grid":
+            mb._DENSE_MAP_MAX_BATCH, mb._DENSE_MAX_WASTE = 0, 1 << 40
+        elif name == "old":
+            mb.launch_dense_rows, mb.dense_rows_pay = old.launch_dense_rows, lambda *a, **k: True
+        elif name == "off":
+            mb._DENSE_ROWS = False
+
+    names = ["map", "grid"] + (["old"] if old else []) + ["off"]
+    points = [("1x2048", [2048], [2048]), ("1x1024", [1024], [1024]), ("8x2048", [2048] * 8, [2048] * 8),
+              ("32x512", [512] * 32, [512] * 32), ("32x2048", [2048] * 32, [2048] * 32),
+              ("64x256", [256] * 64, [256] * 64), ("256x64", [64] * 256, [64] * 256),
+              ("1024x16", [16] * 1024, [16] * 1024), ("4x1500+300x30", [1500] * 4 + [30] * 300, [1500] * 4 + [30] * 300),
+              ("decode_64_ctx1500", [1] * 64, [1500] * 64), ("decode_256_ctx1500", [1] * 256, [1500] * 256),
+              ("decode_1024_ctx1500", [1] * 1024, [1500] * 1024), ("mtp4_128_ctx1000", [4] * 128, [1000] * 128),
+              ("chunk16K_P0", [16384], [16384])]
+    only = os.environ.get("MSA_MAP_POINTS")  # comma-separated point names: a subset
+    if only:
+        points = [p for p in points if p[0] in only.split(",")]
+    res = dict(kind="map", old=old_path, env=dict(card=torch.cuda.get_device_name(), torch=torch.__version__,
+                                                   triton=__import__("triton").__version__), points=[])
+    try:
+        for pname, q_lens, seq_lens in points:
+            prob = hb.make_big_problem(q_lens, seq_lens, dtype=torch.bfloat16, seed=len(q_lens) + seq_lens[0])
+            outs, rec = {}, dict(point=pname, graph_ms={}, plain_ms={})
+            for rnd in range(3):
+                for n in names:
+                    variant(n)
+                    try:
+                        if rnd == 0:
+                            outs[n] = msa_sgl.msa_attention(**prob.msa_args())
+                        for key, bench in (("graph_ms", hb.bench_graph_ms), ("plain_ms", hb.bench_ms)):
+                            rec[key].setdefault(n, []).append(bench(lambda: msa_sgl.msa_attention(**prob.msa_args())))
+                    except Exception as e:  # noqa: BLE001
+                        rec.setdefault("errors", {})[n] = repr(e)[:300]
+                    finally:
+                        restore()
+            base = outs.get("map")
+            if base is not None:
+                rec["finite"] = bool(torch.isfinite(base).all())
+                rec["bitwise_vs_map"] = {n: bool(torch.equal(o, base)) for n, o in outs.items()}
+                rec["rel_vs_map"] = {n: rel(o, base) for n, o in outs.items()}
+            for key in ("graph_ms", "plain_ms"):
+                rec[key + "_median"] = {n: sorted(v)[len(v) // 2] for n, v in rec[key].items()}
+            print(json.dumps({k: v for k, v in rec.items() if k not in ("graph_ms", "plain_ms")}), flush=True)
+            res["points"].append(rec)
+            prob = outs = base = None
+            torch.cuda.empty_cache()
+    finally:
+        restore()
+        (Path(os.environ.get("OUT", ".")) / "dense_map.json").write_text(json.dumps(res, indent=1))
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "map":
+        map_study(sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--old" else None)
+        return
     out_path = Path(os.environ.get("OUT", ".")) / "dense_ab.json"
     res = json.loads(out_path.read_text()) if out_path.exists() else []
     if len(sys.argv) > 1 and sys.argv[1] == "variants":
