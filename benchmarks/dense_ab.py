@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD python benchmarks/dense_ab.py            # on / off, peers
     PYTHONPATH=$PWD python benchmarks/dense_ab.py variants   # the dense kernel's launch variants
     PYTHONPATH=$PWD python benchmarks/dense_ab.py map --old OLD_MAIN_BRANCH_PY  # the tile map (v20)
+    PYTHONPATH=$PWD python benchmarks/dense_ab.py short   # launch variants on short prompts (v20b)
 
 M3 shapes (bf16). A 16K chunk after 0 and 1024 cached tokens (the first 2048 - P rows dense):
 the main branch with and without dense rows and the whole chunk (msa_attention, _DENSE_ROWS on /
@@ -221,7 +222,52 @@ def map_study(old_path):
         (Path(os.environ.get("OUT", ".")) / "dense_map.json").write_text(json.dumps(res, indent=1))
 
 
+def short_study():
+    """Launch variants of the dense kernel (KNOBS_SHORT) through msa_attention on calls of many
+    short prompts (every row dense, the tile map), CUDA-graph replays, 3 rounds interleaved."""
+    saved = (mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS)
+    points = [("32x512", [512] * 32), ("64x256", [256] * 64), ("128x128", [128] * 128), ("256x64", [64] * 256),
+              ("1024x16", [16] * 1024), ("8x2048", [2048] * 8)]
+    res = dict(kind="short", env=dict(card=torch.cuda.get_device_name(), torch=torch.__version__,
+                                      triton=__import__("triton").__version__), knobs=KNOBS_SHORT, points=[])
+    try:
+        for pname, q_lens in points:
+            prob = hb.make_big_problem(q_lens, q_lens, dtype=torch.bfloat16, seed=len(q_lens))
+            rec, outs = dict(point=pname, graph_ms={}), {}
+            for rnd in range(3):
+                for name, k in KNOBS_SHORT.items():
+                    set_knobs(k)
+                    try:
+                        if rnd == 0:
+                            outs[name] = msa_sgl.msa_attention(**prob.msa_args())
+                        rec["graph_ms"].setdefault(name, []).append(
+                            hb.bench_graph_ms(lambda: msa_sgl.msa_attention(**prob.msa_args())))
+                    except Exception as e:  # noqa: BLE001
+                        rec.setdefault("errors", {})[name] = repr(e)[:300]
+                    finally:
+                        set_knobs(saved)
+            base = outs.get("r64w4st3")
+            if base is not None:
+                rec["rel_vs_shipped"] = {n: rel(o, base) for n, o in outs.items()}
+            rec["median_ms"] = {n: sorted(v)[len(v) // 2] for n, v in rec["graph_ms"].items()}
+            print(json.dumps({k: v for k, v in rec.items() if k != "graph_ms"}), flush=True)
+            res["points"].append(rec)
+            (Path(os.environ.get("OUT", ".")) / "dense_short.json").write_text(json.dumps(res, indent=1))
+            prob = outs = base = None
+            torch.cuda.empty_cache()
+    finally:
+        set_knobs(saved)
+
+
+# (sub, warps, stages, tile rows) for short prompts
+KNOBS_SHORT = {"r64w4st3": (64, 4, 3, 64), "r128w8st3": (64, 8, 3, 128), "r128w8st2s128": (128, 8, 2, 128),
+               "r64w4st2": (64, 4, 2, 64), "r32w4st3": (64, 4, 3, 32)}
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "short":
+        short_study()
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "map":
         map_study(sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--old" else None)
         return
