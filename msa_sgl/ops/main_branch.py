@@ -272,6 +272,19 @@ def _merge_heads_kernel(
 
 
 @triton.jit
+def _tile_query_rows(Q, e, n, i_g, q_start, q_len, seq_len, row_lo, o_r, o_d, m_d, stride_qt, stride_qh,
+                     NG: tl.constexpr, G: tl.constexpr, G_P: tl.constexpr, TOPK: tl.constexpr):
+    """A KV-outer tile's rows (query of entry ``e`` x head ``o_r % G_P``; the first ``n`` queries
+    are real): head in the group, real-row mask, the query's position, and its Q rows [R, D_P]."""
+    o_h = o_r % G_P  # head within the group
+    m_r = (o_r // G_P < n) & (o_h < G)
+    t = row_lo + e // (NG * TOPK)  # packed query row
+    pos = seq_len - q_len + (t - q_start)  # [R]
+    p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
+    return o_h, m_r, pos, tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)
+
+
+@triton.jit
 def _kv_outer_partial_kernel(
     Q, K, V, TILE_E, TILE_INFO,
     O_PART, LSE_PART,
@@ -309,13 +322,9 @@ def _kv_outer_partial_kernel(
     o_d = tl.arange(0, D_P)
     m_d = o_d < D
     if SUB > 0:
-        o_h = o_r % G_P  # head within the group
-        m_r = (o_r // G_P < n) & (o_h < G)
-        t = row_lo + e // (NG * TOPK)  # packed query row
-        pos = seq_len - q_len + (t - q_start)  # [R]
+        o_h, m_r, pos, b_q = _tile_query_rows(Q, e, n, i_g, q_start, q_len, seq_len, row_lo, o_r, o_d, m_d,
+                                              stride_qt, stride_qh, NG, G, G_P, TOPK)
         row = e.to(tl.int64) * G + o_h  # partial row: (entry, head)
-        p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
-        b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
         o_u = tl.arange(0, SUB)
         p_kb = K + page * stride_kp + i_g * stride_kh + o_d[:, None]
         p_vb = V + page * stride_vp + i_g * stride_vh + o_d[None, :]
@@ -343,12 +352,8 @@ def _kv_outer_partial_kernel(
     p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
     b_v = tl.load(p_v, mask=m_key[:, None] & m_d[None, :], other=0.0)  # [BLOCK, D_P], in flight during QK
 
-    o_h = o_r % G_P  # head within the group
-    m_r = (o_r // G_P < n) & (o_h < G)
-    t = row_lo + e // (NG * TOPK)  # packed query row
-    pos = seq_len - q_len + (t - q_start)  # [R]
-    p_q = Q + t.to(tl.int64)[:, None] * stride_qt + (i_g * G + o_h)[:, None] * stride_qh + o_d[None, :]
-    b_q = tl.load(p_q, mask=m_r[:, None] & m_d[None, :], other=0.0)  # [R, D_P]
+    o_h, m_r, pos, b_q = _tile_query_rows(Q, e, n, i_g, q_start, q_len, seq_len, row_lo, o_r, o_d, m_d,
+                                          stride_qt, stride_qh, NG, G, G_P, TOPK)
 
     if IEEE:
         b_s = tl.dot(b_q, b_k, input_precision="ieee")
