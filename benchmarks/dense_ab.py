@@ -261,7 +261,9 @@ def short_study():
 
 # (sub, warps, stages, tile rows) for short prompts
 KNOBS_SHORT = {"r64w4st3": (64, 4, 3, 64), "r128w8st3": (64, 8, 3, 128), "r128w8st2s128": (128, 8, 2, 128),
-               "r64w4st2": (64, 4, 2, 64), "r32w4st3": (64, 4, 3, 32)}
+               "r64w4st2": (64, 4, 2, 64), "r32w4st3": (64, 4, 3, 32), "r64w4st1": (64, 4, 1, 64)}
+if os.environ.get("MSA_SHORT_KNOBS"):  # comma-separated names: a subset
+    KNOBS_SHORT = {k: v for k, v in KNOBS_SHORT.items() if k in os.environ["MSA_SHORT_KNOBS"].split(",")}
 
 
 def main():
