@@ -810,6 +810,12 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
 _DENSE_ROWS = True
 _DENSE_SUB = 64
 _DENSE_STAGES = 3
+# Calls whose page table spans at most _DENSE_ONE_STAGE_KEYS keys take one stage (no pipelining):
+# 168 registers and 32 KB of shared memory a program put three programs on an SM instead of two,
+# and their tiles walk only a few sub-blocks. H100, M3 shapes, msa_attention ms 3 / 1 stages
+# (benchmarks/NOTES.md v20b): 32 x 512 0.562 / 0.543, 64 x 256 0.446 / 0.378, 128 x 128 0.378 /
+# 0.307, 256 x 64 0.381 / 0.313, 1024 x 16 0.407 / 0.320; 8 x 2048 1.581 / 1.668 (slower).
+_DENSE_ONE_STAGE_KEYS = 512
 _DENSE_WARPS = 4
 _DENSE_TILE_ROWS = 64
 
@@ -883,7 +889,8 @@ def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k,
         G=g, G_P=g_p, MQ=mq, D=d, D_P=max(16, triton.next_power_of_2(d)), BLOCK=config.block_size, TOPK=config.topk,
         SUB=sub, IEEE=q.dtype == torch.float32, BATCH_P=batch_p,
         **launch_options(_DENSE_WARPS if num_warps is None else num_warps,
-                         _DENSE_STAGES if num_stages is None else num_stages),
+                         num_stages if num_stages is not None else 1
+                         if page_table.shape[1] * config.block_size <= _DENSE_ONE_STAGE_KEYS else _DENSE_STAGES),
     )
 
 

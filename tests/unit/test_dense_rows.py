@@ -190,3 +190,15 @@ def test_msa_attention_without_dense_rows_when_they_do_not_pay(monkeypatch):
     out = msa_attention(**prob.msa_args())
     assert calls == ["index"]
     output_error(out.cpu(), reference.msa_attention(**on_cpu(prob.msa_args())), F16)
+
+
+@pytest.mark.parametrize("seq_len,stages", [(64, 1), (512, 1), (513, mb._DENSE_STAGES)], ids=["64", "512", "513"])
+def test_dense_kernel_takes_one_stage_for_narrow_page_tables(monkeypatch, seq_len, stages):
+    # page tables of at most _DENSE_ONE_STAGE_KEYS keys: one stage (three programs an SM, NOTES v20b)
+    prob = _case([40, 2, 20], [seq_len, seq_len - 5, 20], 16, 2, F16, SHAPES, seed=2, extra_cols=0)
+    assert prob.args["page_table"].shape[1] * 16 == -(-seq_len // 16) * 16
+    seen = []
+    opts = mb.launch_options
+    monkeypatch.setattr(mb, "launch_options", lambda w, st, *a, **k: seen.append(st) or opts(w, st, *a, **k))
+    _check_dense_rows_only(prob, F16)
+    assert seen == [stages]
