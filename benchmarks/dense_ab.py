@@ -109,13 +109,16 @@ KNOBS = {"s64w8st3": (64, 8, 3, 128), "s128w8st2": (128, 8, 2, 128), "s64w4st3r6
 
 
 def set_knobs(k):
-    mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS = k
+    """(sub, warps, stages, tile rows[, one-stage keys]): a variant's launch, or ``saved`` back; a
+    variant runs at its own stage count everywhere (main_branch._DENSE_ONE_STAGE_KEYS 0)."""
+    mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS = k[:4]
+    mb._DENSE_ONE_STAGE_KEYS = k[4] if len(k) > 4 else 0
 
 
 def variants():
     """The dense kernel's launch variants: alone on the 2048 dense rows of a P = 0 chunk, and
     msa_attention on all-dense prompts, three rounds interleaved."""
-    saved = (mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS)
+    saved = (mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS, mb._DENSE_ONE_STAGE_KEYS)
     res = {}
     prob = hb.make_big_problem([16384], [16384], dtype=torch.bfloat16, seed=7)
     a = prob.args
@@ -225,9 +228,7 @@ def map_study(old_path):
 def short_study():
     """Launch variants of the dense kernel (KNOBS_SHORT) through msa_attention on calls of many
     short prompts (every row dense, the tile map), CUDA-graph replays, 3 rounds interleaved."""
-    saved = (mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS)
-    one_stage_keys = mb._DENSE_ONE_STAGE_KEYS
-    mb._DENSE_ONE_STAGE_KEYS = 0  # every variant at its own stage count (v20b's runs predate the rule)
+    saved = (mb._DENSE_SUB, mb._DENSE_WARPS, mb._DENSE_STAGES, mb._DENSE_TILE_ROWS, mb._DENSE_ONE_STAGE_KEYS)
     points = [("32x512", [512] * 32), ("64x256", [256] * 64), ("128x128", [128] * 128), ("256x64", [64] * 256),
               ("1024x16", [16] * 1024), ("8x2048", [2048] * 8)]
     res = dict(kind="short", env=dict(card=torch.cuda.get_device_name(), torch=torch.__version__,
@@ -259,12 +260,12 @@ def short_study():
             torch.cuda.empty_cache()
     finally:
         set_knobs(saved)
-        mb._DENSE_ONE_STAGE_KEYS = one_stage_keys
 
 
-# (sub, warps, stages, tile rows) for short prompts
-KNOBS_SHORT = {"r64w4st3": (64, 4, 3, 64), "r128w8st3": (64, 8, 3, 128), "r128w8st2s128": (128, 8, 2, 128),
-               "r64w4st2": (64, 4, 2, 64), "r32w4st3": (64, 4, 3, 32), "r64w4st1": (64, 4, 1, 64)}
+# (sub, warps, stages, tile rows[, one-stage keys]) for short prompts ("shipped": the one-stage rule)
+KNOBS_SHORT = {"r64w4st3": (64, 4, 3, 64), "shipped": (64, 4, 3, 64, 512), "r128w8st3": (64, 8, 3, 128),
+               "r128w8st2s128": (128, 8, 2, 128), "r64w4st2": (64, 4, 2, 64), "r32w4st3": (64, 4, 3, 32),
+               "r64w4st1": (64, 4, 1, 64)}
 if os.environ.get("MSA_SHORT_KNOBS"):  # comma-separated names: a subset
     KNOBS_SHORT = {k: v for k, v in KNOBS_SHORT.items() if k in os.environ["MSA_SHORT_KNOBS"].split(",")}
 

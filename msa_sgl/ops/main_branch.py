@@ -879,6 +879,8 @@ def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k,
         # 2 to 16, to 181-184 from 32 on (and with BATCH_P 1); masked lanes cost nothing
         batch_p = max(32, triton.next_power_of_2(batch))
         grid = min(grid, _dense_tiles_bound(total_q, batch, config, mq))
+    if num_stages is None:
+        num_stages = 1 if page_table.shape[1] * config.block_size <= _DENSE_ONE_STAGE_KEYS else _DENSE_STAGES
     _dense_rows_kernel[(grid, hkv)](
         q, k_cache, v_cache, page_table, seq_lens_k, cu_seqlens_q, out, lse,
         k_cache.shape[0], config.resolved_softmax_scale(d) * _LOG2E, n_tiles, batch,
@@ -888,9 +890,7 @@ def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k,
         page_table.stride(0), out.stride(0), out.stride(1),
         G=g, G_P=g_p, MQ=mq, D=d, D_P=max(16, triton.next_power_of_2(d)), BLOCK=config.block_size, TOPK=config.topk,
         SUB=sub, IEEE=q.dtype == torch.float32, BATCH_P=batch_p,
-        **launch_options(_DENSE_WARPS if num_warps is None else num_warps,
-                         num_stages if num_stages is not None else 1
-                         if page_table.shape[1] * config.block_size <= _DENSE_ONE_STAGE_KEYS else _DENSE_STAGES),
+        **launch_options(_DENSE_WARPS if num_warps is None else num_warps, num_stages),
     )
 
 
