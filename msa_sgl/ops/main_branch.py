@@ -811,7 +811,8 @@ _DENSE_ROWS = True
 _DENSE_SUB = 64
 _DENSE_STAGES = 3
 # Calls whose page table spans at most _DENSE_ONE_STAGE_KEYS keys take one stage (no pipelining):
-# 168 registers and 32 KB of shared memory a program put three programs on an SM instead of two,
+# 168 registers and 32 KB of shared memory a program (Triton 3.6, sm_90, M3 shapes, any BATCH_P;
+# three stages: 181-184 and 81 KB) put three programs on an SM instead of two,
 # and their tiles walk only a few sub-blocks. H100, M3 shapes, msa_attention ms 3 / 1 stages
 # (benchmarks/NOTES.md v20b): 32 x 512 0.562 / 0.543, 64 x 256 0.446 / 0.378, 128 x 128 0.378 /
 # 0.307, 256 x 64 0.381 / 0.313, 1024 x 16 0.407 / 0.320; 8 x 2048 1.581 / 1.668 (slower).

@@ -147,20 +147,24 @@ DENSE_SIG = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "PAGE_TABLE": "*i32", "SE
 
 
 def dense_rows_async():
-    """The dense rows' kernel with the shipped launch (tiles of main_branch._DENSE_TILE_ROWS rows,
-    _DENSE_SUB-key sub-blocks, _DENSE_STAGES stages, _DENSE_WARPS warps), compiled as the JIT does:
-    the cp.async copies of K and V in its two key loops, and whether any key load is left
+    """The dense rows' kernel with the launch of page tables wider than
+    main_branch._DENSE_ONE_STAGE_KEYS (tiles of _DENSE_TILE_ROWS rows, _DENSE_SUB-key sub-blocks,
+    _DENSE_STAGES stages, _DENSE_WARPS warps), with the tile map (BATCH_P 32 and 1024: calls of
+    up to 1024 requests) and without it (BATCH_P 0: larger calls), compiled as the JIT does: the
+    cp.async copies of K and V in its two key loops, and whether any key load is left
     synchronous (ld.global of 16 bytes: a loop Triton did not pipeline)."""
     names = [n for n in DENSE_SIG if n.isupper() or n.startswith("stride")]
     names.remove("stride_pt_b")  # a page-table row's width: any
-    const = dict(G=16, G_P=16, MQ=mb._DENSE_TILE_ROWS // 16, D=128, D_P=128, BLOCK=128, TOPK=16, SUB=mb._DENSE_SUB,
-                 IEEE=False, BATCH_P=0)
-    k = triton.compile(source(mb._dense_rows_kernel, DENSE_SIG, const, aligned(DENSE_SIG, names)),
-                       target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": mb._DENSE_WARPS, "num_stages": mb._DENSE_STAGES})
-    ptx = k.asm["ptx"]
-    print(json.dumps({"kernel": "dense_rows", "cp_async": ptx.count("cp.async.cg") + ptx.count("cp.async.ca"),
-                      "ld_global_v4": ptx.count("ld.global.v4")}), flush=True)
+    for batch_p in (0, 32, 1024):
+        const = dict(G=16, G_P=16, MQ=mb._DENSE_TILE_ROWS // 16, D=128, D_P=128, BLOCK=128, TOPK=16,
+                     SUB=mb._DENSE_SUB, IEEE=False, BATCH_P=batch_p)
+        k = triton.compile(source(mb._dense_rows_kernel, DENSE_SIG, const, aligned(DENSE_SIG, names)),
+                           target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": mb._DENSE_WARPS, "num_stages": mb._DENSE_STAGES})
+        ptx = k.asm["ptx"]
+        print(json.dumps({"kernel": "dense_rows", "mode": batch_p,
+                          "cp_async": ptx.count("cp.async.cg") + ptx.count("cp.async.ca"),
+                          "ld_global_v4": ptx.count("ld.global.v4")}), flush=True)
 
 
 def main():

@@ -83,12 +83,27 @@ def test_dense_kernel_writes_exactly_the_dense_rows(monkeypatch, tile_map, block
     _check_dense_rows_only(_problem(block_size, topk, dtype, shapes), dtype)
 
 
-@pytest.mark.parametrize("n_req", [5, 37], ids=["5_requests", "37_requests"])
+class _LaunchSpy:
+    """Stands in for the dense kernel: records each launch's grid and BATCH_P, then runs it."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kw):
+            self.launches.append((grid, kw["BATCH_P"]))
+            return self.kernel[grid](*args, **kw)
+        return launch
+
+
+@pytest.mark.parametrize("n_req", [5, 32, 37], ids=["5_requests", "32_requests_every_lane", "37_requests"])
 def test_dense_kernel_tile_map_over_many_short_requests(monkeypatch, n_req):
     # requests of 0-9 queries after prefixes of 0-79 tokens (span 64: some requests all dense, some
     # partly, some not at all; some without queries), with 4-query tiles: the tile map's grid is
     # about a third of the shape grid's here, and a program that took the wrong request or tile
     # would leave a dense row NaN or write one that is not
+    spy = _LaunchSpy(mb._dense_rows_kernel)
+    monkeypatch.setattr(mb, "_dense_rows_kernel", spy)
     monkeypatch.setattr(mb, "_DENSE_SUB", 16)
     monkeypatch.setattr(mb, "_DENSE_TILE_ROWS", 16)
     g = torch.Generator().manual_seed(n_req)
@@ -97,9 +112,10 @@ def test_dense_kernel_tile_map_over_many_short_requests(monkeypatch, n_req):
     q_lens[0], prefixes[0] = 9, 0
     prob = _case(q_lens, [p + q for p, q in zip(prefixes, q_lens)], 16, 4, F16, SHAPES, seed=n_req)
     mq = mb.dense_tile_queries(8, 2)
-    assert mb._dense_tiles_bound(sum(q_lens), n_req, prob.config, mq) < n_req * mb.dense_rows_tiles(sum(q_lens),
-                                                                                                     prob.config, mq)
+    bound = mb._dense_tiles_bound(sum(q_lens), n_req, prob.config, mq)
+    assert bound < n_req * mb.dense_rows_tiles(sum(q_lens), prob.config, mq)
     _check_dense_rows_only(prob, F16)
+    assert spy.launches == [((bound, 2), 32 if n_req <= 32 else 64)]  # the tile map's grid, its lanes
 
 
 @pytest.mark.parametrize("dense_rows", [True, False], ids=["dense_rows", "kv_outer_only"])

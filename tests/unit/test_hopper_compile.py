@@ -72,6 +72,7 @@ def test_dense_rows_kernel_pipelines_its_key_loops(compiled):
     # loads left are the query tile's (rows x D bf16 over the program's threads)
     from msa_sgl.ops import main_branch as mb
 
-    r = compiled[("dense_rows", None, None)]
     q_loads = mb._DENSE_TILE_ROWS * 128 * 2 // 16 // (32 * mb._DENSE_WARPS)
-    assert r["cp_async"] > 0 and r["ld_global_v4"] == q_loads, r
+    for batch_p in (0, 32, 1024):  # without / with the tile map
+        r = compiled[("dense_rows", batch_p, None)]
+        assert r["cp_async"] > 0 and r["ld_global_v4"] == q_loads, r
