@@ -5,6 +5,7 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py variants   # + workspace sizes (row ranges)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py window     # query windows of the KV-outer tiles (NOTES.md v15)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer tiles of 128 / 256 rows (NOTES.md v18)
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvrows64   # 64-row tiles on 4 warps, 3-4 an SM (NOTES.md v20c)
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -32,8 +33,8 @@ def main():
     out_path = Path(os.environ.get("OUT", ".")) / "prefill_ab.json"
     res = json.loads(out_path.read_text()) if out_path.exists() else []
     g = torch.Generator(device="cuda").manual_seed(0)
-    points = {"window": (0, 16384, 114688, 1032192), "kvsub": (0, 16384, 32768, 114688, 1032192)}.get(
-        label, (0, 114688, 1032192))
+    points = {"window": (0, 16384, 114688, 1032192), "kvsub": (0, 16384, 32768, 114688, 1032192),
+              "kvrows64": (0, 16384, 114688, 1032192)}.get(label, (0, 114688, 1032192))
     for P in points:
         C = 16384
         prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 3)
@@ -71,13 +72,17 @@ def main():
                     name = "wrule" if qw is None else f"w{qw}"
                     rec["window"].setdefault(name, []).append(dict(ms=ms, partial_ms=part, tflops=flops / ms / 1e9,
                                                                    bitwise=same))
-        if label == "kvsub":  # tile rows (8 / 16 query tokens) x sub-blocks (main_branch._KV_SUB), interleaved
+        if label in ("kvsub", "kvrows64"):  # tile rows x sub-blocks (main_branch._KV_SUB) x stages, interleaved
             rec["kvsub"] = {}
             mbr = ops.main_branch
+            configs = ((None, None, 3, 128), (None, 32, 3, 256), (None, 32, 2, 256), (None, 0, 3, 256))
+            if label == "kvrows64":  # 64 rows on 4 warps: 3-4 programs an SM with sub-blocks (Triton 3.6, sm_90)
+                configs = ((None, None, 3, 128), (None, 32, 2, 64), (None, 32, 3, 64), (None, 16, 2, 64),
+                           (None, 32, 1, 64))
             for rnd in range(3):
-                for ws, sub, st, rows in ((None, None, 3, 128), (None, 32, 3, 256), (None, 32, 2, 256), (None, 0, 3, 256)):
+                for ws, sub, st, rows in configs:
                     mbr._KV_SUB, mbr._KV_SUB_STAGES = sub, st
-                    kw = dict(method="kv_outer", workspace_bytes=ws, tile_rows=rows, num_warps=rows // 16)
+                    kw = dict(method="kv_outer", workspace_bytes=ws, tile_rows=rows, num_warps=max(4, rows // 16))
                     try:
                         o = ops.sparse_attention(**aa, **kw)
                         diff = float((o.float() - out.float()).abs().max())
