@@ -141,7 +141,7 @@ def msa_attention(
     # the selection below follows the contract, so rows that select every block may skip it
     dense = ops.main_branch.dense_rows_pay(q.shape[0], page_table.shape[0], q.shape[1], k_cache.shape[2], config)
     topk_idx = None
-    if not (dense and page_table.shape[1] <= config.topk):  # else every row is dense: no selection needed
+    if not (dense and ops.main_branch.every_row_dense(page_table, config)):  # else no selection needed
         topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
                                   k_idx_scale=k_idx_scale)
     return ops.sparse_attention(

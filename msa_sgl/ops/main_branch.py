@@ -849,6 +849,12 @@ def _dense_tiles_bound(total_q: int, batch: int, config, mq: int) -> int:
     return triton.cdiv(min(total_q, batch * config.topk * config.block_size), mq) + batch
 
 
+def every_row_dense(page_table, config) -> bool:
+    """Whether every query of a call selects every block up to its own (MSA.md section 3), from
+    shapes only: the page table is at most topk blocks wide, so no own block reaches topk."""
+    return page_table.shape[1] <= config.topk
+
+
 def dense_rows_pay(total_q: int, batch: int, hq: int, hkv: int, config) -> bool:
     """Whether msa_attention takes the dense rows for a call of these shapes (see _DENSE_ROWS,
     _DENSE_MAP_MAX_BATCH, _DENSE_MAX_WASTE)."""
@@ -915,7 +921,7 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
     out = torch.empty(total_q, hq, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(total_q, hq, dtype=torch.float32, device=q.device)
     if total_q:
-        if dense_rows and page_table.shape[1] <= config.topk:  # every row dense
+        if dense_rows and every_row_dense(page_table, config):
             launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k, config, out, lse)
             return (out, lse) if return_lse else out
         if topk_idx is None:
