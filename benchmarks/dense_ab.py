@@ -161,6 +161,36 @@ def _load_old_main_branch(path):
     return mod
 
 
+def _time_variants(prob, variants, restore, benches):
+    """msa_attention on ``prob`` under each variant (name -> function that applies it; ``restore``
+    after each), 3 rounds interleaved: the first round's outputs, and per bench (key -> timing
+    function) each variant's times and their median (key + "_median"); failures under "errors"."""
+    outs, rec = {}, {key: {} for key in benches}
+    for rnd in range(3):
+        for name, apply in variants.items():
+            apply()
+            try:
+                if rnd == 0:
+                    outs[name] = msa_sgl.msa_attention(**prob.msa_args())
+                for key, bench in benches.items():
+                    rec[key].setdefault(name, []).append(bench(lambda: msa_sgl.msa_attention(**prob.msa_args())))
+            except Exception as e:  # noqa: BLE001
+                rec.setdefault("errors", {})[name] = repr(e)[:300]
+            finally:
+                restore()
+    for key in benches:
+        rec[key + "_median"] = {n: sorted(v)[len(v) // 2] for n, v in rec[key].items()}
+    return outs, rec
+
+
+def _record_point(res, rec, name):
+    """Prints a point (without its per-round times) and rewrites $OUT/``name`` with every point so
+    far, so a run cut short keeps what it measured."""
+    print(json.dumps({k: v for k, v in rec.items() if not isinstance(v, dict) or not k.endswith("_ms")}), flush=True)
+    res["points"].append(rec)
+    (Path(os.environ.get("OUT", ".")) / name).write_text(json.dumps(res, indent=1))
+
+
 def map_study(old_path):
     """The tile map against the shape grid, an older kernel and no dense rows (module doc)."""
     old = _load_old_main_branch(old_path) if old_path else None
@@ -196,33 +226,18 @@ def map_study(old_path):
     try:
         for pname, q_lens, seq_lens in points:
             prob = hb.make_big_problem(q_lens, seq_lens, dtype=torch.bfloat16, seed=len(q_lens) + seq_lens[0])
-            outs, rec = {}, dict(point=pname, graph_ms={}, plain_ms={})
-            for rnd in range(3):
-                for n in names:
-                    variant(n)
-                    try:
-                        if rnd == 0:
-                            outs[n] = msa_sgl.msa_attention(**prob.msa_args())
-                        for key, bench in (("graph_ms", hb.bench_graph_ms), ("plain_ms", hb.bench_ms)):
-                            rec[key].setdefault(n, []).append(bench(lambda: msa_sgl.msa_attention(**prob.msa_args())))
-                    except Exception as e:  # noqa: BLE001
-                        rec.setdefault("errors", {})[n] = repr(e)[:300]
-                    finally:
-                        restore()
+            outs, rec = _time_variants(prob, {n: (lambda n=n: variant(n)) for n in names}, restore,
+                                       {"graph_ms": hb.bench_graph_ms, "plain_ms": hb.bench_ms})
             base = outs.get("map")
             if base is not None:
                 rec["finite"] = bool(torch.isfinite(base).all())
                 rec["bitwise_vs_map"] = {n: bool(torch.equal(o, base)) for n, o in outs.items()}
                 rec["rel_vs_map"] = {n: rel(o, base) for n, o in outs.items()}
-            for key in ("graph_ms", "plain_ms"):
-                rec[key + "_median"] = {n: sorted(v)[len(v) // 2] for n, v in rec[key].items()}
-            print(json.dumps({k: v for k, v in rec.items() if k not in ("graph_ms", "plain_ms")}), flush=True)
-            res["points"].append(rec)
+            _record_point(res, dict(point=pname, **rec), "dense_map.json")
             prob = outs = base = None
             torch.cuda.empty_cache()
     finally:
         restore()
-        (Path(os.environ.get("OUT", ".")) / "dense_map.json").write_text(json.dumps(res, indent=1))
 
 
 def short_study():
@@ -236,26 +251,12 @@ def short_study():
     try:
         for pname, q_lens in points:
             prob = hb.make_big_problem(q_lens, q_lens, dtype=torch.bfloat16, seed=len(q_lens))
-            rec, outs = dict(point=pname, graph_ms={}), {}
-            for rnd in range(3):
-                for name, k in KNOBS_SHORT.items():
-                    set_knobs(k)
-                    try:
-                        if rnd == 0:
-                            outs[name] = msa_sgl.msa_attention(**prob.msa_args())
-                        rec["graph_ms"].setdefault(name, []).append(
-                            hb.bench_graph_ms(lambda: msa_sgl.msa_attention(**prob.msa_args())))
-                    except Exception as e:  # noqa: BLE001
-                        rec.setdefault("errors", {})[name] = repr(e)[:300]
-                    finally:
-                        set_knobs(saved)
+            outs, rec = _time_variants(prob, {n: (lambda k=k: set_knobs(k)) for n, k in KNOBS_SHORT.items()},
+                                       lambda: set_knobs(saved), {"graph_ms": hb.bench_graph_ms})
             base = outs.get("r64w4st3")
             if base is not None:
                 rec["rel_vs_shipped"] = {n: rel(o, base) for n, o in outs.items()}
-            rec["median_ms"] = {n: sorted(v)[len(v) // 2] for n, v in rec["graph_ms"].items()}
-            print(json.dumps({k: v for k, v in rec.items() if k != "graph_ms"}), flush=True)
-            res["points"].append(rec)
-            (Path(os.environ.get("OUT", ".")) / "dense_short.json").write_text(json.dumps(res, indent=1))
+            _record_point(res, dict(point=pname, **rec), "dense_short.json")
             prob = outs = base = None
             torch.cuda.empty_cache()
     finally:
