@@ -151,16 +151,6 @@ def variants():
     return res
 
 
-def _load_old_main_branch(path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("msa_sgl.ops._ab_old_main_branch", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _time_variants(prob, variants, restore, benches):
     """msa_attention on ``prob`` under each variant (name -> function that applies it; ``restore``
     after each), 3 rounds interleaved: the first round's outputs, and per bench (key -> timing
@@ -193,7 +183,7 @@ def _record_point(res, rec, name):
 
 def map_study(old_path):
     """The tile map against the shape grid, an older kernel and no dense rows (module doc)."""
-    old = _load_old_main_branch(old_path) if old_path else None
+    old = hb.load_old_main_branch(old_path) if old_path else None
     saved = dict(launch=mb.launch_dense_rows, pay=mb.dense_rows_pay, map_max=mb._DENSE_MAP_MAX_BATCH,
                  waste=mb._DENSE_MAX_WASTE)
 

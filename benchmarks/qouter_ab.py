@@ -15,7 +15,6 @@ time); reports the median over rounds per variant and whether the outputs are bi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -32,20 +31,12 @@ from msa_sgl import ops  # noqa: E402
 from msa_sgl.ops import main_branch as mb  # noqa: E402
 
 
-def _load_old(path):
-    spec = importlib.util.spec_from_file_location("msa_sgl.ops._ab_old_main_branch", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod._sparse_attn_fwd_kernel
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--old", required=True, help="an older msa_sgl/ops/main_branch.py")
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
-    kernels = {"old": _load_old(a.old), "new": mb._sparse_attn_fwd_kernel}
+    kernels = {"old": hb.load_old_main_branch(a.old)._sparse_attn_fwd_kernel, "new": mb._sparse_attn_fwd_kernel}
     points = [("decode_64x128K", [1] * 64, [131072] * 64), ("chunk1024_after32K", [1024], [32768 + 1024])]
     res = dict(env=dict(card=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__),
                points=[])

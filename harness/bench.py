@@ -119,3 +119,17 @@ def bench_graph_ms(fn, rep=100) -> float:
     import triton
 
     return float(triton.testing.do_bench_cudagraph(fn, rep=rep, return_mode="median"))
+
+
+def load_old_main_branch(path):
+    """An older msa_sgl/ops/main_branch.py (e.g. ``git show REV:msa_sgl/ops/main_branch.py``)
+    loaded as a module of this tree's msa_sgl.ops (its relative imports resolve here), for A/B
+    runs of two kernel versions in one process."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("msa_sgl.ops._ab_old_main_branch", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
