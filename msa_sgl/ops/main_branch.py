@@ -458,7 +458,10 @@ def _dense_rows_kernel(
     takes the call's p-th dense tile, requests in order, found from the lengths of all requests
     (one vector load each, a cumulative sum), so the grid needs only as many programs as the call
     can have tiles; programs past the last tile exit. BATCH_P == 0: ``n_tiles`` programs a
-    request (as many as the longest could need); programs past a request's dense rows exit."""
+    request (as many as the longest could need); programs past a request's dense rows exit.
+    Metadata outside the contract stays confined to its request: a prefix (seq_len - q_len) below
+    0 is taken as 0 and a request's tiles are capped at ``n_tiles``, so such a request cannot
+    shift the tile map's later requests out of the grid."""
     pid = tl.program_id(0)
     i_g = tl.program_id(1)
     if BATCH_P > 0:
@@ -466,8 +469,9 @@ def _dense_rows_kernel(
         m_b = o_b < n_batch
         b_lo = tl.load(CU_SEQLENS + o_b, mask=m_b, other=0)
         b_len = tl.load(CU_SEQLENS + o_b + 1, mask=m_b, other=0) - b_lo
-        b_pre = tl.load(SEQ_LENS + o_b, mask=m_b, other=0) - b_len
+        b_pre = tl.maximum(tl.load(SEQ_LENS + o_b, mask=m_b, other=0) - b_len, 0)  # clamped: see below
         b_nt = (tl.maximum(tl.minimum(b_len, TOPK * BLOCK - b_pre), 0) + MQ - 1) // MQ  # [BATCH_P] dense tiles
+        b_nt = tl.minimum(b_nt, n_tiles)
         b_end = tl.cumsum(b_nt, 0)  # tiles up to and with each request
         i_b = tl.sum((b_end <= pid).to(tl.int32), 0)  # the request whose tiles hold tile pid
         if i_b >= n_batch:
@@ -482,7 +486,7 @@ def _dense_rows_kernel(
         i0 = (pid % n_tiles) * MQ  # the tile's first query within the request
         q_start = tl.load(CU_SEQLENS + i_b)
         q_len = tl.load(CU_SEQLENS + i_b + 1) - q_start
-        prefix = tl.load(SEQ_LENS + i_b) - q_len  # position of the request's first query
+        prefix = tl.maximum(tl.load(SEQ_LENS + i_b) - q_len, 0)  # position of the request's first query
     n_dense = tl.minimum(q_len, TOPK * BLOCK - prefix)  # its dense queries
     if i0 >= n_dense:
         return

@@ -218,3 +218,34 @@ def test_dense_kernel_takes_one_stage_for_narrow_page_tables(monkeypatch, seq_le
     monkeypatch.setattr(mb, "launch_options", lambda w, st, *a, **k: seen.append(st) or opts(w, st, *a, **k))
     _check_dense_rows_only(prob, F16)
     assert seen == [stages]
+
+
+@pytest.mark.parametrize("tile_map", [True, False], ids=["tile_map", "shape_grid"])
+def test_dense_kernel_confines_metadata_outside_the_contract(monkeypatch, tile_map):
+    # request 0 claims 256 queries in a 100-token cache (seq_len < q_len: a prefix of -156, outside
+    # the contract). The kernel takes its prefix as 0, so it has the span's 32 dense rows, not
+    # 188: without that, the tile map gave it 12 tiles instead of 2 and pushed the other requests'
+    # tiles past the grid's end (their dense rows left unwritten). Every other request's rows must
+    # be exactly what the call with valid metadata writes.
+    if not tile_map:
+        monkeypatch.setattr(mb, "_DENSE_MAP_MAX_BATCH", 0)
+    prob = _case([256, 20, 20], [256, 20, 25], 16, 2, F16, SHAPES, seed=4)
+    a = prob.args
+    total_q, hq, d = a["q"].shape
+
+    def run(seq_lens_k):
+        out = torch.full((total_q, hq, d), float("nan"), dtype=F16, device=KERNEL_DEVICE)
+        lse = torch.full((total_q, hq), float("nan"), dtype=torch.float32, device=KERNEL_DEVICE)
+        mb.launch_dense_rows(a["q"], a["k_cache"], a["v_cache"], a["page_table"], a["cu_seqlens_q"], seq_lens_k,
+                             prob.config, out, lse)
+        return out.cpu(), lse.cpu()
+
+    want, want_lse = run(a["seq_lens_k"])
+    bad = a["seq_lens_k"].clone()
+    bad[0] = 100
+    out, lse = run(bad)
+    others = torch.arange(total_q) >= 256
+    assert torch.isfinite(want[others]).all()  # every row of requests 1, 2 is dense (span 32)
+    assert torch.equal(out[others], want[others]) and torch.equal(lse[others], want_lse[others])
+    span = prob.config.topk * prob.config.block_size
+    assert torch.isfinite(out[:span]).all() and torch.isnan(out[span:256]).all()  # its own span only
