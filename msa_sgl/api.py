@@ -140,13 +140,13 @@ def msa_attention(
     ops = _ops()
     # the selection below follows the contract, so rows that select every block may skip it
     dense = ops.main_branch.dense_rows_pay(q.shape[0], page_table.shape[0], q.shape[1], k_cache.shape[2], config)
-    topk_idx = None
+    topk_idx = token_req = None
     if not (dense and ops.main_branch.every_row_dense(page_table, config)):  # else no selection needed
-        topk_idx = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
-                                  k_idx_scale=k_idx_scale)
+        topk_idx, token_req = ops.index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
+                                             k_idx_scale=k_idx_scale, with_token_req=True)  # the main branch's too
     return ops.sparse_attention(
         q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=return_lse,
-        workspace_bytes=workspace_bytes, dense_rows=dense,
+        workspace_bytes=workspace_bytes, dense_rows=dense, token_req=token_req,
     )
 
 

@@ -33,8 +33,7 @@ import triton
 import triton.language as tl
 
 from .quant import round_e4m3
-from .metadata import (build_tile_map, find_tile_request, launch_options, num_sms, pdl_mode, pdl_wait, tile_grid,
-                       token_requests)
+from .metadata import call_rows, find_tile_request, launch_options, num_sms, pdl_mode, pdl_wait, tile_grid
 
 _NEG_INF = float("-inf")
 
@@ -614,17 +613,19 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
 
 
 def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, *, k_idx_scale=None, block_t=None,
-               n_split=None, num_warps=None, num_stages=None):
+               n_split=None, num_warps=None, num_stages=None, with_token_req=False):
     """Kernel behind msa_sgl.index_topk (arguments already validated). Returns int32
-    ``[total_q, Hkv, topk]``. The keyword options override the launch heuristics (benchmarks)."""
+    ``[total_q, Hkv, topk]``, and with ``with_token_req`` also metadata.token_requests of the
+    call (built with the tile map in one launch; msa_attention hands it to the main branch).
+    The keyword options override the launch heuristics (benchmarks)."""
     total_q, hkv, _ = q_idx.shape
     batch, max_pages = page_table.shape
     out = torch.empty(total_q, hkv, config.topk, dtype=torch.int32, device=q_idx.device)
     if total_q == 0:
-        return out
+        return (out, torch.empty(0, dtype=torch.int32, device=q_idx.device)) if with_token_req else out
     plan = plan_index(total_q, batch, max_pages, hkv, config, q_idx.device, fp8=k_idx_scale is not None,
                       block_t=block_t, n_split=n_split, num_warps=num_warps, num_stages=num_stages)
-    tiles = build_tile_map(cu_seqlens_q, total_q, plan.block_t)
-    return launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
-                        tiles.grid_tiles, token_requests(cu_seqlens_q, total_q),
-                        plan.workspace(total_q, hkv, q_idx.device), out, k_idx_scale)
+    tiles, token_req = call_rows(cu_seqlens_q, total_q, plan.block_t)
+    launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
+                 tiles.grid_tiles, token_req, plan.workspace(total_q, hkv, q_idx.device), out, k_idx_scale)
+    return (out, token_req) if with_token_req else out

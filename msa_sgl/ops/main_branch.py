@@ -907,7 +907,7 @@ def launch_dense_rows(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_lens_k,
 
 def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, return_lse=False,
                      *, method=None, workspace_bytes=None, num_warps=None, num_stages=None, stop_after=None,
-                     tile_rows=128, q_window=None, dense_rows=False):
+                     tile_rows=128, q_window=None, dense_rows=False, token_req=None):
     """Kernel behind msa_sgl.sparse_attention and msa_attention (arguments already validated).
 
     ``method``: ``"kv_outer"``, ``"q_outer"``, ``"split"`` or None (by the number of queries,
@@ -917,7 +917,8 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
     ``dense_rows``: the selection follows the contract (``topk_idx`` lists every block of a query
     whose own block is below topk), so those rows may take the dense kernel: with the KV-outer
     form, or for every row when the page table is at most topk blocks wide (``topk_idx`` is then
-    not read and may be None).
+    not read and may be None). ``token_req``: metadata.token_requests of the call, where the
+    caller has it already (msa_attention: the index branch's).
     """
     if method not in (None, "kv_outer", "q_outer", "split"):
         raise ValueError(f"method: expected 'kv_outer', 'q_outer', 'split' or None, got {method!r}")
@@ -931,7 +932,8 @@ def sparse_attention(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, se
         if topk_idx is None:
             raise ValueError("topk_idx: expected a tensor unless every row is dense (dense_rows and a page table "
                              f"at most topk = {config.topk} blocks wide), got None with {page_table.shape[1]} blocks")
-        token_req = token_requests(cu_seqlens_q, total_q)
+        if token_req is None:
+            token_req = token_requests(cu_seqlens_q, total_q)
         if method is None:
             method = choose_method(total_q, k_cache.shape[2], q.device)
         if method == "kv_outer":

@@ -7,6 +7,7 @@ device, so building it never synchronises and can be captured in a CUDA graph.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -18,8 +19,15 @@ import triton.language as tl
 def num_sms(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (4 for the interpreter: small grids)."""
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
+        return _cuda_sms(device.index if device.index is not None else torch.cuda.current_device())
     return 4
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sms(index: int) -> int:
+    # cached: torch.cuda.get_device_properties costs tens of us of host time a call, and every
+    # launch plan asks (benchmarks/NOTES.md v21)
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def launch_options(num_warps, num_stages, pdl: bool = False) -> dict:
@@ -136,11 +144,14 @@ def tile_grid(total_q: int, batch: int, block_t: int) -> int:
 
 
 def token_requests(cu_seqlens_q: torch.Tensor, total_q: int) -> torch.Tensor:
-    """int32 ``[total_q]``: the request of every query row (no synchronisation)."""
+    """int32 ``[total_q]``: the request of every query row (no synchronisation): the number of
+    requests before the last one that end at or before the row (requests without queries are
+    passed over). Always in ``[0, batch)``, even for ``cu_seqlens_q`` outside the contract.
+    Two ops (an arange, a binary search): ~30 us of host time on an H100's host against ~100-300
+    for a repeat_interleave (benchmarks/NOTES.md v21)."""
     batch = cu_seqlens_q.shape[0] - 1
-    q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).to(torch.int64)
-    ids = torch.arange(batch, dtype=torch.int32, device=cu_seqlens_q.device)
-    return torch.repeat_interleave(ids, q_lens, output_size=total_q)
+    rows = torch.arange(total_q, dtype=cu_seqlens_q.dtype, device=cu_seqlens_q.device)
+    return torch.searchsorted(cu_seqlens_q[1:batch], rows, right=True, out_int32=True)
 
 
 
@@ -156,6 +167,48 @@ def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr):
         lo = tl.where(go, mid, lo)
         hi = tl.where(go, hi, mid)
     return lo
+
+
+def call_rows(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int) -> tuple[TileMap, torch.Tensor]:
+    """The tile map of :func:`build_tile_map` and :func:`token_requests` of a call in one launch
+    of _row_requests_kernel (~30-40 us of host time on the GPU machine against ~350-400 for the
+    seven torch ops of the two; benchmarks/NOTES.md v21). Same values for metadata within the
+    contract; outside it every row still names a request in ``[0, batch)`` and a request of
+    negative length counts no tiles."""
+    batch = cu_seqlens_q.shape[0] - 1
+    dev = cu_seqlens_q.device
+    tile_cum = torch.empty(batch + 1, dtype=torch.int32, device=dev)
+    token_req = torch.empty(total_q, dtype=torch.int32, device=dev)
+    steps = max(1, batch.bit_length())
+    _row_requests_kernel[(max(1, triton.cdiv(total_q, _ROWS_CHUNK)),)](
+        cu_seqlens_q, token_req, tile_cum, total_q, batch, BLOCK_T=block_t, CHUNK=_ROWS_CHUNK, SEARCH_STEPS=steps)
+    return TileMap(block_t, tile_cum, tile_grid(total_q, batch, block_t), steps), token_req
+
+
+_ROWS_CHUNK = 1024
+
+
+@triton.jit
+def _row_requests_kernel(CU, TOKEN_REQ, TILE_CUM, total_q, batch, BLOCK_T: tl.constexpr, CHUNK: tl.constexpr,
+                         SEARCH_STEPS: tl.constexpr):
+    """Rows [pid * CHUNK, (pid + 1) * CHUNK): the request of each, the largest ``b < batch`` with
+    ``cu[b] <= row`` (requests without queries passed over). The last program also writes
+    ``TILE_CUM``: 0, then the running sum over the requests of ceil(max(q_len, 0) / BLOCK_T),
+    CHUNK requests at a time."""
+    pid = tl.program_id(0)
+    o = tl.arange(0, CHUNK)
+    r = pid * CHUNK + o  # [CHUNK] rows
+    tl.store(TOKEN_REQ + r, find_tile_request(CU, r, batch, SEARCH_STEPS).to(tl.int32), mask=r < total_q)
+    if pid == tl.num_programs(0) - 1:
+        tl.store(TILE_CUM, 0)
+        carry = tl.full([], 0, tl.int32)
+        for c in range(0, batch, CHUNK):
+            i = c + o  # [CHUNK] requests
+            m = i < batch
+            n = tl.load(CU + i + 1, mask=m, other=0) - tl.load(CU + i, mask=m, other=0)
+            t = (tl.maximum(n, 0) + BLOCK_T - 1) // BLOCK_T  # tiles of each request
+            tl.store(TILE_CUM + 1 + i, tl.cumsum(t, 0) + carry, mask=m)
+            carry += tl.sum(t, 0)
 
 
 @dataclass(frozen=True)
