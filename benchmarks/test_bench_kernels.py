@@ -1,14 +1,36 @@
-"""pytest-benchmark suite: msa_sgl's kernels beside dense SDPA, same inputs, one process.
+"""pytest-benchmark suite: msa_sgl beside its peers, same inputs, one process.
 
     python -m pytest benchmarks/test_bench_kernels.py --benchmark-enable \\
         --benchmark-json=$OUT/bench.json -p no:cacheprovider
+    python benchmarks/bench_table.py $OUT/bench.json > $OUT/bench.md
 
-On a GPU: MiniMax-M3 shapes in bf16, a 16K chunk after 0 / 112K / 1008K cached tokens, and
-decode steps. On a CPU (Triton's interpreter) the same code at toy sizes, to check the plumbing
-only. Numbers are recorded, never asserted; each benchmark's ``extra_info`` carries the useful
-FLOPs so TFLOP/s can be derived from the JSON. Not part of the test command (tests/ only).
+Each benchmark group is one point, holding msa_sgl and every peer that runs there:
+
+* ``prefill C=16384 P=...``: a 16K-token chunk after P = 0 / 112K / 1008K cached tokens (M3
+  shapes, bf16): ``msa_attention`` (index + top-k + main branch, the call SGLang's backend makes),
+  its index branch and its main branch alone; SGLang 0.5.23's built-in MiniMax kernels as its
+  backend calls them (benchmarks/peer_sglang.py), index + attention and each alone; dense SDPA of
+  the chunk over its whole context, bottom-right causal (P <= 112K: at 1008K the K/V repeated to
+  64 heads does not fit). Each round is one call, then a synchronisation: the time a caller that
+  waits sees, host time included where the call's launches take longer than the GPU's work
+  (benchmarks/NOTES.md v21); gpu_run.py's do_bench times calls back to back instead.
+* ``decode b=... ctx=...``: one query token per request: ``MSADecodeWrapper.run`` with bf16 and
+  with 8-bit index keys, SGLang's decode path, dense SDPA decode (cuDNN); each round replays a CUDA
+  graph of ``steps`` steps over rotated copies of the inputs (L2 does not flatter anyone), at
+  least ~2 ms of work, so the synchronisation after it is noise.
+
+``extra_info`` of each benchmark: ``steps`` (per round), ``flops`` (useful, per step: indexer
+``2 Hkv d_idx`` a visible key, main branch ``4 Hq D`` an attended key) or ``bytes`` (compulsory,
+per step), and for SGLang the fraction of rows whose selection equals msa_sgl's (up to order).
+bench_table.py turns the JSON into a table of time per step, TFLOP/s or GB/s, and each entry's
+time over msa_sgl's in its group.
+
+Without a GPU (Triton's interpreter) the same code runs at toy sizes, eagerly, without peers:
+the plumbing only. Not part of the test command (tests/ only); numbers are recorded, never
+asserted.
 """
 
+import math
 import os
 
 import pytest
@@ -17,6 +39,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
 from msa_sgl import ops  # noqa: E402
 
@@ -26,6 +49,14 @@ SHAPES = hb.M3 if GPU else dict(num_q_heads=8, num_kv_heads=2, head_dim=32, inde
 DTYPE = torch.bfloat16 if GPU else torch.float16
 CHUNK = 16384 if GPU else 48
 PREFIXES = (0, 114688, 1032192) if GPU else (0, 96)
+DENSE_PREFILL_MAX = 131072  # dense chunk beyond this context: its K/V at 64 heads does not fit
+DECODE_POINTS = ([(1, 32768), (1, 131072), (1, 1048576), (8, 131072), (64, 32768)] if GPU
+                 else [(2, 200)])
+ROTATE_BYTES = 200e6  # decode inputs are copied until a step's rotation touches this many bytes
+ROUND_MS = 2.0  # a decode round replays at least this much work
+
+HQ, HKV, D, DI = SHAPES["num_q_heads"], SHAPES["num_kv_heads"], SHAPES["head_dim"], SHAPES["index_dim"]
+B, TOPK = SHAPES["block_size"], SHAPES["topk"]
 
 
 def _sync():
@@ -33,66 +64,265 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def _timed(benchmark, fn, rounds):
+def _free():
+    if GPU:
+        torch.cuda.empty_cache()
+
+
+def _timed(benchmark, fn, rounds, steps=1):
+    """``fn`` once to compile and warm up, then ``rounds`` timed rounds of one call each."""
+    benchmark.extra_info["steps"] = steps
+
     def run():
         fn()
         _sync()
 
-    run()  # compile and warm up
+    run()
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
 
 
-@pytest.fixture(scope="module", params=PREFIXES, ids=lambda p: f"prefix{p}")
-def prefill_problem(request):
+def _graph_round(step_fns):
+    """(round, steps): on a GPU ``round`` replays one CUDA graph running every function of
+    ``step_fns`` in order, repeated until a round takes at least ROUND_MS; on a CPU it calls
+    them once each."""
+    for f in step_fns:
+        f()
+    _sync()
+    if not GPU:
+        return (lambda: [f() for f in step_fns]), len(step_fns)
+
+    def capture(reps):
+        g = torch.cuda.CUDAGraph()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s), torch.cuda.graph(g):
+            for _ in range(reps):
+                for f in step_fns:
+                    f()
+        torch.cuda.current_stream().wait_stream(s)
+        return g
+
+    one = capture(1)
+    one.replay()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(10):
+        one.replay()
+    e1.record()
+    e1.synchronize()
+    reps = max(1, math.ceil(ROUND_MS / (e0.elapsed_time(e1) / 10)))
+    g = capture(reps)
+    return g.replay, reps * len(step_fns)
+
+
+@pytest.fixture(scope="session")
+def peer():
+    """SGLang 0.5.23's MiniMax kernels, or a skip naming why they are not importable."""
+    if not GPU:
+        pytest.skip("SGLang's MiniMax kernels are timed on the GPU only")
+    import peer_sglang as ps
+
+    sg, err = ps.load()
+    if sg is None:
+        pytest.skip(f"sglang not importable: {err}")
+    return sg
+
+
+def _same_rows(topk_sg, topk) -> float:
+    """Fraction of (query, group) rows whose selected blocks equal msa_sgl's, as sets."""
+    import peer_sglang as ps
+
+    a = ps.as_msa_topk(topk_sg).sort(-1).values
+    return (a == topk.sort(-1).values).all(-1).float().mean().item()
+
+
+# ----------------------------------------------------------------------------------------------
+# prefill: one 16K chunk after P cached tokens
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=PREFIXES, ids=lambda p: f"P{p}")
+def chunk(request):
     P = request.param
-    prob = hb.make_big_problem([CHUNK], [P + CHUNK], dtype=DTYPE, device=DEVICE, seed=P, **SHAPES)
+    prob = hb.make_big_problem([CHUNK], [P + CHUNK], dtype=DTYPE, device=DEVICE, seed=P + 1, **SHAPES)
     topk = ops.index_topk(**prob.index_args())
-    return P, prob, topk
+    attended = hb.attended_keys(topk, prob.args["cu_seqlens_q"], prob.args["seq_lens_k"], B)
+    flops = dict(index=hb.index_flops([CHUNK], [P + CHUNK], HKV, DI), main=hb.main_flops(attended, HQ // HKV, D))
+    yield P, prob, topk, flops
+    del prob, topk
+    _free()
 
 
-def test_prefill_index(benchmark, prefill_problem):
-    P, prob, _ = prefill_problem
-    benchmark.extra_info.update(P=P, C=CHUNK, flops=hb.index_flops([CHUNK], [P + CHUNK], SHAPES["num_kv_heads"],
-                                                                    SHAPES["index_dim"]))
-    _timed(benchmark, lambda: ops.index_topk(**prob.index_args()), rounds=20 if GPU else 1)
+def _prefill(benchmark, P, flops, rounds=20 if GPU else 1):
+    benchmark.group = f"prefill C={CHUNK} P={P}"
+    benchmark.extra_info.update(P=P, C=CHUNK, flops=flops)
+    return rounds
 
 
-@pytest.mark.parametrize("method", ["kv_outer", "q_outer"])
-def test_prefill_main(benchmark, prefill_problem, method):
-    P, prob, topk = prefill_problem
+def test_prefill_msa(benchmark, chunk):
+    P, prob, _, f = chunk
+    _timed(benchmark, lambda: msa_sgl.msa_attention(**prob.msa_args()), _prefill(benchmark, P, f["index"] + f["main"]))
+
+
+def test_prefill_msa_index(benchmark, chunk):
+    P, prob, _, f = chunk
+    _timed(benchmark, lambda: ops.index_topk(**prob.index_args()), _prefill(benchmark, P, f["index"]))
+
+
+def test_prefill_msa_main(benchmark, chunk):
+    P, prob, topk, f = chunk
+    _timed(benchmark, lambda: ops.sparse_attention(**prob.attention_args(topk)), _prefill(benchmark, P, f["main"]))
+
+
+@pytest.fixture(scope="module")
+def sglang_chunk(chunk, peer):
+    import peer_sglang as ps
+
+    P, prob, topk, f = chunk
+    call = ps.SGLangCall(peer, prob)
+    topk_sg = call.prefill_indexer()
+    return call, topk_sg, _same_rows(topk_sg, topk)
+
+
+@pytest.mark.parametrize("part", ["all", "index", "attn"])
+def test_prefill_sglang(benchmark, chunk, sglang_chunk, part):
+    P, _, _, f = chunk
+    call, topk_sg, same = sglang_chunk
+    fn, flops = dict(all=(lambda: call.prefill_attn(call.prefill_indexer()), f["index"] + f["main"]),
+                     index=(call.prefill_indexer, f["index"]),
+                     attn=(lambda: call.prefill_attn(topk_sg), f["main"]))[part]
+    rounds = _prefill(benchmark, P, flops)
+    benchmark.extra_info["same_selection_rows"] = same
+    _timed(benchmark, fn, rounds)
+
+
+def _dense_chunk(q, L):
+    """Dense causal attention of the chunk's queries ``q`` [C, Hq, D] over ``L`` keys (random,
+    contiguous), bottom-right aligned: (backend name, call)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    C = q.shape[0]
+    q4 = q.transpose(0, 1)[None]
+    k4 = torch.randn(1, HKV, L, D, device=DEVICE, dtype=DTYPE)
+    v4 = torch.randn_like(k4)
+    if C == L:
+        def sdpa():
+            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION] if GPU else [SDPBackend.MATH]):
+                return torch.nn.functional.scaled_dot_product_attention(q4, k4, v4, is_causal=True, enable_gqa=True)
+        return ("cudnn" if GPU else "math"), sdpa
+    kx, vx = k4.repeat_interleave(HQ // HKV, 1), v4.repeat_interleave(HQ // HKV, 1)
+    if GPU:  # FlashAttention's causal mask is bottom-right aligned where C < L
+        return "flash", lambda: torch.ops.aten._scaled_dot_product_flash_attention(q4, kx, vx, 0.0, True, False)[0]
+    from torch.nn.attention.bias import causal_lower_right
+
+    mask = causal_lower_right(C, L)
+    return "math", lambda: torch.nn.functional.scaled_dot_product_attention(q4, kx, vx, attn_mask=mask)
+
+
+def test_prefill_dense(benchmark, chunk):
+    P, prob, _, _ = chunk
+    L = P + CHUNK
+    if L > DENSE_PREFILL_MAX:
+        pytest.skip(f"dense chunk over {L} keys: its K/V at {HQ} heads does not fit beside the problem")
+    name, fn = _dense_chunk(prob.args["q"], L)
+    rounds = _prefill(benchmark, P, 4 * HQ * D * hb.visible_keys([CHUNK], [L]), rounds=10 if GPU else 1)
+    benchmark.extra_info["backend"] = name
+    _timed(benchmark, fn, rounds)
+
+
+# ----------------------------------------------------------------------------------------------
+# decode: one query token per request, CUDA-graph replays over rotated inputs
+# ----------------------------------------------------------------------------------------------
+def _kv_bytes(batch):
+    return batch * HKV * TOPK * B * D * 2 * 2  # the K and V of the selected blocks, bf16
+
+
+def _io_bytes(batch):
+    return batch * (HQ * D * 2 * 2 + HKV * DI * 2)  # q, out, q_idx
+
+
+@pytest.fixture(scope="module", params=DECODE_POINTS, ids=lambda p: f"b{p[0]}_ctx{p[1]}")
+def step(request):
+    batch, ctx = request.param
+    need = batch * ctx * DI * 2 + _kv_bytes(batch)
+    copies = max(1, min(8, math.ceil(ROTATE_BYTES / need))) if GPU else 1
+    probs = [hb.make_big_problem([1] * batch, [ctx] * batch, dtype=DTYPE, device=DEVICE, seed=batch + ctx + i,
+                                 **SHAPES) for i in range(copies)]
+    yield batch, ctx, probs
+    del probs
+    _free()
+
+
+def _decode(benchmark, batch, ctx, nbytes):
+    benchmark.group = f"decode b={batch} ctx={ctx}"
+    benchmark.extra_info.update(batch=batch, ctx=ctx, bytes=nbytes)
+    return 50 if GPU else 1
+
+
+def _wrapper(prob, index_fp8):
     a = prob.args
-    attended = hb.attended_keys(topk, a["cu_seqlens_q"], a["seq_lens_k"], SHAPES["block_size"])
-    G = SHAPES["num_q_heads"] // SHAPES["num_kv_heads"]
-    benchmark.extra_info.update(P=P, C=CHUNK, method=method, flops=hb.main_flops(attended, G, SHAPES["head_dim"]))
-    _timed(benchmark, lambda: ops.sparse_attention(**prob.attention_args(topk), method=method), rounds=20 if GPU else 1)
+    w = msa_sgl.MSADecodeWrapper(prob.config, num_q_heads=HQ, num_kv_heads=HKV, head_dim=D, index_dim=DI,
+                                 max_batch=len(prob.q_lens), max_pages=a["page_table"].shape[1], max_q_len=1,
+                                 dtype=DTYPE, device=DEVICE, index_fp8=index_fp8)
+    w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=len(prob.q_lens))
+    return w
 
 
-def test_prefill_dense_sdpa(benchmark, prefill_problem):
-    """Dense attention of the chunk over its whole context (bottom-right causal), SDPA's pick."""
-    import torch.nn.functional as F
-
-    P, prob, _ = prefill_problem
-    hq, d = SHAPES["num_q_heads"], SHAPES["head_dim"]
-    q = torch.randn(1, hq, CHUNK, d, device=DEVICE, dtype=DTYPE)
-    k = torch.randn(1, hq, P + CHUNK, d, device=DEVICE, dtype=DTYPE)
-    v = torch.randn_like(k)
-    mask = None
-    if P:
-        from torch.nn.attention.bias import causal_lower_right
-
-        mask = causal_lower_right(CHUNK, P + CHUNK)
-    benchmark.extra_info.update(P=P, C=CHUNK, flops=4 * hq * d * hb.visible_keys([CHUNK], [P + CHUNK]))
-    _timed(benchmark, lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None),
-           rounds=5 if GPU else 1)
+def _quantized(prob):
+    """8-bit copy of the problem's index-key cache (every slot), by the store kernel."""
+    k = prob.args["k_idx_cache"]
+    pages, bs, d = k.shape
+    k8 = torch.empty(pages, bs, d, dtype=torch.float8_e4m3fn, device=k.device)
+    scale = torch.empty(pages, bs, dtype=torch.float32, device=k.device)
+    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * bs, device=k.device), k8, scale)
+    return k8, scale
 
 
-@pytest.mark.parametrize("batch,ctx", [(1, 131072), (8, 131072), (64, 32768)] if GPU else [(2, 200)])
-def test_decode_step(benchmark, batch, ctx):
-    prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=DTYPE, device=DEVICE, seed=batch, **SHAPES)
-    benchmark.extra_info.update(batch=batch, ctx=ctx, bytes=batch * ctx * SHAPES["index_dim"] * 2)
+@pytest.mark.parametrize("keys", ["bf16", "fp8"])
+def test_decode_msa(benchmark, step, keys):
+    batch, ctx, probs = step
+    fns = []
+    for p in probs:
+        a, w = p.args, _wrapper(p, keys == "fp8")
+        if keys == "fp8":
+            k8, scale = _quantized(p)
+            fns.append(lambda a=a, w=w, k8=k8, s=scale: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8,
+                                                              k_idx_scale=s))
+        else:
+            fns.append(lambda a=a, w=w: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"]))
+    key_bytes = batch * ctx * (DI * 2 if keys == "bf16" else DI + 4)
+    rounds = _decode(benchmark, batch, ctx, key_bytes + _kv_bytes(batch) + _io_bytes(batch))
+    fn, steps = _graph_round(fns)
+    _timed(benchmark, fn, rounds, steps)
 
-    def step():
-        topk = ops.index_topk(**prob.index_args())
-        ops.sparse_attention(**prob.attention_args(topk))
 
-    _timed(benchmark, step, rounds=50 if GPU else 1)
+def test_decode_sglang(benchmark, step, peer):
+    import peer_sglang as ps
+
+    batch, ctx, probs = step
+    calls = [ps.SGLangCall(peer, p) for p in probs]
+    _, topk_sg = calls[0].decode()
+    rounds = _decode(benchmark, batch, ctx, batch * ctx * DI * 2 + _kv_bytes(batch) + _io_bytes(batch))
+    benchmark.extra_info["same_selection_rows"] = _same_rows(topk_sg, ops.index_topk(**probs[0].index_args()))
+    fn, steps = _graph_round([c.decode for c in calls])
+    _timed(benchmark, fn, rounds, steps)
+
+
+def test_decode_dense(benchmark, step):
+    """Dense decode over contiguous K/V of the same length (cuDNN SDPA; SDPA's math on a CPU)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    batch, ctx, probs = step
+    kv = batch * HKV * ctx * D * 2 * 2
+    copies = max(1, min(8, math.ceil(ROTATE_BYTES / kv))) if GPU else 1
+    ins = []
+    for _ in range(copies):
+        k4 = torch.randn(batch, HKV, ctx, D, device=DEVICE, dtype=DTYPE)
+        ins.append((torch.randn(batch, HQ, 1, D, device=DEVICE, dtype=DTYPE), k4, torch.randn_like(k4)))
+
+    def sdpa(q4, k4, v4):
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION] if GPU else [SDPBackend.MATH]):
+            return torch.nn.functional.scaled_dot_product_attention(q4, k4, v4, enable_gqa=True)
+
+    rounds = _decode(benchmark, batch, ctx, kv + batch * HQ * D * 2 * 2)
+    benchmark.extra_info["backend"] = "cudnn" if GPU else "math"
+    fn, steps = _graph_round([lambda t=t: sdpa(*t) for t in ins])
+    _timed(benchmark, fn, rounds, steps)

@@ -1,0 +1,60 @@
+"""Markdown table of a pytest-benchmark JSON from benchmarks/test_bench_kernels.py.
+
+    python benchmarks/bench_table.py bench.json [> bench.md]
+
+One table per group (one point): each entry's median time per step (a round's median over its
+``steps``), its useful TFLOP/s or GB/s of compulsory bytes, and its time over msa_sgl's in the
+group (msa_sgl: test_prefill_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver
+and versions come from the JSON's machine_info (benchmarks/conftest.py adds them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+POINT_ID = re.compile(r"^(P\d+|b\d+_ctx\d+)$")  # the fixtures' ids: the group names the point
+REFERENCE = ("prefill_msa", "decode_msa bf16")  # msa_sgl's entry of a group, by label
+
+
+def _label(name: str) -> str:
+    """test_decode_msa[b1_ctx32768-fp8] -> decode_msa fp8; test_prefill_msa[P0] -> prefill_msa."""
+    base, _, params = name.partition("[")
+    extra = [p for p in params.rstrip("]").split("-") if p and not POINT_ID.match(p)]
+    return " ".join([base.removeprefix("test_")] + extra)
+
+
+def rows(bench: dict) -> dict:
+    """{group: [(label, ms per step, rate, unit, name)]} in the JSON's order."""
+    out: dict = {}
+    for b in bench["benchmarks"]:
+        info = b.get("extra_info", {})
+        ms = b["stats"]["median"] * 1e3 / info.get("steps", 1)
+        if "flops" in info:
+            rate, unit = info["flops"] / ms / 1e9, "TFLOP/s"
+        elif "bytes" in info:
+            rate, unit = info["bytes"] / ms / 1e6, "GB/s"
+        else:
+            rate, unit = float("nan"), ""
+        out.setdefault(b.get("group") or "", []).append((_label(b["name"]), ms, rate, unit, b["name"]))
+    return out
+
+
+def table(bench: dict) -> str:
+    lines = []
+    mi = bench.get("machine_info", {})
+    if mi.get("gpu"):
+        lines.append(", ".join(f"{k} {mi[k]}" for k in ("gpu", "driver", "torch", "triton") if k in mi) + "\n")
+    for group, entries in rows(bench).items():
+        ref = next((e[1] for e in entries if e[0] in REFERENCE), None)
+        lines += [f"### {group}", "", "| | ms / step | rate | x msa_sgl |", "|---|---:|---:|---:|"]
+        for label, ms, rate, unit, _ in entries:
+            ratio = f"{ms / ref:.2f}" if ref else "-"
+            lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(json.loads(open(sys.argv[1]).read())))

@@ -1,0 +1,61 @@
+"""The pytest-benchmark suite (benchmarks/test_bench_kernels.py) and its table
+(benchmarks/bench_table.py): on a CPU the suite runs at toy sizes through Triton's interpreter,
+eagerly, without SGLang - its plumbing, so it does not rot between GPU runs; the table is checked
+on a JSON of known numbers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_table  # noqa: E402
+
+
+def _bench(name, group, median_s, **info):
+    return dict(name=name, group=group, stats=dict(median=median_s), extra_info=info)
+
+
+def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
+    bench = dict(machine_info=dict(gpu="H100", driver="580", torch="2.11", triton="3.6"), benchmarks=[
+        _bench("test_prefill_msa[P0]", "prefill P=0", 0.004, steps=1, flops=4e12),
+        _bench("test_prefill_sglang[P0-all]", "prefill P=0", 0.010, steps=1, flops=4e12),
+        _bench("test_decode_msa[b1_ctx32768-bf16]", "decode b=1", 0.002, steps=100, bytes=2e7),
+        _bench("test_decode_msa[b1_ctx32768-fp8]", "decode b=1", 0.0015, steps=100, bytes=1e7),
+        _bench("test_decode_dense[b1_ctx32768]", "decode b=1", 0.003, steps=50, bytes=6e7),
+    ])
+    r = bench_table.rows(bench)
+    assert [e[0] for e in r["prefill P=0"]] == ["prefill_msa", "prefill_sglang all"]
+    label, ms, rate, unit, _ = r["decode b=1"][0]
+    assert (label, unit) == ("decode_msa bf16", "GB/s") and ms == pytest.approx(0.02) and rate == pytest.approx(1000)
+    assert r["prefill P=0"][0][2] == pytest.approx(1000) and r["prefill P=0"][0][3] == "TFLOP/s"
+    text = bench_table.table(bench)
+    assert text.splitlines()[0] == "gpu H100, driver 580, torch 2.11, triton 3.6"
+    assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 |" in text
+    assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 |" in text
+    assert "| decode_dense | 0.0600 | 1000 GB/s | 3.00 |" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the suite at M3 shapes (benchmarks/README.md)")
+def test_bench_suite_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                        str(ROOT / "benchmarks" / "test_bench_kernels.py"), "--benchmark-enable",
+                        f"--benchmark-json={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    groups = bench_table.rows(bench)
+    assert set(groups) == {"prefill C=48 P=0", "prefill C=48 P=96", "decode b=2 ctx=200"}
+    labels = {g: [e[0] for e in v] for g, v in groups.items()}
+    assert labels["decode b=2 ctx=200"] == ["decode_msa bf16", "decode_msa fp8", "decode_dense"]
+    for g in ("prefill C=48 P=0", "prefill C=48 P=96"):
+        assert sorted(labels[g]) == ["prefill_dense", "prefill_msa", "prefill_msa_index", "prefill_msa_main"]
+    assert all(e[1] > 0 and e[2] > 0 for v in groups.values() for e in v)
+    assert bench["machine_info"]["triton"]
