@@ -214,7 +214,7 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False):
              for i in range(copies)]
     if fp8:  # the same problems with 8-bit index keys
         for p in probs:
-            p.k8 = dr.quantized(p)
+            p.k8 = hb.quantized_index_keys(p)
     gap = torch.zeros(1 << 16, device="cuda")
     wrappers, splits = {}, {}
     for name, knobs in variants.items():

@@ -141,16 +141,6 @@ def time_decode(batch, ctx, q_len=1, peer=None):
     R["decode"].append(rec)
 
 
-def quantized(prob):
-    """8-bit copy of the problem's index-key cache (every slot), via the store kernel."""
-    k = prob.args["k_idx_cache"]
-    pages, B, d = k.shape
-    k8 = torch.empty(pages, B, d, dtype=torch.float8_e4m3fn, device=k.device)
-    sc = torch.empty(pages, B, dtype=torch.float32, device=k.device)
-    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * B, device=k.device), k8, sc)
-    return k8, sc
-
-
 def time_decode_fp8(batch, ctx, q_len=1):
     """The same decode step with 8-bit index keys: ms, bytes, speedup over bf16 keys and dense."""
     idx_bytes = batch * ctx * (128 + 4)
@@ -159,7 +149,7 @@ def time_decode_fp8(batch, ctx, q_len=1):
     copies = max(1, min(8, math.ceil(200e6 / need)))
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
              for i in range(copies)]
-    qs = [quantized(p) for p in probs]
+    qs = [hb.quantized_index_keys(p) for p in probs]
     ws = [_wrapper(p, q_len, index_fp8=True) for p in probs]
 
     def run8(w, p, q8):
@@ -199,7 +189,7 @@ def fp8_query_variant():
 
     for kind in ("random", "structured"):
         prob = _quality_problem(kind)
-        k8, sc = quantized(prob)
+        k8, sc = hb.quantized_index_keys(prob)
         ia = prob.index_args()
         t16 = msa_sgl.index_topk(**ia)
         try:
@@ -212,7 +202,7 @@ def fp8_query_variant():
         R["fp8_quality"].append(rec)
     for batch, ctx in ((1, 1 << 20), (8, 1 << 20), (64, 131072)):
         prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=3)
-        k8, sc = quantized(prob)
+        k8, sc = hb.quantized_index_keys(prob)
         w = _wrapper(prob, 1, index_fp8=True)
         a = prob.args
         rec = dict(batch=batch, ctx=ctx)
@@ -234,7 +224,7 @@ def fp8_query_variant():
         log("fp8 keys decode, q8 vs q bf16 (ms)", rec)
         R["fp8_quality"].append(rec)
     prob = hb.make_big_problem([16384], [131072], dtype=torch.bfloat16, seed=5)
-    k8, sc = quantized(prob)
+    k8, sc = hb.quantized_index_keys(prob)
     ia = {**prob.index_args(), "k_idx_cache": k8}
     flops = hb.index_flops([16384], [131072], 4, 128)
     ib.FP8_QUERY = False
@@ -252,7 +242,7 @@ def fp8_quality():
     structured index data (keys = a per-block direction + noise, so blocks differ in relevance)."""
     for kind in ("random", "structured"):
         prob = _quality_problem(kind)
-        k8, sc = quantized(prob)
+        k8, sc = hb.quantized_index_keys(prob)
         ia = prob.index_args()
         t16 = msa_sgl.index_topk(**ia)
         t8 = msa_sgl.index_topk(**{**ia, "k_idx_cache": k8, "k_idx_scale": sc})
@@ -267,7 +257,7 @@ def fp8_quality():
 
 def fp8_prefill(P=114688, C=16384):
     prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
-    k8, sc = quantized(prob)
+    k8, sc = hb.quantized_index_keys(prob)
     ia = prob.index_args()
     flops = hb.index_flops([C], [P + C], 4, 128)
     t16 = hb.bench_ms(lambda: ops.index_topk(**ia), rep=100)

@@ -38,7 +38,7 @@ def _chunk(P, C):
     """index_topk's arguments for one C-token chunk after P cached tokens, with bf16 and with
     8-bit index keys, and the chunk's useful FLOPs."""
     prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
-    k8, sc = dr.quantized(prob)
+    k8, sc = hb.quantized_index_keys(prob)
     ia = prob.index_args()
     keys = (("bf16", ia), ("fp8", {**ia, "k_idx_cache": k8, "k_idx_scale": sc}))
     return keys, hb.index_flops([C], [P + C], 4, 128)
@@ -95,7 +95,7 @@ def ahead(res, P, C=16384, rounds=3):
 
     default = ib._LAST_FIRST
     prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 11)
-    k8, sc = dr.quantized(prob)
+    k8, sc = hb.quantized_index_keys(prob)
     args = {**prob.index_args(), "k_idx_cache": k8, "k_idx_scale": sc}
     flops = hb.index_flops([C], [P + C], 4, 128)
     times, outs = {}, {}
@@ -118,7 +118,7 @@ def ahead(res, P, C=16384, rounds=3):
 def decode(res):
     for ctx in (32768, 131072, 1 << 20):
         prob = hb.make_big_problem([1], [ctx], dtype=torch.bfloat16, seed=ctx)
-        k8 = dr.quantized(prob)
+        k8 = hb.quantized_index_keys(prob)
         a = prob.args
         for keys in ("bf16", "fp8"):
             w = dr._wrapper(prob, 1, index_fp8=keys == "fp8")

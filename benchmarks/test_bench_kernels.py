@@ -266,16 +266,6 @@ def _wrapper(prob, index_fp8):
     return w
 
 
-def _quantized(prob):
-    """8-bit copy of the problem's index-key cache (every slot), by the store kernel."""
-    k = prob.args["k_idx_cache"]
-    pages, bs, d = k.shape
-    k8 = torch.empty(pages, bs, d, dtype=torch.float8_e4m3fn, device=k.device)
-    scale = torch.empty(pages, bs, dtype=torch.float32, device=k.device)
-    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * bs, device=k.device), k8, scale)
-    return k8, scale
-
-
 @pytest.mark.parametrize("keys", ["bf16", "fp8"])
 def test_decode_msa(benchmark, step, keys):
     batch, ctx, probs = step
@@ -283,7 +273,7 @@ def test_decode_msa(benchmark, step, keys):
     for p in probs:
         a, w = p.args, _wrapper(p, keys == "fp8")
         if keys == "fp8":
-            k8, scale = _quantized(p)
+            k8, scale = hb.quantized_index_keys(p)
             fns.append(lambda a=a, w=w, k8=k8, s=scale: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8,
                                                               k_idx_scale=s))
         else:

@@ -109,6 +109,20 @@ def main_flops(attended: int, group_size: int, head_dim: int) -> float:
     return 4.0 * group_size * head_dim * attended
 
 
+def quantized_index_keys(prob: BigProblem):
+    """(k8, scale): an 8-bit copy of the problem's index-key cache, every slot, made by
+    msa_sgl.quantize_index_keys (the store kernel): float8_e4m3fn ``[pages, B, d_idx]`` and
+    float32 ``[pages, B]``."""
+    import msa_sgl
+
+    k = prob.args["k_idx_cache"]
+    pages, bs, d = k.shape
+    k8 = torch.empty(pages, bs, d, dtype=torch.float8_e4m3fn, device=k.device)
+    scale = torch.empty(pages, bs, dtype=torch.float32, device=k.device)
+    msa_sgl.quantize_index_keys(k.view(-1, d), torch.arange(pages * bs, device=k.device), k8, scale)
+    return k8, scale
+
+
 def bench_ms(fn, warmup=25, rep=200) -> float:
     import triton
 
