@@ -2,9 +2,9 @@
 
     python benchmarks/bench_table.py bench.json [> bench.md]
 
-One table per group (one point): each entry's median time per step (a round's median over its
-``steps``), its useful TFLOP/s or GB/s of compulsory bytes, and its time over msa_sgl's in the
-group (msa_sgl: test_prefill_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver
+One table per group (one point): each entry (a dense baseline with its backend), its median
+time per step (a round's median over its ``steps``), its useful TFLOP/s or GB/s of compulsory
+bytes, and its time over msa_sgl's in the group (msa_sgl: test_prefill_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver
 and versions come from the JSON's machine_info (benchmarks/conftest.py adds them).
 """
 
@@ -37,7 +37,8 @@ def rows(bench: dict) -> dict:
             rate, unit = info["bytes"] / ms / 1e6, "GB/s"
         else:
             rate, unit = float("nan"), ""
-        out.setdefault(b.get("group") or "", []).append((_label(b["name"]), ms, rate, unit, b["name"]))
+        label = _label(b["name"]) + (f" ({info['backend']})" if "backend" in info else "")
+        out.setdefault(b.get("group") or "", []).append((label, ms, rate, unit, b["name"]))
     return out
 
 

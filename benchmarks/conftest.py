@@ -11,8 +11,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["torch"] = torch.__version__
     machine_info["triton"] = triton.__version__
     if torch.cuda.is_available():
-        machine_info["gpu"] = torch.cuda.get_device_name()
-        machine_info["sms"] = torch.cuda.get_device_properties(0).multi_processor_count
+        dev = torch.cuda.current_device()
+        machine_info["gpu"] = torch.cuda.get_device_name(dev)
+        machine_info["sms"] = torch.cuda.get_device_properties(dev).multi_processor_count
         try:
             machine_info["driver"] = subprocess.run(
                 ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True,

@@ -52,7 +52,8 @@ PREFIXES = (0, 114688, 1032192) if GPU else (0, 96)
 DENSE_PREFILL_MAX = 131072  # dense chunk beyond this context: its K/V at 64 heads does not fit
 DECODE_POINTS = ([(1, 32768), (1, 131072), (1, 1048576), (8, 131072), (64, 32768)] if GPU
                  else [(2, 200)])
-ROTATE_BYTES = 200e6  # decode inputs are copied until a step's rotation touches this many bytes
+ROTATE_BYTES = 200e6  # decode inputs are copied until a round's rotation touches this many bytes
+MAX_COPIES = 24  # (1 x 32K with 8-bit keys: 8.5 MB a step)
 ROUND_MS = 2.0  # a decode round replays at least this much work
 
 HQ, HKV, D, DI = SHAPES["num_q_heads"], SHAPES["num_kv_heads"], SHAPES["head_dim"], SHAPES["index_dim"]
@@ -62,11 +63,6 @@ B, TOPK = SHAPES["block_size"], SHAPES["topk"]
 def _sync():
     if GPU:
         torch.cuda.synchronize()
-
-
-def _free():
-    if GPU:
-        torch.cuda.empty_cache()
 
 
 def _timed(benchmark, fn, rounds, steps=1):
@@ -146,9 +142,7 @@ def chunk(request):
     topk = ops.index_topk(**prob.index_args())
     attended = hb.attended_keys(topk, prob.args["cu_seqlens_q"], prob.args["seq_lens_k"], B)
     flops = dict(index=hb.index_flops([CHUNK], [P + CHUNK], HKV, DI), main=hb.main_flops(attended, HQ // HKV, D))
-    yield P, prob, topk, flops
-    del prob, topk
-    _free()
+    return P, prob, topk, flops
 
 
 def _prefill(benchmark, P, flops, rounds=20 if GPU else 1):
@@ -168,8 +162,13 @@ def test_prefill_msa_index(benchmark, chunk):
 
 
 def test_prefill_msa_main(benchmark, chunk):
+    """The main branch as msa_attention runs it (rows that select every block by the contract on
+    the dense kernel where that pays)."""
     P, prob, topk, f = chunk
-    _timed(benchmark, lambda: ops.sparse_attention(**prob.attention_args(topk)), _prefill(benchmark, P, f["main"]))
+    q, kc = prob.args["q"], prob.args["k_cache"]
+    dense = ops.main_branch.dense_rows_pay(q.shape[0], 1, q.shape[1], kc.shape[2], prob.config)
+    _timed(benchmark, lambda: ops.sparse_attention(**prob.attention_args(topk), dense_rows=dense),
+           _prefill(benchmark, P, f["main"]))
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +208,8 @@ def _dense_chunk(q, L):
                 return torch.nn.functional.scaled_dot_product_attention(q4, k4, v4, is_causal=True, enable_gqa=True)
         return ("cudnn" if GPU else "math"), sdpa
     kx, vx = k4.repeat_interleave(HQ // HKV, 1), v4.repeat_interleave(HQ // HKV, 1)
-    if GPU:  # FlashAttention's causal mask is bottom-right aligned where C < L
-        return "flash", lambda: torch.ops.aten._scaled_dot_product_flash_attention(q4, kx, vx, 0.0, True, False)[0]
+    if GPU:  # FlashAttention-2's causal mask is bottom-right aligned where C < L (no GQA: K/V repeated)
+        return "flash2 K/V repeated", lambda: torch.ops.aten._scaled_dot_product_flash_attention(q4, kx, vx, 0.0, True, False)[0]
     from torch.nn.attention.bias import causal_lower_right
 
     mask = causal_lower_right(C, L)
@@ -242,13 +241,11 @@ def _io_bytes(batch):
 @pytest.fixture(scope="module", params=DECODE_POINTS, ids=lambda p: f"b{p[0]}_ctx{p[1]}")
 def step(request):
     batch, ctx = request.param
-    need = batch * ctx * DI * 2 + _kv_bytes(batch)
-    copies = max(1, min(8, math.ceil(ROTATE_BYTES / need))) if GPU else 1
+    need = batch * ctx * (DI + 4) + _kv_bytes(batch)  # the smallest variant's: 8-bit keys
+    copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / need))) if GPU else 1
     probs = [hb.make_big_problem([1] * batch, [ctx] * batch, dtype=DTYPE, device=DEVICE, seed=batch + ctx + i,
                                  **SHAPES) for i in range(copies)]
-    yield batch, ctx, probs
-    del probs
-    _free()
+    return batch, ctx, probs
 
 
 def _decode(benchmark, batch, ctx, nbytes):
@@ -302,7 +299,7 @@ def test_decode_dense(benchmark, step):
 
     batch, ctx, probs = step
     kv = batch * HKV * ctx * D * 2 * 2
-    copies = max(1, min(8, math.ceil(ROTATE_BYTES / kv))) if GPU else 1
+    copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / kv))) if GPU else 1
     ins = []
     for _ in range(copies):
         k4 = torch.randn(batch, HKV, ctx, D, device=DEVICE, dtype=DTYPE)

@@ -88,8 +88,9 @@ def check_config(config) -> MSAConfig:
     return config
 
 
-def check_metadata(page_table, cu_seqlens_q, seq_lens_k):
-    """Checks the three metadata tensors; returns (batch, max_pages)."""
+def check_metadata(page_table, cu_seqlens_q, seq_lens_k, total_q=None):
+    """Checks the three metadata tensors (and, given ``total_q``, that rows come with at least one
+    request: every row names one); returns (batch, max_pages)."""
     _tensor("page_table", page_table, 2, (torch.int32,))
     _tensor("cu_seqlens_q", cu_seqlens_q, 1, (torch.int32,))
     _tensor("seq_lens_k", seq_lens_k, 1, (torch.int32,))
@@ -100,6 +101,9 @@ def check_metadata(page_table, cu_seqlens_q, seq_lens_k):
     _contiguous("cu_seqlens_q", cu_seqlens_q)
     _contiguous("seq_lens_k", seq_lens_k)
     _same_device((("cu_seqlens_q", cu_seqlens_q), ("seq_lens_k", seq_lens_k)), "page_table", page_table)
+    if total_q and batch == 0:
+        raise ValueError(f"page_table: expected at least one request (shape[0] >= 1) for {total_q} query rows, "
+                         f"got shape {tuple(page_table.shape)}")
     return batch, max_pages
 
 
@@ -138,7 +142,7 @@ def check_index_inputs(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k,
         raise ValueError(
             f"k_idx_cache: expected index head dim shape[2] == q_idx.shape[2] = {q_idx.shape[2]}, got {k_idx_cache.shape[2]}"
         )
-    batch, max_pages = check_metadata(page_table, cu_seqlens_q, seq_lens_k)
+    batch, max_pages = check_metadata(page_table, cu_seqlens_q, seq_lens_k, q_idx.shape[0])
     _same_device((("k_idx_cache", k_idx_cache), ("page_table", page_table)), "q_idx", q_idx)
     return Dims(
         total_q=q_idx.shape[0],
@@ -173,7 +177,7 @@ def check_attention_inputs(q, k_cache, v_cache, page_table, cu_seqlens_q, seq_le
             f"q: expected the number of query heads shape[1] to be a multiple of the KV heads "
             f"k_cache.shape[2] = {num_kv_heads}, got {num_q_heads}"
         )
-    batch, max_pages = check_metadata(page_table, cu_seqlens_q, seq_lens_k)
+    batch, max_pages = check_metadata(page_table, cu_seqlens_q, seq_lens_k, total_q)
     _same_device((("k_cache", k_cache), ("v_cache", v_cache), ("page_table", page_table)), "q", q)
     return Dims(
         total_q=total_q,

@@ -165,8 +165,9 @@ class MSADecodeWrapper:
         self._seq_lens[:batch].copy_(seq_lens_k)
         self._cu_seqlens[: batch + 1].copy_(cu_seqlens_q)
         cu = self._cu_seqlens[: batch + 1]
-        # request of every query row: the number of request ends at or before the row
-        torch.searchsorted(cu[1:], self._arange[:total_q], right=True, out=self._token_req[:total_q])
+        # request of every query row: the number of request ends at or before the row, the last
+        # request's end left out (metadata.token_requests: always in [0, batch))
+        torch.searchsorted(cu[1:batch], self._arange[:total_q], right=True, out=self._token_req[:total_q])
         idx_plan = ops.plan_index(total_q, batch, self.max_pages, self.hkv, self.config, self.device,
                                   fp8=self.index_fp8)
         if total_q * self.hkv * idx_plan.n_split * idx_plan.kf > self._part_keys.numel():  # never, by the bound

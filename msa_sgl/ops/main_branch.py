@@ -459,9 +459,11 @@ def _dense_rows_kernel(
     (one vector load each, a cumulative sum), so the grid needs only as many programs as the call
     can have tiles; programs past the last tile exit. BATCH_P == 0: ``n_tiles`` programs a
     request (as many as the longest could need); programs past a request's dense rows exit.
-    Metadata outside the contract stays confined to its request: a prefix (seq_len - q_len) below
-    0 is taken as 0 and a request's tiles are capped at ``n_tiles``, so such a request cannot
-    shift the tile map's later requests out of the grid."""
+    A ``seq_lens_k`` below its request's ``q_len`` (outside the contract) stays confined to that
+    request: its prefix (seq_len - q_len) is taken as 0 and its tiles are capped at ``n_tiles``,
+    so it cannot shift the tile map's later requests out of the grid. (Its rows between the span
+    and the first row the sparse path takes, which still reads the unclamped prefix, are left
+    unwritten.)"""
     pid = tl.program_id(0)
     i_g = tl.program_id(1)
     if BATCH_P > 0:

@@ -127,7 +127,7 @@ def build_tile_map(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int, out: 
     """The tiles of a call; ``out`` (int32, at least ``batch + 1`` long, first entry 0): write
     ``tile_cum`` there instead of allocating (MSADecodeWrapper's preallocated buffer)."""
     batch = cu_seqlens_q.shape[0] - 1
-    q_lens = cu_seqlens_q[1:] - cu_seqlens_q[:-1]
+    q_lens = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).clamp_(min=0)  # no tiles for a negative length
     tiles = torch.div(q_lens + (block_t - 1), block_t, rounding_mode="floor")
     if out is None:
         tile_cum = torch.zeros(batch + 1, dtype=torch.int32, device=cu_seqlens_q.device)

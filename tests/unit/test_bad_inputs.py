@@ -86,6 +86,12 @@ CASES = [
     ("device_mismatch", call_index, {"q_idx": B["q_idx"].to("meta")},
      r"^k_idx_cache: expected device meta \(the device of q_idx\), got (cpu|cuda)"),
     ("index_k_idx_cache_rank", call_index, {"k_idx_cache": B["k_idx_cache"][:, :, None]}, r"^k_idx_cache: expected a rank-3 tensor, got rank 4"),
+    ("rows_without_requests", call_msa, {"page_table": B["page_table"][:0], "cu_seqlens_q": B["cu_seqlens_q"][:1],
+                                         "seq_lens_k": B["seq_lens_k"][:0]},
+     r"^page_table: expected at least one request \(shape\[0\] >= 1\) for 4 query rows, got shape \(0, \d+\)"),
+    ("index_rows_without_requests", call_index, {"page_table": B["page_table"][:0], "cu_seqlens_q": B["cu_seqlens_q"][:1],
+                                                 "seq_lens_k": B["seq_lens_k"][:0]},
+     r"^page_table: expected at least one request \(shape\[0\] >= 1\) for 4 query rows"),
 ]
 
 

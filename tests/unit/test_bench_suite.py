@@ -28,7 +28,7 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
         _bench("test_prefill_sglang[P0-all]", "prefill P=0", 0.010, steps=1, flops=4e12),
         _bench("test_decode_msa[b1_ctx32768-bf16]", "decode b=1", 0.002, steps=100, bytes=2e7),
         _bench("test_decode_msa[b1_ctx32768-fp8]", "decode b=1", 0.0015, steps=100, bytes=1e7),
-        _bench("test_decode_dense[b1_ctx32768]", "decode b=1", 0.003, steps=50, bytes=6e7),
+        _bench("test_decode_dense[b1_ctx32768]", "decode b=1", 0.003, steps=50, bytes=6e7, backend="cudnn"),
     ])
     r = bench_table.rows(bench)
     assert [e[0] for e in r["prefill P=0"]] == ["prefill_msa", "prefill_sglang all"]
@@ -39,7 +39,7 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     assert text.splitlines()[0] == "gpu H100, driver 580, torch 2.11, triton 3.6"
     assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 |" in text
     assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 |" in text
-    assert "| decode_dense | 0.0600 | 1000 GB/s | 3.00 |" in text
+    assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 |" in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the suite at M3 shapes (benchmarks/README.md)")
@@ -54,8 +54,8 @@ def test_bench_suite_runs_on_the_cpu(tmp_path):
     groups = bench_table.rows(bench)
     assert set(groups) == {"prefill C=48 P=0", "prefill C=48 P=96", "decode b=2 ctx=200"}
     labels = {g: [e[0] for e in v] for g, v in groups.items()}
-    assert labels["decode b=2 ctx=200"] == ["decode_msa bf16", "decode_msa fp8", "decode_dense"]
+    assert labels["decode b=2 ctx=200"] == ["decode_msa bf16", "decode_msa fp8", "decode_dense (math)"]
     for g in ("prefill C=48 P=0", "prefill C=48 P=96"):
-        assert sorted(labels[g]) == ["prefill_dense", "prefill_msa", "prefill_msa_index", "prefill_msa_main"]
+        assert sorted(labels[g]) == ["prefill_dense (math)", "prefill_msa", "prefill_msa_index", "prefill_msa_main"]
     assert all(e[1] > 0 and e[2] > 0 for v in groups.values() for e in v)
     assert bench["machine_info"]["triton"]

@@ -79,3 +79,22 @@ def test_msa_attention_builds_the_row_requests_once(monkeypatch):
     out = msa_attention(**prob.msa_args())
     assert calls == ["call_rows"]  # the index branch's one launch; the main branch reuses its rows
     output_error(out.cpu(), reference.msa_attention(**on_cpu(prob.msa_args())), torch.float16)
+
+
+def test_decode_wrapper_row_requests_stay_in_range_outside_the_contract():
+    # plan() with cu_seqlens_q ending before total_q (rows past the last request): every row still
+    # names a request in [0, batch), as metadata.token_requests, so no kernel reads past the
+    # page table's rows; within the contract the same values as token_requests
+    from msa_sgl import MSAConfig, MSADecodeWrapper
+
+    w = MSADecodeWrapper(MSAConfig(block_size=16, topk=2), num_q_heads=4, num_kv_heads=2, head_dim=16, index_dim=16,
+                         max_batch=3, max_pages=4, max_q_len=2, dtype=torch.float16, device=KERNEL_DEVICE)
+    table = torch.zeros(3, 4, dtype=torch.int32, device=KERNEL_DEVICE)
+    lens = torch.full((3,), 40, dtype=torch.int32, device=KERNEL_DEVICE)
+    for cu, total_q in (([0, 2, 2, 3], 3), ([0, 1, 1, 1], 4)):
+        cu = torch.tensor(cu, dtype=torch.int32, device=KERNEL_DEVICE)
+        w.plan(table, cu, lens, total_q=total_q)
+        got = w._token_req[:total_q].cpu()
+        assert got.min() >= 0 and got.max() <= 2
+        if int(cu[-1]) == total_q:
+            assert torch.equal(got.to(torch.int32), md.token_requests(cu, total_q).cpu())
