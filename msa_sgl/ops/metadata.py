@@ -147,8 +147,8 @@ def token_requests(cu_seqlens_q: torch.Tensor, total_q: int) -> torch.Tensor:
     """int32 ``[total_q]``: the request of every query row (no synchronisation): the number of
     requests before the last one that end at or before the row (requests without queries are
     passed over). Always in ``[0, batch)``, even for ``cu_seqlens_q`` outside the contract.
-    Two ops (an arange, a binary search): ~30 us of host time on an H100's host against ~100-300
-    for a repeat_interleave (benchmarks/NOTES.md v21)."""
+    Two ops (an arange, a binary search): 73-171 us of host time on the H100 machine against
+    160-401 for the repeat_interleave form before it (benchmarks/NOTES.md v21, host_ab.txt)."""
     batch = cu_seqlens_q.shape[0] - 1
     rows = torch.arange(total_q, dtype=cu_seqlens_q.dtype, device=cu_seqlens_q.device)
     return torch.searchsorted(cu_seqlens_q[1:batch], rows, right=True, out_int32=True)
@@ -171,8 +171,9 @@ def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr):
 
 def call_rows(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int) -> tuple[TileMap, torch.Tensor]:
     """The tile map of :func:`build_tile_map` and :func:`token_requests` of a call in one launch
-    of _row_requests_kernel (~30-40 us of host time on the GPU machine against ~350-400 for the
-    seven torch ops of the two; benchmarks/NOTES.md v21). Same values for metadata within the
+    of _row_requests_kernel: one launch (an empty Triton launch costs ~44 us of host time on the
+    GPU machine) where the two took ~570 us there (4K chunk, host_parts_before.txt; the whole
+    call's host time fell 27%, benchmarks/NOTES.md v21). Same values for metadata within the
     contract; outside it every row still names a request in ``[0, batch)`` and a request of
     negative length counts no tiles."""
     batch = cu_seqlens_q.shape[0] - 1
