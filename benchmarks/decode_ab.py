@@ -219,7 +219,7 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False):
     wrappers, splits = {}, {}
     for name, knobs in variants.items():
         _apply(knobs)  # the wrapper sizes its workspace and plans with these
-        wrappers[name] = [dr._wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width,
+        wrappers[name] = [hb.planned_decode_wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width,
                                       index_fp8=fp8) for p in probs]
         splits[name] = wrappers[name][0].step_plan.index.n_split
     _apply({})

@@ -36,7 +36,6 @@ import gpu_run  # noqa: E402  (env_info, free, dense_decode_ms)
 R = {"env": {}, "copy_gbps": None, "decode": [], "forms": [], "fp8": [], "fp8_quality": [], "fp8_prefill": [],
      "errors": []}
 T0 = time.time()
-M3 = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128)
 
 
 def log(*a):
@@ -53,25 +52,8 @@ def copy_bandwidth() -> float:
 
 
 def compulsory_bytes(batch, ctx, q_len):
-    idx = batch * ctx * 128 * 2
-    kv = batch * q_len * 4 * 16 * 128 * 128 * 2 * 2
-    qo = batch * q_len * (64 * 128 * 2 * 2 + 4 * 128 * 2)
-    return idx, idx + kv + qo
-
-
-def _wrapper(prob, q_len, pdl=None, max_pages=None, index_fp8=False):
-    """A wrapper planned for the problem; ``max_pages``: a wider page table (SGLang sizes it for
-    the longest context the server takes), the problem's own otherwise."""
-    batch = len(prob.q_lens)
-    a = prob.args
-    table = a["page_table"]
-    width = max(max_pages or 0, table.shape[1])
-    w = msa_sgl.MSADecodeWrapper(prob.config, **M3, max_batch=batch, max_pages=width,
-                                 max_q_len=q_len, dtype=torch.bfloat16, device="cuda", pdl=pdl, index_fp8=index_fp8)
-    if width > table.shape[1]:
-        table = torch.nn.functional.pad(table, (0, width - table.shape[1]))
-    w.plan(table, a["cu_seqlens_q"], a["seq_lens_k"], total_q=sum(prob.q_lens))
-    return w
+    idx, kv, io = hb.decode_bytes(batch, ctx, q_len)
+    return idx, idx + kv + io
 
 
 def _run(w, a):
@@ -92,13 +74,13 @@ def time_decode(batch, ctx, q_len=1, peer=None):
     copies = max(1, min(8, math.ceil(200e6 / need)))  # rotate inputs so L2 does not flatter
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
              for i in range(copies)]
-    ws = [_wrapper(p, q_len) for p in probs]
+    ws = [hb.planned_decode_wrapper(p, q_len) for p in probs]
     for w, p in zip(ws, probs):
         _run(w, p.args)
     torch.cuda.synchronize()
     ms = hb.bench_graph_ms(lambda: [_run(w, p.args) for w, p in zip(ws, probs)]) / copies
     # the same step without programmatic dependent launch (the wrapper's default uses it on sm_90+)
-    ws_np = [_wrapper(p, q_len, pdl=False) for p in probs]
+    ws_np = [hb.planned_decode_wrapper(p, q_len, pdl=False) for p in probs]
     outs = [_run(w, p.args).clone() for w, p in zip(ws, probs)]
     outs_np = [_run(w, p.args).clone() for w, p in zip(ws_np, probs)]
     pdl_bitwise = all(torch.equal(a, b) for a, b in zip(outs, outs_np))
@@ -143,14 +125,13 @@ def time_decode(batch, ctx, q_len=1, peer=None):
 
 def time_decode_fp8(batch, ctx, q_len=1):
     """The same decode step with 8-bit index keys: ms, bytes, speedup over bf16 keys and dense."""
-    idx_bytes = batch * ctx * (128 + 4)
-    kv = batch * q_len * 4 * 16 * 128 * 128 * 2 * 2
+    idx_bytes, kv, _ = hb.decode_bytes(batch, ctx, q_len, fp8_keys=True)
     need = idx_bytes + kv
     copies = max(1, min(8, math.ceil(200e6 / need)))
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
              for i in range(copies)]
     qs = [hb.quantized_index_keys(p) for p in probs]
-    ws = [_wrapper(p, q_len, index_fp8=True) for p in probs]
+    ws = [hb.planned_decode_wrapper(p, q_len, index_fp8=True) for p in probs]
 
     def run8(w, p, q8):
         a = p.args
@@ -203,7 +184,7 @@ def fp8_query_variant():
     for batch, ctx in ((1, 1 << 20), (8, 1 << 20), (64, 131072)):
         prob = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=3)
         k8, sc = hb.quantized_index_keys(prob)
-        w = _wrapper(prob, 1, index_fp8=True)
+        w = hb.planned_decode_wrapper(prob, 1, index_fp8=True)
         a = prob.args
         rec = dict(batch=batch, ctx=ctx)
         for q8 in (True, False):

@@ -221,8 +221,7 @@ def dense_whole_prompt(N):
 def time_decode(batch, ctx, q_len=1):
     prob = hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx)
     args = prob.msa_args()
-    bytes_idx = batch * ctx * 128 * 2
-    bytes_kv = batch * q_len * 4 * 16 * 128 * 128 * 2 * 2
+    bytes_idx, bytes_kv, _ = hb.decode_bytes(batch, ctx, q_len)
     need = bytes_idx + bytes_kv
     copies = max(1, min(8, math.ceil(200e6 / need)))  # rotate inputs so L2 does not flatter
     probs = [args] + [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=i).msa_args()

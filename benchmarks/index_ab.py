@@ -121,7 +121,7 @@ def decode(res):
         k8 = hb.quantized_index_keys(prob)
         a = prob.args
         for keys in ("bf16", "fp8"):
-            w = dr._wrapper(prob, 1, index_fp8=keys == "fp8")
+            w = hb.planned_decode_wrapper(prob, 1, index_fp8=keys == "fp8")
             kw = {} if keys == "bf16" else {"k_idx_scale": k8[1]}
             kc = a["k_idx_cache"] if keys == "bf16" else k8[0]
 

@@ -198,7 +198,7 @@ def point(batch, ctx, fp8, mod):
     if fp8:
         for p in probs:
             p.k8 = dr.quantized(p)
-    ws = [dr._wrapper(p, 1, pdl=True, index_fp8=fp8) for p in probs]
+    ws = [hb.planned_decode_wrapper(p, 1, pdl=True, index_fp8=fp8) for p in probs]
     sp = ws[0].step_plan
     grids = {"scan": sp.grid_tiles * sp.index.n_split, "slot": sp.total_q * ws[0].hkv * ws[0].config.topk,
              "merge": sp.total_q * ws[0].hq}

@@ -57,7 +57,7 @@ MAX_COPIES = 24  # (1 x 32K with 8-bit keys: 8.5 MB a step)
 ROUND_MS = 2.0  # a decode round replays at least this much work
 
 HQ, HKV, D, DI = SHAPES["num_q_heads"], SHAPES["num_kv_heads"], SHAPES["head_dim"], SHAPES["index_dim"]
-B, TOPK = SHAPES["block_size"], SHAPES["topk"]
+B = SHAPES["block_size"]
 
 
 def _sync():
@@ -166,7 +166,7 @@ def test_prefill_msa_main(benchmark, chunk):
     the dense kernel where that pays)."""
     P, prob, topk, f = chunk
     q, kc = prob.args["q"], prob.args["k_cache"]
-    dense = ops.main_branch.dense_rows_pay(q.shape[0], 1, q.shape[1], kc.shape[2], prob.config)
+    dense = ops.main_branch.dense_rows_pay(q.shape[0], len(prob.q_lens), q.shape[1], kc.shape[2], prob.config)
     _timed(benchmark, lambda: ops.sparse_attention(**prob.attention_args(topk), dense_rows=dense),
            _prefill(benchmark, P, f["main"]))
 
@@ -230,18 +230,10 @@ def test_prefill_dense(benchmark, chunk):
 # ----------------------------------------------------------------------------------------------
 # decode: one query token per request, CUDA-graph replays over rotated inputs
 # ----------------------------------------------------------------------------------------------
-def _kv_bytes(batch):
-    return batch * HKV * TOPK * B * D * 2 * 2  # the K and V of the selected blocks, bf16
-
-
-def _io_bytes(batch):
-    return batch * (HQ * D * 2 * 2 + HKV * DI * 2)  # q, out, q_idx
-
-
 @pytest.fixture(scope="module", params=DECODE_POINTS, ids=lambda p: f"b{p[0]}_ctx{p[1]}")
 def step(request):
     batch, ctx = request.param
-    need = batch * ctx * (DI + 4) + _kv_bytes(batch)  # the smallest variant's: 8-bit keys
+    need = sum(hb.decode_bytes(batch, ctx, fp8_keys=True, **SHAPES)[:2])  # the smallest variant's: 8-bit keys
     copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / need))) if GPU else 1
     probs = [hb.make_big_problem([1] * batch, [ctx] * batch, dtype=DTYPE, device=DEVICE, seed=batch + ctx + i,
                                  **SHAPES) for i in range(copies)]
@@ -254,29 +246,19 @@ def _decode(benchmark, batch, ctx, nbytes):
     return 50 if GPU else 1
 
 
-def _wrapper(prob, index_fp8):
-    a = prob.args
-    w = msa_sgl.MSADecodeWrapper(prob.config, num_q_heads=HQ, num_kv_heads=HKV, head_dim=D, index_dim=DI,
-                                 max_batch=len(prob.q_lens), max_pages=a["page_table"].shape[1], max_q_len=1,
-                                 dtype=DTYPE, device=DEVICE, index_fp8=index_fp8)
-    w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q=len(prob.q_lens))
-    return w
-
-
 @pytest.mark.parametrize("keys", ["bf16", "fp8"])
 def test_decode_msa(benchmark, step, keys):
     batch, ctx, probs = step
     fns = []
     for p in probs:
-        a, w = p.args, _wrapper(p, keys == "fp8")
+        a, w = p.args, hb.planned_decode_wrapper(p, index_fp8=keys == "fp8")
         if keys == "fp8":
             k8, scale = hb.quantized_index_keys(p)
             fns.append(lambda a=a, w=w, k8=k8, s=scale: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8,
                                                               k_idx_scale=s))
         else:
             fns.append(lambda a=a, w=w: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"]))
-    key_bytes = batch * ctx * (DI * 2 if keys == "bf16" else DI + 4)
-    rounds = _decode(benchmark, batch, ctx, key_bytes + _kv_bytes(batch) + _io_bytes(batch))
+    rounds = _decode(benchmark, batch, ctx, sum(hb.decode_bytes(batch, ctx, fp8_keys=keys == "fp8", **SHAPES)))
     fn, steps = _graph_round(fns)
     _timed(benchmark, fn, rounds, steps)
 
@@ -287,7 +269,7 @@ def test_decode_sglang(benchmark, step, peer):
     batch, ctx, probs = step
     calls = [ps.SGLangCall(peer, p) for p in probs]
     _, topk_sg = calls[0].decode()
-    rounds = _decode(benchmark, batch, ctx, batch * ctx * DI * 2 + _kv_bytes(batch) + _io_bytes(batch))
+    rounds = _decode(benchmark, batch, ctx, sum(hb.decode_bytes(batch, ctx, **SHAPES)))
     benchmark.extra_info["same_selection_rows"] = _same_rows(topk_sg, ops.index_topk(**probs[0].index_args()))
     fn, steps = _graph_round([c.decode for c in calls])
     _timed(benchmark, fn, rounds, steps)

@@ -109,6 +109,38 @@ def main_flops(attended: int, group_size: int, head_dim: int) -> float:
     return 4.0 * group_size * head_dim * attended
 
 
+def decode_bytes(batch, ctx, q_len=1, *, fp8_keys=False, num_q_heads=64, num_kv_heads=4, head_dim=128,
+                 index_dim=128, block_size=128, topk=16):
+    """Compulsory bytes of a decode step of ``batch`` requests of ``ctx`` tokens (defaults: M3
+    shapes), as (index keys, K and V of the selected blocks, q + out + q_idx): every index key
+    (bf16, or with ``fp8_keys`` one byte a dim plus a 4-byte scale a token), the K and V of topk
+    blocks a (query, group), bf16 q, out and q_idx."""
+    index = batch * ctx * (index_dim + 4 if fp8_keys else index_dim * 2)
+    kv = batch * q_len * num_kv_heads * topk * block_size * head_dim * 2 * 2
+    io = batch * q_len * (num_q_heads * head_dim * 2 * 2 + num_kv_heads * index_dim * 2)
+    return index, kv, io
+
+
+def planned_decode_wrapper(prob: BigProblem, q_len=1, *, pdl=None, max_pages=None, index_fp8=False):
+    """An msa_sgl.MSADecodeWrapper for the problem's shapes, dtype and device, planned for it;
+    ``max_pages``: a wider page table (SGLang sizes it for the longest context the server
+    takes), the problem's own otherwise."""
+    import msa_sgl
+
+    a = prob.args
+    total_q, hq, d = a["q"].shape
+    table = a["page_table"]
+    width = max(max_pages or 0, table.shape[1])
+    w = msa_sgl.MSADecodeWrapper(prob.config, num_q_heads=hq, num_kv_heads=a["k_cache"].shape[2], head_dim=d,
+                                 index_dim=a["q_idx"].shape[2], max_batch=len(prob.q_lens), max_pages=width,
+                                 max_q_len=q_len, dtype=a["q"].dtype, device=a["q"].device, pdl=pdl,
+                                 index_fp8=index_fp8)
+    if width > table.shape[1]:
+        table = torch.nn.functional.pad(table, (0, width - table.shape[1]))
+    w.plan(table, a["cu_seqlens_q"], a["seq_lens_k"], total_q=total_q)
+    return w
+
+
 def quantized_index_keys(prob: BigProblem):
     """(k8, scale): an 8-bit copy of the problem's index-key cache, every slot, made by
     msa_sgl.quantize_index_keys (the store kernel): float8_e4m3fn ``[pages, B, d_idx]`` and
