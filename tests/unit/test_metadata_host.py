@@ -14,10 +14,14 @@ from msa_sgl.ops import main_branch as mb
 from msa_sgl.ops import metadata as md
 
 
+def _cu(q_lens):
+    return torch.tensor([0] + torch.tensor(q_lens).cumsum(0).tolist(), dtype=torch.int32)
+
+
 @pytest.mark.parametrize("q_lens", [[5], [0, 3, 0, 0, 4, 1, 0], [1] * 9, [0], [7, 0], [0, 0, 2]],
                          ids=["one", "empty_between", "decode_9", "no_queries", "empty_last", "empty_first"])
 def test_token_requests_names_each_rows_request(q_lens):
-    cu = torch.tensor([0] + torch.tensor(q_lens).cumsum(0).tolist(), dtype=torch.int32)
+    cu = _cu(q_lens)
     want = torch.repeat_interleave(torch.arange(len(q_lens), dtype=torch.int32), torch.tensor(q_lens))
     got = md.token_requests(cu.to(KERNEL_DEVICE), sum(q_lens))
     assert got.dtype == torch.int32 and torch.equal(got.cpu(), want)
@@ -29,10 +33,6 @@ def test_token_requests_stay_in_range_outside_the_contract():
     cu = torch.tensor([0, 4, 2, 3], dtype=torch.int32, device=KERNEL_DEVICE)
     got = md.token_requests(cu, 8).cpu()
     assert got.min() >= 0 and got.max() <= 2
-
-
-def _cu(q_lens):
-    return torch.tensor([0] + torch.tensor(q_lens).cumsum(0).tolist(), dtype=torch.int32)
 
 
 @pytest.mark.parametrize("block_t", [1, 4, 32])
