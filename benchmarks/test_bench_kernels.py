@@ -195,7 +195,11 @@ def test_prefill_sglang(benchmark, chunk, sglang_chunk, part):
 
 def _dense_chunk(q, L):
     """Dense causal attention of the chunk's queries ``q`` [C, Hq, D] over ``L`` keys (random,
-    contiguous), bottom-right aligned: (backend name, call)."""
+    contiguous), bottom-right aligned: (backend name, call). C == L: cuDNN SDPA (GQA). C < L on a
+    GPU: cuDNN in two calls merged by their log-sum-exps (the prefix non-causal, the chunk's own
+    keys causal; cuDNN's causal mask is top-left aligned, right for the square part only), K/V
+    repeated to Hq heads, checked once against FlashAttention-2's bottom-right mask; that one
+    call (FA2, K/V repeated: ~half cuDNN's rate) where cuDNN is unavailable."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     C = q.shape[0]
@@ -208,12 +212,37 @@ def _dense_chunk(q, L):
                 return torch.nn.functional.scaled_dot_product_attention(q4, k4, v4, is_causal=True, enable_gqa=True)
         return ("cudnn" if GPU else "math"), sdpa
     kx, vx = k4.repeat_interleave(HQ // HKV, 1), v4.repeat_interleave(HQ // HKV, 1)
-    if GPU:  # FlashAttention-2's causal mask is bottom-right aligned where C < L (no GQA: K/V repeated)
-        return "flash2 K/V repeated", lambda: torch.ops.aten._scaled_dot_product_flash_attention(q4, kx, vx, 0.0, True, False)[0]
+    if GPU:
+        def flash2():  # FlashAttention-2's causal mask is bottom-right aligned where C < L
+            return torch.ops.aten._scaled_dot_product_flash_attention(q4, kx, vx, 0.0, True, False)[0]
+
+        def cudnn_split():
+            return _cudnn_prefix_chunk(q4, kx, vx, L - C)
+
+        try:
+            got, want = cudnn_split(), flash2()
+        except RuntimeError as err:  # no cuDNN attention in this torch / for these shapes
+            return f"flash2 K/V repeated (cuDNN: {str(err).splitlines()[0][:80]})", flash2
+        err = ((got.float() - want.float()).norm() / want.float().norm()).item()
+        assert err < 1e-2, f"cuDNN prefix + chunk merge differs from FlashAttention-2: relative L2 {err:.2e}"
+        return "cudnn prefix + causal chunk, LSE merge", cudnn_split
     from torch.nn.attention.bias import causal_lower_right
 
     mask = causal_lower_right(C, L)
     return "math", lambda: torch.nn.functional.scaled_dot_product_attention(q4, kx, vx, attn_mask=mask)
+
+
+def _cudnn_prefix_chunk(q4, kx, vx, P):
+    """Bottom-right causal attention of q4 [1, H, C, D] over kx / vx [1, H, P + C, D]: the P
+    prefix keys without a mask and the C chunk keys with a causal one, each by cuDNN with its
+    log-sum-exp, merged: o = (o_a e^(l_a - m) + o_b e^(l_b - m)) / (e^(l_a - m) + e^(l_b - m))."""
+    cudnn = torch.ops.aten._scaled_dot_product_cudnn_attention
+    o_a, l_a = cudnn(q4, kx[:, :, :P], vx[:, :, :P], None, True, 0.0, False, False)[:2]
+    o_b, l_b = cudnn(q4, kx[:, :, P:], vx[:, :, P:], None, True, 0.0, True, False)[:2]
+    l_a, l_b = l_a.reshape(o_a.shape[:-1]), l_b.reshape(o_b.shape[:-1])
+    m = torch.maximum(l_a, l_b)
+    w_a, w_b = torch.exp(l_a - m)[..., None], torch.exp(l_b - m)[..., None]
+    return ((o_a.float() * w_a + o_b.float() * w_b) / (w_a + w_b)).to(q4.dtype)
 
 
 def test_prefill_dense(benchmark, chunk):
