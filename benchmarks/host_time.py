@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD python3 benchmarks/host_time.py sizes   # host vs back-to-back GPU time by chunk size
     PYTHONPATH=$PWD python3 benchmarks/host_time.py parts   # host time a call by function, single ops
+    PYTHONPATH=$PWD python3 benchmarks/host_time.py wrapper # a layer: msa_attention vs MSAPrefillWrapper.run
 
 Host time: a call's launches queued behind a long GPU sleep (torch.cuda._sleep), so no launch
 waits for the GPU - what the call costs the CPU. Back-to-back GPU time: do_bench medians. A call
@@ -120,5 +121,33 @@ def parts():
         print(f"   {name:40s} {host_ms(lambda: [f() for _ in range(20)], n=5) / 20 * 1e3:7.1f} us host", flush=True)
 
 
+def wrapper(rounds=5):
+    """Host time of one layer: msa_attention against MSAPrefillWrapper.run after one plan()
+    (rounds interleaved, medians of 15 calls each), the plan's own host time, and the outputs
+    compared bitwise."""
+    for C, P, b in ((2048, 0, 1), (4096, 0, 1), (4096, 16384, 1), (16384, 16384, 1), (512, 4096, 16)):
+        prob = hb.make_big_problem([C] * b, [P + C] * b, dtype=torch.bfloat16, seed=C + P + b)
+        a = prob.msa_args()
+        w = msa_sgl.MSAPrefillWrapper(a["config"], num_q_heads=a["q"].shape[1], num_kv_heads=a["k_cache"].shape[2],
+                                      head_dim=a["q"].shape[2], index_dim=a["q_idx"].shape[2], dtype=a["q"].dtype)
+        plan = functools.partial(w.plan, a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], a["q"].shape[0])
+        plan()
+        layer = {"msa_attention": functools.partial(msa_sgl.msa_attention, **a),
+                 "wrapper.run": functools.partial(w.run, a["q"], a["k_cache"], a["v_cache"], a["q_idx"],
+                                                  a["k_idx_cache"])}
+        same = torch.equal(layer["msa_attention"](), layer["wrapper.run"]())
+        res = {k: [] for k in layer}
+        for _ in range(rounds):
+            for k, f in layer.items():
+                res[k].append(host_ms(f, n=15))
+        gpu = hb.bench_ms(layer["wrapper.run"], rep=50)
+        print(f"{b} x {C} queries after {P}: host ms a layer, {rounds} rounds sorted: "
+              + "; ".join(f"{k} {[round(x, 3) for x in sorted(v)]}" for k, v in res.items())
+              + f"; plan() {host_ms(plan, n=15):.3f} ms host; run back-to-back {gpu:.3f} ms GPU; outputs bitwise "
+              f"equal: {same}", flush=True)
+        del prob, a, w, layer
+        torch.cuda.empty_cache()
+
+
 if __name__ == "__main__":
-    {"sizes": sizes, "parts": parts}[sys.argv[1]]()
+    {"sizes": sizes, "parts": parts, "wrapper": wrapper}[sys.argv[1]]()

@@ -156,6 +156,18 @@ def test_prefill_msa(benchmark, chunk):
     _timed(benchmark, lambda: msa_sgl.msa_attention(**prob.msa_args()), _prefill(benchmark, P, f["index"] + f["main"]))
 
 
+def test_prefill_msa_wrapper(benchmark, chunk):
+    """msa_attention as the SGLang backend runs it: MSAPrefillWrapper planned once (as once per
+    batch), run() timed (as once per layer)."""
+    P, prob, _, f = chunk
+    a = prob.msa_args()
+    w = msa_sgl.MSAPrefillWrapper(a["config"], num_q_heads=HQ, num_kv_heads=HKV, head_dim=D, index_dim=DI,
+                                  dtype=DTYPE, device=DEVICE)
+    w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], a["q"].shape[0])
+    _timed(benchmark, lambda: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"]),
+           _prefill(benchmark, P, f["index"] + f["main"]))
+
+
 def test_prefill_msa_index(benchmark, chunk):
     P, prob, _, f = chunk
     _timed(benchmark, lambda: ops.index_topk(**prob.index_args()), _prefill(benchmark, P, f["index"]))

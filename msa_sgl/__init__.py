@@ -36,6 +36,7 @@ from .api import index_topk, msa_attention, quantize_index_keys, sparse_attentio
 from .config import MSAConfig
 from .decode import MSADecodeWrapper
 from .paging import page_table_from_req_to_token, paged_view
+from .prefill import MSAPrefillWrapper
 
 __version__ = "0.1.0.dev0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "msa_attention",
     "quantize_index_keys",
     "MSADecodeWrapper",
+    "MSAPrefillWrapper",
     "reference",
     "validate_metadata",
     "paged_view",

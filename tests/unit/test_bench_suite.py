@@ -56,6 +56,7 @@ def test_bench_suite_runs_on_the_cpu(tmp_path):
     labels = {g: [e[0] for e in v] for g, v in groups.items()}
     assert labels["decode b=2 ctx=200"] == ["decode_msa bf16", "decode_msa fp8", "decode_dense (math)"]
     for g in ("prefill C=48 P=0", "prefill C=48 P=96"):
-        assert sorted(labels[g]) == ["prefill_dense (math)", "prefill_msa", "prefill_msa_index", "prefill_msa_main"]
+        assert sorted(labels[g]) == ["prefill_dense (math)", "prefill_msa", "prefill_msa_index", "prefill_msa_main",
+                                  "prefill_msa_wrapper"]
     assert all(e[1] > 0 and e[2] > 0 for v in groups.values() for e in v)
     assert bench["machine_info"]["triton"]
