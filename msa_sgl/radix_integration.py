@@ -73,8 +73,10 @@ Hot path: metadata is built once per forward batch on the device (no ``.item()``
 or ``.tolist()`` on device tensors; host sizes come from SGLang's ``*_cpu`` fields), K/V and
 index keys are written at ``out_cache_loc`` by the pool's own setter, the pools are read
 through zero-copy paged views, and every launch has shapes that depend only on tensor shapes.
-Extend: ``msa_sgl.msa_attention`` per layer, ``cu_seqlens_q`` from ``extend_seq_lens``,
-``seq_lens_k = seq_lens``, a page table ``ceil(max seq_lens_cpu / B)`` wide. Decode: one query
+Extend: one ``msa_sgl.MSAPrefillWrapper`` per batch, planned at its first sparse layer (row
+requests, index tile map and launch shapes built once), ``run()`` per layer (``msa_attention``'s
+kernels and results); ``cu_seqlens_q`` from ``extend_seq_lens``, ``seq_lens_k = seq_lens``, a
+page table ``ceil(max seq_lens_cpu / B)`` wide. Decode: one query
 per request. Verify (TARGET_VERIFY): SGLang's ``seq_lens`` are the committed lengths and the
 ``speculative_num_draft_tokens`` drafts follow them, so ``q_len`` = drafts and ``seq_len_k =
 seq_lens + drafts``. Decode and verify (page table as wide as ``req_to_token``, so fixed) go
@@ -432,6 +434,8 @@ class ServingPlan:
                 f"{' and '.join(self.wrapper_kinds)} through msa_sgl.MSADecodeWrapper (plan once per batch, kernels only "
                 f"per layer; up to {self.step_q_len} query token{'s' if self.step_q_len > 1 else ''} per request)"
             )
+        if "extend" in self.kinds:
+            parts.append("extend through msa_sgl.MSAPrefillWrapper (plan once per batch, kernels only per layer)")
         for kind, why in self.direct_step_kinds.items():
             parts.append(f"{kind} through msa_sgl.msa_attention per layer: {why}")
         return "; ".join(parts)
@@ -661,6 +665,7 @@ class BatchMeta:
     cu_seqlens_q: object
     seq_lens_k: object
     wrapper: object = None  # the MSADecodeWrapper planned for this batch (None: msa_attention)
+    prefill: object = None  # extend: (layer shapes, MSAPrefillWrapper planned for this batch)
 
 
 def _stock_base(cls: type) -> type:
@@ -950,6 +955,21 @@ def backend_class() -> type:
                 return out
             return self._msa_forward(q, k, v, layer, forward_batch, "decode", idx_q, idx_k, idx_v)
 
+        def _msa_prefill_for(self, meta: BatchMeta, q, idx_q):
+            """The extend batch's MSAPrefillWrapper, planned at its first sparse layer (again only
+            for a layer of other shapes or dtype)."""
+            shapes = (q.shape[1], q.shape[2], idx_q.shape[1], idx_q.shape[2], q.dtype, q.device)
+            if meta.prefill is None or meta.prefill[0] != shapes:
+                w = msa_sgl.MSAPrefillWrapper(
+                    self.msa_sgl_plan.config, num_q_heads=shapes[0], head_dim=shapes[1], num_kv_heads=shapes[2],
+                    index_dim=shapes[3], dtype=shapes[4], device=shapes[5],
+                    workspace_bytes=self.msa_sgl_plan.workspace_bytes,
+                )
+                w.plan(meta.page_table, meta.cu_seqlens_q, meta.seq_lens_k, meta.num_tokens)
+                meta.prefill = (shapes, w)
+                self._msa_count("prefill_plan")
+            return meta.prefill[1]
+
         def _msa_forward(self, q, k, v, layer, fb, kind, idx_q, idx_k, idx_v):
             lid = layer.layer_id
             for name in ("q_scale_float", "k_scale_float", "v_scale_float", "idx_q_scale_float", "idx_k_scale_float"):
@@ -993,6 +1013,10 @@ def backend_class() -> type:
                 out = meta.wrapper.run(q_in, k_view, v_view, iq_in, idx_view,
                                        out=q.new_empty(rows, q.shape[1], q.shape[2]))
                 self._msa_count(f"wrapper_{kind}")
+            elif kind == "extend":
+                # planned once for the batch (row requests, index tile map and launch shapes),
+                # the layer's kernels only: msa_attention's results with ~0.3 ms less host time
+                out = self._msa_prefill_for(meta, q_in, iq_in).run(q_in, k_view, v_view, iq_in, idx_view)
             else:
                 out = msa_sgl.msa_attention(
                     q_in, k_view, v_view, iq_in, idx_view, meta.page_table, meta.cu_seqlens_q, meta.seq_lens_k,

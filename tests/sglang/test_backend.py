@@ -69,9 +69,13 @@ def _check_case(shape, data, case, layout):
     finally:
         runner.close()
     kind = {ForwardMode.DECODE: "decode", ForwardMode.TARGET_VERIFY: "verify"}.get(mode, "extend")
-    if kind == "extend":  # msa_sgl.msa_attention
-        assert sparse.msa_sgl_stats == {"msa_extend": 1}, sparse.msa_sgl_stats
+    if kind == "extend":  # the batch's MSAPrefillWrapper, planned at its first layer
+        assert sparse.msa_sgl_stats == {"msa_extend": 1, "prefill_plan": 1}, sparse.msa_sgl_stats
         assert sparse._msa_wrapper is None
+        w = sparse._msa_step.prefill[1]
+        assert isinstance(w, msa_sgl.MSAPrefillWrapper)
+        assert (w.hq, w.hkv, w.head_dim, w.index_dim, w.dtype) == (shape.num_heads, shape.num_kv_heads,
+                                                                   shape.head_dim, shape.index_dim, shape.dtype)
     else:  # decode / verify: the backend's MSADecodeWrapper, planned for the batch, run for the layer
         assert sparse.msa_sgl_stats == {f"msa_{kind}": 1, f"wrapper_plan_{kind}": 1, f"wrapper_{kind}": 1}, \
             sparse.msa_sgl_stats
@@ -139,16 +143,16 @@ def test_bad_input_raises_instead_of_falling_back(msa_on):
 
 
 def test_prefill_workspace_env_reaches_msa_attention(msa_on, monkeypatch):
-    """MSA_SGL_PREFILL_WORKSPACE_MB becomes msa_attention's workspace_bytes in extend batches
-    (the output stays the reference's); a value that is not a positive int raises at start-up."""
+    """MSA_SGL_PREFILL_WORKSPACE_MB becomes the extend wrapper's (msa_attention's) workspace_bytes
+    (the output stays the reference's); a value that is not a positive int raises at start-up.
+    The batch's second sparse layer runs on the wrapper planned at its first (one plan), with
+    msa_attention's outputs bitwise."""
     monkeypatch.setenv(msa_on.ENV_PREFILL_WORKSPACE, "3")
-    seen = []
-    real = msa_sgl.msa_attention
-    monkeypatch.setattr(msa_sgl, "msa_attention", lambda *a, **k: seen.append(k.get("workspace_bytes")) or real(*a, **k))
     runner = K.M3MockModelRunner(SHAPE)
     try:
         hybrid = K.build_backend(runner)
-        assert hybrid.sparse.msa_sgl_plan.workspace_bytes == 3 << 20
+        sparse = hybrid.sparse
+        assert sparse.msa_sgl_plan.workspace_bytes == 3 << 20
         reqs = [K.Req(tokens=_tokens(40, 1), row=2), K.Req(tokens=_tokens(23, 2), row=4)]
         new_lens = [17, 23]
         K.place(runner, reqs, "shuffled_pages", seed=5)
@@ -156,11 +160,29 @@ def test_prefill_workspace_env_reaches_msa_attention(msa_on, monkeypatch):
         fb = K.forward_batch(runner, ForwardMode.EXTEND, reqs, new_lens,
                              [r.slots[len(r.slots) - n:] for r, n in zip(reqs, new_lens)])
         hybrid.init_forward_metadata(fb)
-        _, out = K.run_layer(hybrid, K.make_layers(SHAPE)[1], fb, K.layer_inputs(DATA, 1, reqs, new_lens))
+        layers = K.make_layers(SHAPE)
+        outs = {lid: K.run_layer(hybrid, layers[lid], fb, K.layer_inputs(DATA, lid, reqs, new_lens))[1]
+                for lid in (1, 3)}  # msa_sgl's layers
+        meta = sparse._msa_step
+        w = meta.prefill[1]
+        direct = {}
+        for lid in outs:
+            k_buf, v_buf = sparse.kv_pool.get_kv_buffer(lid)
+            idx_buf = sparse.kv_pool.get_index_k_buffer(lid)
+            B = sparse.block_size_k
+            inputs = K.layer_inputs(DATA, lid, reqs, new_lens)
+            direct[lid] = msa_sgl.msa_attention(
+                inputs["q"].view(-1, SHAPE.num_heads, SHAPE.head_dim), msa_sgl.paged_view(k_buf, B),
+                msa_sgl.paged_view(v_buf, B), inputs["idx_q"].view(-1, SHAPE.num_kv_heads, SHAPE.index_dim),
+                msa_sgl.paged_view(idx_buf.view(idx_buf.shape[0], -1), B), meta.page_table, meta.cu_seqlens_q,
+                meta.seq_lens_k, sparse.msa_sgl_plan.config, workspace_bytes=3 << 20)
     finally:
         runner.close()
-    assert seen == [3 << 20], seen
-    K.check_against_reference(out, DATA, 1, reqs, new_lens)
+    assert w.workspace_bytes == 3 << 20
+    assert sparse.msa_sgl_stats == {"msa_extend": 2, "prefill_plan": 1}, sparse.msa_sgl_stats
+    for lid, out in outs.items():
+        assert torch.equal(out, direct[lid].reshape(out.shape)), f"layer {lid}: wrapper != msa_attention"
+        K.check_against_reference(out, DATA, lid, reqs, new_lens)
     for bad in ("0", "-2", "1.5", "lots"):
         monkeypatch.setenv(msa_on.ENV_PREFILL_WORKSPACE, bad)
         runner = K.M3MockModelRunner(SHAPE)

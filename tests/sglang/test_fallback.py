@@ -137,7 +137,7 @@ def test_unsupported_kind_goes_to_sglang(stock_calls, monkeypatch, caplog, case,
     finally:
         runner.close()
     assert stock_calls == [("decode" if kind == "decode" else "extend", 1, mode)]
-    assert hybrid.sparse.msa_sgl_stats == {f"stock_{kind}": 1, "msa_extend": 1}
+    assert hybrid.sparse.msa_sgl_stats == {f"stock_{kind}": 1, "msa_extend": 1, "prefill_plan": 1}
     line = [r.getMessage() for r in caplog.records if r.name == ri.__name__][0]
     assert f"SGLang's path serves {kind}: " in line and why in line
 
