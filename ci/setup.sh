@@ -12,5 +12,8 @@ PYTHON="${PYTHON:-python3}"
 # utilities also import torchvision, installed beside torch above)
 .venv/bin/python -m pip install --quiet --no-deps sglang==0.5.23
 .venv/bin/python -m pip install --quiet -r ci/sglang-cpu-requirements.txt torch==2.14.1 torchvision==0.29.1
+# matplotlib: benchmarks/bench_plots.py (its test draws the figures); python-dateutil as SGLang
+# 0.5.23 pins it (matplotlib alone would pull a newer one)
+.venv/bin/python -m pip install --quiet matplotlib "python-dateutil<3"
 .venv/bin/python -m pip install --quiet --no-deps -e .
 .venv/bin/python -c "import torch, triton, msa_sgl, sglang; print(f'msa_sgl {msa_sgl.__version__}: torch {torch.__version__}, triton {triton.__version__}, sglang {sglang.__version__}')"

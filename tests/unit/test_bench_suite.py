@@ -15,7 +15,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import bench_plots  # noqa: E402
 import bench_table  # noqa: E402
+
+V22 = ROOT / "benchmarks" / "results" / "2026-11-28-h100-v22" / "bench.json"  # a GPU run of the suite
 
 
 def _bench(name, group, median_s, **info):
@@ -40,6 +43,34 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 |" in text
     assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 |" in text
     assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 |" in text
+
+
+def test_bench_plots_series_are_the_tables_numbers(tmp_path):
+    """bench_plots.series reads the same per-step times as bench_table (every entry of a GPU run,
+    placed by its context and batch), and plot() writes the three figures."""
+    bench = json.loads(V22.read_text())
+    s = bench_plots.series(bench)
+    n = 0
+    for group, entries in bench_table.rows(bench).items():
+        for label, ms, rate, _, _ in entries:
+            label = label.split(" (")[0]  # dense entries without their backend
+            kind, point = group.split(" ", 1)
+            if kind == "prefill":
+                ctx = int(point.split("P=")[1]) + int(point.split("C=")[1].split()[0])
+                assert s["prefill"][label][ctx] == pytest.approx(ms), (group, label)
+                if label != "prefill_dense":
+                    assert s["rate"][label][ctx] == pytest.approx(rate)
+            else:
+                batch, ctx = (int(x.split("=")[1]) for x in point.split())
+                assert s["decode"][batch][label][ctx] == pytest.approx(ms), (group, label)
+            n += 1
+    assert n == len(bench["benchmarks"]) == 40
+    assert s["prefill"]["prefill_msa"][131072] == pytest.approx(10.5329, abs=1e-4)  # bench.md of that run
+    assert s["decode"][1]["decode_msa bf16"][1 << 20] == pytest.approx(0.1047, abs=1e-4)
+    pytest.importorskip("matplotlib")
+    written = bench_plots.plot(bench, tmp_path)
+    assert written == ["prefill_vs_context.png", "tflops_vs_context.png", "decode_vs_context.png"]
+    assert all((tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in written)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the suite at M3 shapes (benchmarks/README.md)")

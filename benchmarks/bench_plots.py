@@ -1,0 +1,139 @@
+"""PNG plots of a pytest-benchmark JSON from benchmarks/test_bench_kernels.py (needs matplotlib).
+
+    python benchmarks/bench_plots.py bench.json [OUT_DIR]   # OUT_DIR: the JSON's folder
+
+Writes, from the same medians bench_table.py tabulates (ms per step of each entry):
+* ``prefill_vs_context.png``: one 16K chunk against the context after it - ms of msa_sgl
+  (msa_attention, and MSAPrefillWrapper.run where measured), SGLang's built-in kernels and dense
+  SDPA; msa_sgl's speedup over SGLang (2x target) and over dense;
+* ``tflops_vs_context.png``: useful TFLOP/s of each branch, msa_sgl and SGLang (400 target);
+* ``decode_vs_context.png``: one decode step (graph replays) against the context, per batch -
+  msa_sgl with bf16 and 8-bit index keys, SGLang, dense; speedup over dense (7x / 12x targets
+  at 1M).
+The card, driver and versions (the JSON's machine_info) title each figure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_table  # noqa: E402
+
+
+def series(bench: dict) -> dict:
+    """``{"prefill": {label: {context: ms}}, "decode": {batch: {label: {context: ms}}}}`` with
+    labels as bench_table's (dense entries without their backend), and ``"rate"``: ``{label:
+    {context: TFLOP/s}}`` of the prefill entries."""
+    out: dict = {"prefill": {}, "decode": {}, "rate": {}}
+    for b in bench["benchmarks"]:
+        info = b.get("extra_info", {})
+        ms = b["stats"]["median"] * 1e3 / info.get("steps", 1)
+        label = bench_table._label(b["name"])
+        if "P" in info:
+            ctx = info["P"] + info["C"]
+            out["prefill"].setdefault(label, {})[ctx] = ms
+            if "flops" in info:
+                out["rate"].setdefault(label, {})[ctx] = info["flops"] / ms / 1e9
+        elif "batch" in info:
+            out["decode"].setdefault(info["batch"], {}).setdefault(label, {})[info["ctx"]] = ms
+    return out
+
+
+def _xy(points: dict, scale=1.0):
+    xs = sorted(points)
+    return [x / 1024 for x in xs], [points[x] * scale for x in xs]
+
+
+def _ratio(num: dict, den: dict) -> dict:
+    return {c: num[c] / den[c] for c in num if c in den}
+
+
+def plot(bench: dict, out: Path) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mi = bench.get("machine_info", {})
+    card = ", ".join(f"{k} {mi[k]}" for k in ("gpu", "driver", "torch", "triton") if k in mi) or "unknown machine"
+    s = series(bench)
+    written = []
+
+    pf = s["prefill"]
+    msa_entries = [k for k in ("prefill_msa", "prefill_msa_wrapper") if k in pf]
+    if msa_entries:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        for label, style in (("prefill_msa", "o-"), ("prefill_msa_wrapper", "o--"), ("prefill_sglang all", "s-"),
+                             ("prefill_dense", "^:")):
+            if label in pf:
+                a1.plot(*_xy(pf[label]), style, label=label)
+        a1.set(xlabel="context after the chunk (K tokens)", ylabel="ms per chunk", xscale="log", yscale="log",
+               title="prefill: one chunk, index + main branch")
+        a1.legend(fontsize=7)
+        for label in msa_entries:
+            for peer, style in (("prefill_sglang all", "o-"), ("prefill_dense", "^:")):
+                if peer in pf:
+                    a2.plot(*_xy(_ratio(pf[peer], pf[label])), style, label=f"{label} over {peer}")
+        a2.axhline(2.0, ls="--", c="gray", label="2x SGLang target")
+        a2.set(xlabel="context after the chunk (K tokens)", ylabel="speedup", xscale="log", yscale="log",
+               title="msa_sgl's speedup")
+        a2.legend(fontsize=7)
+        fig.suptitle(card, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "prefill_vs_context.png", dpi=110)
+        plt.close(fig)
+        written.append("prefill_vs_context.png")
+
+    rate = {k: v for k, v in s["rate"].items() if k != "prefill_dense"}
+    if rate:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for label, points in rate.items():
+            ax.plot(*_xy(points), "o-" if label.startswith("prefill_msa") else "s:", label=label)
+        ax.axhline(400, ls="--", c="gray", label="400 TF/s target (each branch)")
+        ax.set(xlabel="context after the chunk (K tokens)", ylabel="useful TFLOP/s", xscale="log", ylim=(0, None),
+               title=f"prefill chunk, useful TFLOP/s\n{card}")
+        ax.title.set_fontsize(8)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "tflops_vs_context.png", dpi=110)
+        plt.close(fig)
+        written.append("tflops_vs_context.png")
+
+    dec = s["decode"]
+    if dec:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        markers = "os^vD"
+        for i, (batch, entries) in enumerate(sorted(dec.items())):
+            m = markers[i % len(markers)]
+            for label, style in (("decode_msa bf16", "-"), ("decode_msa fp8", "--"), ("decode_sglang", ":"),
+                                 ("decode_dense", "-.")):
+                if label in entries:
+                    a1.plot(*_xy(entries[label], 1e3), m + style, label=f"{label} b={batch}")
+            for label, style in (("decode_msa bf16", "-"), ("decode_msa fp8", "--")):
+                if label in entries and "decode_dense" in entries:
+                    a2.plot(*_xy(_ratio(entries["decode_dense"], entries[label])), m + style,
+                            label=f"{label} b={batch}")
+        a1.set(xlabel="context (K tokens)", ylabel="us per decode step (graph replay)", xscale="log", yscale="log",
+               title="decode, one token per request")
+        a1.legend(fontsize=5, ncol=3, loc="lower right")
+        a2.axhline(7, ls="--", c="gray", label="7x (bf16 keys, 1M)")
+        a2.axhline(12, ls=":", c="gray", label="12x (8-bit keys, 1M)")
+        a2.set(xlabel="context (K tokens)", ylabel="speedup over dense", xscale="log", title="msa_sgl over dense SDPA")
+        a2.legend(fontsize=6)
+        fig.suptitle(card, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "decode_vs_context.png", dpi=110)
+        plt.close(fig)
+        written.append("decode_vs_context.png")
+    return written
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1])
+    target = Path(sys.argv[2]) if len(sys.argv) > 2 else path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    print("wrote", *plot(json.loads(path.read_text()), target))
