@@ -219,14 +219,15 @@ class BlockTiles:
     ``tokens_per_tile``.
 
     Entries are numbered ``e = ((t - row_lo) * ng + g - g_lo) * topk + slot`` (the ``ng`` groups
-    from ``g_lo`` of rows ``row_lo`` to ``row_hi``). ``order`` lists the valid
+    from ``g_lo`` of rows ``row_lo`` to ``row_hi``). ``order`` (int64) lists the valid
     entries sorted by (group, request, block), stably (so by query within a block: deterministic);
-    ``sorted_key[i] = (g * batch + request) * max_pages + block`` for ``order[i]``. Tile ``i`` is
+    ``sorted_key[i] = ((g * n_win + w) * batch + request) * max_pages + block`` for ``order[i]`` (``w``
+    its query window, 0 without windows; invalid entries last, keyed ``n_keys``). Tile ``i`` is
     described by int32 ``tile_info[i, :]`` = ``TILE_INFO_FIELDS``: it covers ``order[first :
     first + n]``, all of group ``group`` and logical block ``block`` (physical page ``page``,
     clamped to the cache) of a request whose queries start at row ``q_start`` (``q_len`` of them)
     and whose context holds ``seq_len`` keys - what the attention kernel needs, in one 32-byte
-    row. Tiles past the real count have ``n == 0`` (the rest unset). ``grid`` bounds the number of
+    row. Rows past the real count of tiles are zeros (``n == 0``: no tile). ``grid`` bounds the number of
     tiles from shapes alone. ``tile_entries[i, :n]`` repeats ``order[first : first + n]`` (zeros
     past ``n``), so a tile's entries load at its program id, beside its row, not after it.
     Sorting also (after the group) by ``q_window`` rows of queries: see build_block_tiles.
@@ -287,7 +288,7 @@ def _tile_bounds_kernel(SORTED_KEY, RUNS, ORDER, TILE_INFO, TILE_E, PAGE_TABLE, 
     m = i < E
     key = tl.load(SORTED_KEY + i, mask=m, other=n_keys)
     i64 = i.to(tl.int64)
-    E64 = E.to(tl.int64)
+    E64 = tl.zeros([], tl.int64) + E  # not E.to(): the JIT passes E == 1 as a constexpr int
     start = tl.load(RUNS + i64, mask=m, other=0)
     end = tl.load(RUNS + E64 + i64, mask=m, other=0)
     tile = tl.load(RUNS + 2 * E64 + i64, mask=m, other=0) - 1  # inclusive count of heads up to i, minus one
@@ -340,18 +341,18 @@ def _tile_runs_kernel(SORTED_KEY, RUNS, E, n_keys, steps, MQ: tl.constexpr, CHUN
     lo_e = tl.where(valid, i + 1, 0)  # first entry with sorted key > key
     hi_e = tl.where(valid, E, 0)
     for _ in range(steps):
-        mid_s = (lo_s + hi_s) // 2
+        mid_s = lo_s + (hi_s - lo_s) // 2  # no int32 overflow past 2^30 entries
         go_s = lo_s < hi_s
         lt = tl.load(SORTED_KEY + mid_s, mask=go_s, other=0) < key
         lo_s = tl.where(go_s & lt, mid_s + 1, lo_s)
         hi_s = tl.where(go_s & ~lt, mid_s, hi_s)
-        mid_e = (lo_e + hi_e) // 2
+        mid_e = lo_e + (hi_e - lo_e) // 2  # no int32 overflow past 2^30 entries
         go_e = lo_e < hi_e
         le = tl.load(SORTED_KEY + mid_e, mask=go_e, other=0) <= key
         lo_e = tl.where(go_e & le, mid_e + 1, lo_e)
         hi_e = tl.where(go_e & ~le, mid_e, hi_e)
     i64 = i.to(tl.int64)
-    E64 = E.to(tl.int64)
+    E64 = tl.zeros([], tl.int64) + E  # not E.to(): the JIT passes E == 1 as a constexpr int
     tl.store(RUNS + i64, lo_s, mask=m)
     tl.store(RUNS + E64 + i64, lo_e, mask=m)
     tl.store(RUNS + 2 * E64 + i64, (valid & ((i - lo_s) % MQ == 0)).to(tl.int32), mask=m)
@@ -385,7 +386,7 @@ def build_block_tiles(topk_idx, cu_seqlens_q, seq_lens_k, token_req, row_lo, row
     E = (row_hi - row_lo) * ng * topk
     if q_window <= 0 or q_window >= row_hi - row_lo:
         q_window = max(1, row_hi - row_lo)
-    n_win = triton.cdiv(row_hi - row_lo, q_window)
+    n_win = max(1, triton.cdiv(row_hi - row_lo, q_window))  # 1 for an empty pass: no division by zero
     n_keys = hkv * n_win * batch * max_pages
     key_dtype = torch.int32 if n_keys < 2**31 - 1 else torch.int64  # 32-bit keys: half the radix passes
     chunk = 1024

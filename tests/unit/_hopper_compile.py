@@ -167,7 +167,23 @@ def dense_rows_async():
                           "ld_global_v4": ptx.count("ld.global.v4")}), flush=True)
 
 
+def tile_kernels_scalar_one():
+    """The block tiles' runs and bounds kernels compiled with E (entries) == 1 as the JIT passes it:
+    a constexpr int (any int argument equal to 1 is one), for one row, one group and topk 1."""
+    from msa_sgl.ops import metadata as md
+
+    ptrs = ("SORTED_KEY", "RUNS", "ORDER", "TILE_INFO", "TILE_E", "PAGE_TABLE", "CU_SEQLENS", "SEQ_LENS")
+    for fn in (md._tile_runs_kernel, md._tile_bounds_kernel):
+        for e_one in (0, 1):
+            const = dict(MQ=64, CHUNK=1024, **({"E": 1} if e_one else {}))
+            sig = {p.name: ("*i64" if p.name == "ORDER" else "*i32" if p.name in ptrs else I32)
+                   for p in fn.params if not p.is_constexpr and p.name not in const}
+            triton.compile(source(fn, sig, const), target=GPUTarget("cuda", 90, 32))
+            print(json.dumps({"kernel": fn.__name__, "mode": "E1" if e_one else "E", "compiled": True}), flush=True)
+
+
 def main():
+    tile_kernels_scalar_one()
     key_buffers()
     scan_mma()
     slot_sub_async()

@@ -7,7 +7,8 @@ block in flight with the decode num_stages, where Triton's default keeps none (T
 alike; benchmarks/NOTES.md v9); and its keys-x-queries form (the 8-bit decode tiles') runs 8-bit
 warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14); and
 the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16), as does the dense
-rows' kernel in both its key loops (v19)."""
+rows' kernel in both its key loops (v19); and the block tiles' kernels compile with one entry
+(E == 1, which the JIT passes as a constexpr)."""
 
 import json
 import os
@@ -76,3 +77,11 @@ def test_dense_rows_kernel_pipelines_its_key_loops(compiled):
     for batch_p in (0, 32, 1024):  # without / with the tile map
         r = compiled[("dense_rows", batch_p, None)]
         assert r["cp_async"] > 0 and r["ld_global_v4"] == q_loads, r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+@pytest.mark.parametrize("kernel", ["_tile_runs_kernel", "_tile_bounds_kernel"])
+def test_tile_kernels_compile_with_one_entry(compiled, kernel):
+    # the JIT passes an int argument equal to 1 as a constexpr: E == 1 (one row, one group,
+    # topk 1) must compile as any other E does
+    assert compiled[(kernel, "E", None)]["compiled"] and compiled[(kernel, "E1", None)]["compiled"]
