@@ -219,6 +219,33 @@ def check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seq
     return Dims(**{**dims.__dict__, "index_dim": idims.index_dim})
 
 
+def check_wrapper_layer(wrapper, q, k_cache, v_cache, q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q,
+                        seq_lens_k, total_q: int) -> Dims:
+    """``run()``'s checks of a layer's tensors, shared by MSAPrefillWrapper and MSADecodeWrapper:
+    ``msa_attention``'s, plus agreement with what the wrapper was built for (``hq``, ``hkv``,
+    ``head_dim``, ``index_dim``, ``dtype``, ``device``, ``index_fp8``) and planned (``total_q``)."""
+    if (k_idx_scale is not None) != wrapper.index_fp8:
+        want = "8-bit keys with k_idx_scale" if wrapper.index_fp8 else "keys in q's dtype, no k_idx_scale"
+        got = "k_idx_scale given" if k_idx_scale is not None else "no k_idx_scale"
+        raise ValueError(f"k_idx_scale: the wrapper was built with index_fp8={wrapper.index_fp8} ({want}), got {got}")
+    if wrapper.index_fp8 and getattr(k_idx_cache, "dtype", None) != torch.float8_e4m3fn:
+        raise ValueError(f"k_idx_cache: the wrapper was built with index_fp8=True (float8_e4m3fn keys), got "
+                         f"{getattr(k_idx_cache, 'dtype', type(k_idx_cache).__name__)}")
+    dims = check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k,
+                            wrapper.config, k_idx_scale)
+    for name, got, want in (("q.shape[0]", dims.total_q, total_q), ("q.shape[1]", dims.num_q_heads, wrapper.hq),
+                            ("q.shape[2]", dims.head_dim, wrapper.head_dim),
+                            ("q_idx.shape[2]", dims.index_dim, wrapper.index_dim),
+                            ("k_cache.shape[2]", dims.num_kv_heads, wrapper.hkv)):
+        if got != want:
+            raise ValueError(f"{name}: expected {want} (planned / built for), got {got}")
+    if q.dtype != wrapper.dtype:
+        raise ValueError(f"q: expected dtype {wrapper.dtype} (built for), got {q.dtype}")
+    if q.device != wrapper.device:
+        raise ValueError(f"q: expected device {wrapper.device}, got {q.device}")
+    return dims
+
+
 def check_quantize_inputs(k_idx, slots, k8_cache, scale_cache) -> None:
     """Arguments of ``quantize_index_keys``."""
     _tensor("k_idx", k_idx, 2, FLOAT_DTYPES)

@@ -187,24 +187,10 @@ class MSADecodeWrapper:
         rows; caches as in msa_sgl/__init__.py (8-bit index keys: float8_e4m3fn ``k_idx_cache``
         with ``k_idx_scale``, for a wrapper built with ``index_fp8=True``)."""
         if self._planned is None:
-            raise ValueError("run: plan() must be called first")
-        if (k_idx_scale is not None) != self.index_fp8:
-            want = "8-bit keys with k_idx_scale" if self.index_fp8 else "keys in q's dtype, no k_idx_scale"
-            got = "k_idx_scale given" if k_idx_scale is not None else "no k_idx_scale"
-            raise ValueError(f"k_idx_scale: the wrapper was built with index_fp8={self.index_fp8} ({want}), got {got}")
+            raise ValueError("run: expected a planned batch (call plan() first), got none")
         batch, total_q, idx_plan, grid_tiles, method, fused = self._planned
         pt, cu, sl = self._page_table[:batch], self._cu_seqlens[: batch + 1], self._seq_lens[:batch]
-        dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, pt, cu, sl, self.config, k_idx_scale)
-        for name, got, want in (("q.shape[0]", dims.total_q, total_q), ("q.shape[1]", dims.num_q_heads, self.hq),
-                                ("q.shape[2]", dims.head_dim, self.head_dim),
-                                ("q_idx.shape[2]", dims.index_dim, self.index_dim),
-                                ("k_cache.shape[2]", dims.num_kv_heads, self.hkv)):
-            if got != want:
-                raise ValueError(f"{name}: expected {want} (planned / built for), got {got}")
-        if q.dtype != self.dtype:
-            raise ValueError(f"q: expected dtype {self.dtype} (built for), got {q.dtype}")
-        if q.device != self.device:
-            raise ValueError(f"q: expected device {self.device}, got {q.device}")
+        V.check_wrapper_layer(self, q, k_cache, v_cache, q_idx, k_idx_cache, k_idx_scale, pt, cu, sl, total_q)
         if out is None:
             out = self._out[:total_q]
         elif out.shape != (total_q, self.hq, self.head_dim) or out.dtype != self.dtype or out.device != self.device:

@@ -4,8 +4,9 @@ once per layer.
 A model runs ``msa_attention`` once per sparse layer with the same metadata (page table,
 ``cu_seqlens_q``, ``seq_lens_k``) every time; only the layer's tensors change. The per-call
 metadata and launch choices cost host time that matters at short chunks (benchmarks/NOTES.md
-v21-v22: a call with an index branch costs ~1.5-2 ms of host time, more than its GPU work below
-~8K query tokens). :class:`MSAPrefillWrapper` pays it once per batch:
+v21-v22: a call with an index branch costs ~1.4-2.5 ms of host time, more than its GPU work below
+~8K query tokens on a short context). :class:`MSAPrefillWrapper` pays it once per batch (0.1-0.56
+ms less a layer where the index branch runs, H100, NOTES.md v22b):
 
 * ``plan(page_table, cu_seqlens_q, seq_lens_k, total_q)``: validates the metadata on the host,
   decides which rows take the dense kernel, fixes the index branch's launch shapes, builds the
@@ -98,23 +99,9 @@ class MSAPrefillWrapper:
         """Both branches for the planned batch, as ``msa_sgl.msa_attention``: ``out [total_q, Hq,
         D]`` (and float32 ``lse [total_q, Hq]`` when ``return_lse``), new tensors each call."""
         if self._planned is None:
-            raise ValueError("run: plan() must be called first")
-        if (k_idx_scale is not None) != self.index_fp8:
-            want = "8-bit keys with k_idx_scale" if self.index_fp8 else "keys in q's dtype, no k_idx_scale"
-            got = "k_idx_scale given" if k_idx_scale is not None else "no k_idx_scale"
-            raise ValueError(f"k_idx_scale: the wrapper was built with index_fp8={self.index_fp8} ({want}), got {got}")
+            raise ValueError("run: expected a planned batch (call plan() first), got none")
         pt, cu, sl, total_q, dense, index = self._planned
-        dims = V.check_msa_inputs(q, k_cache, v_cache, q_idx, k_idx_cache, pt, cu, sl, self.config, k_idx_scale)
-        for name, got, want in (("q.shape[0]", dims.total_q, total_q), ("q.shape[1]", dims.num_q_heads, self.hq),
-                                ("q.shape[2]", dims.head_dim, self.head_dim),
-                                ("q_idx.shape[2]", dims.index_dim, self.index_dim),
-                                ("k_cache.shape[2]", dims.num_kv_heads, self.hkv)):
-            if got != want:
-                raise ValueError(f"{name}: expected {want} (planned / built for), got {got}")
-        if q.dtype != self.dtype:
-            raise ValueError(f"q: expected dtype {self.dtype} (built for), got {q.dtype}")
-        if q.device != self.device:
-            raise ValueError(f"q: expected device {self.device}, got {q.device}")
+        V.check_wrapper_layer(self, q, k_cache, v_cache, q_idx, k_idx_cache, k_idx_scale, pt, cu, sl, total_q)
         ops = self._ops
         topk = token_req = None
         if index is not None:

@@ -1,7 +1,8 @@
 """MSAPrefillWrapper (plan once per batch, run per layer) against msa_sgl.msa_attention: the
 same kernels and launch shapes, so bitwise-equal outputs and LSEs, for two "layers" (same
 metadata, other data) run after one plan; 8-bit index keys; every-row-dense batches; and the
-argument errors of plan() and run()."""
+argument errors of plan() and run(); one wrapper re-planned across batches; a batch without
+queries."""
 
 import dataclasses
 
@@ -132,3 +133,40 @@ def test_prefill_wrapper_bad_run(bad):
         extra["k_idx_scale"], match = torch.ones(ki.shape[:2], device=ki.device), "index_fp8=False"
     with pytest.raises(ValueError, match=match):
         w.run(q, k, v, qi, ki, **extra)
+
+
+def test_kernel_prefill_wrapper_replanned_for_another_batch():
+    # one wrapper, three batches in turn (as the SGLang backend's would see across forwards):
+    # each run follows the latest plan, and re-planning the first batch gives its outputs again
+    a, b = (Problem.from_spec(_spec(q, s, block_size=16, topk=4, seed=i))
+            for i, (q, s) in enumerate([((40, 25), (300, 25)), ((3, 60, 1), (50, 260, 90))], start=11))
+    w = _wrapper(a)
+    outs = []
+    for p in (a, b, a):
+        x = _args(p)
+        w.plan(x["page_table"], x["cu_seqlens_q"], x["seq_lens_k"], x["q"].shape[0])
+        got = w.run(x["q"], x["k_cache"], x["v_cache"], x["q_idx"], x["k_idx_cache"])
+        assert torch.equal(got, msa_sgl.msa_attention(**x)), f"batch {p.spec.q_lens}: out differs"
+        outs.append(got)
+    assert outs[0].shape != outs[1].shape and torch.equal(outs[0], outs[2])
+
+
+def test_kernel_prefill_wrapper_batch_without_queries():
+    p = Problem.from_spec(_spec((0, 0), (40, 7), block_size=16, seed=13))
+    x = _args(p)
+    w = _wrapper(p)
+    w.plan(x["page_table"], x["cu_seqlens_q"], x["seq_lens_k"], 0)
+    out, lse = w.run(x["q"], x["k_cache"], x["v_cache"], x["q_idx"], x["k_idx_cache"], return_lse=True)
+    assert out.shape == (0, p.spec.num_kv_heads * p.spec.group_size, p.spec.head_dim) and lse.shape == out.shape[:2]
+
+
+def test_prefill_wrapper_8bit_build_rejects_16bit_index_keys():
+    p = Problem.from_spec(_spec((20, 7), (90, 7), block_size=16, seed=9))
+    a = _args(p)
+    w = _wrapper(p, index_fp8=True)
+    w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], a["q"].shape[0])
+    scale = torch.ones(a["k_idx_cache"].shape[:2], device=KERNEL_DEVICE)
+    with pytest.raises(ValueError, match=r"k_idx_cache: the wrapper was built with index_fp8=True .*got torch.float16"):
+        w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"], k_idx_scale=scale)
+    with pytest.raises(ValueError, match="index_fp8=True"):
+        w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"])

@@ -200,7 +200,7 @@ WRAPPER_CASES = [
     ("heads_not_multiple", lambda: _wrapper(num_q_heads=3), r"^num_q_heads: expected a multiple of num_kv_heads=2, got 3"),
     ("head_dim_48", lambda: _wrapper(head_dim=48), r"^head_dim: expected a head dim in \(16, 32, 64, 128\)"),
     ("dtype_int", lambda: _wrapper(dtype=torch.int8), r"^dtype: expected torch.bfloat16, torch.float16 or torch.float32"),
-    ("run_before_plan", lambda: _run(*_wrapper()), r"^run: plan\(\) must be called first"),
+    ("run_before_plan", lambda: _run(*_wrapper()), r"^run: expected a planned batch \(call plan\(\) first\), got none"),
     ("step_plan_before_plan", lambda: _wrapper()[0].step_plan, r"^step_plan: plan\(\) first"),
     ("plan_batch_too_big", lambda: _plan(*_wrapper(max_batch=1)), r"^page_table: expected at most max_batch=1 rows, got 2"),
     ("plan_pages_too_wide", lambda: _plan(*_wrapper(max_pages=1)), r"^page_table: expected at most max_pages=1 columns, got"),
@@ -239,6 +239,9 @@ WRAPPER_CASES += [
      r"^k_idx_scale: the wrapper was built with index_fp8=False \(keys in q's dtype, no k_idx_scale\), got k_idx_scale given"),
     ("run_plain_keys_on_fp8_wrapper", lambda: _planned_run(index_fp8=True),
      r"^k_idx_scale: the wrapper was built with index_fp8=True \(8-bit keys with k_idx_scale\), got no k_idx_scale"),
+    ("run_plain_keys_with_scale_on_fp8_wrapper",
+     lambda: _planned_run(index_fp8=True, k_idx_scale=torch.ones(B["k_idx_cache"].shape[:2])),
+     r"^k_idx_cache: the wrapper was built with index_fp8=True \(float8_e4m3fn keys\), got torch.float16"),
 ]
 
 
