@@ -665,7 +665,7 @@ class BatchMeta:
     cu_seqlens_q: object
     seq_lens_k: object
     wrapper: object = None  # the MSADecodeWrapper planned for this batch (None: msa_attention)
-    prefill: object = None  # extend: (layer shapes, MSAPrefillWrapper planned for this batch)
+    prefill: dict = field(default_factory=dict)  # extend: layer shapes -> MSAPrefillWrapper planned for this batch
 
 
 def _stock_base(cls: type) -> type:
@@ -956,19 +956,21 @@ def backend_class() -> type:
             return self._msa_forward(q, k, v, layer, forward_batch, "decode", idx_q, idx_k, idx_v)
 
         def _msa_prefill_for(self, meta: BatchMeta, q, idx_q):
-            """The extend batch's MSAPrefillWrapper, planned at its first sparse layer (again only
-            for a layer of other shapes or dtype)."""
+            """The extend batch's MSAPrefillWrapper for this layer's shapes, planned at the first
+            sparse layer of those shapes (M3: one for all its layers). Index keys in q's dtype
+            (index_fp8=False): the pool's index-key buffer, as this backend reads it."""
             shapes = (q.shape[1], q.shape[2], idx_q.shape[1], idx_q.shape[2], q.dtype, q.device)
-            if meta.prefill is None or meta.prefill[0] != shapes:
+            w = meta.prefill.get(shapes)
+            if w is None:
                 w = msa_sgl.MSAPrefillWrapper(
                     self.msa_sgl_plan.config, num_q_heads=shapes[0], head_dim=shapes[1], num_kv_heads=shapes[2],
-                    index_dim=shapes[3], dtype=shapes[4], device=shapes[5],
+                    index_dim=shapes[3], dtype=shapes[4], device=shapes[5], index_fp8=False,
                     workspace_bytes=self.msa_sgl_plan.workspace_bytes,
                 )
                 w.plan(meta.page_table, meta.cu_seqlens_q, meta.seq_lens_k, meta.num_tokens)
-                meta.prefill = (shapes, w)
+                meta.prefill[shapes] = w
                 self._msa_count("prefill_plan")
-            return meta.prefill[1]
+            return w
 
         def _msa_forward(self, q, k, v, layer, fb, kind, idx_q, idx_k, idx_v):
             lid = layer.layer_id
@@ -1015,7 +1017,8 @@ def backend_class() -> type:
                 self._msa_count(f"wrapper_{kind}")
             elif kind == "extend":
                 # planned once for the batch (row requests, index tile map and launch shapes),
-                # the layer's kernels only: msa_attention's results with ~0.3 ms less host time
+                # the layer's kernels only: msa_attention's results with 0.1-0.56 ms less host time a
+                # layer where the index branch runs (H100, benchmarks/NOTES.md v22b)
                 out = self._msa_prefill_for(meta, q_in, iq_in).run(q_in, k_view, v_view, iq_in, idx_view)
             else:
                 out = msa_sgl.msa_attention(

@@ -72,7 +72,7 @@ def _check_case(shape, data, case, layout):
     if kind == "extend":  # the batch's MSAPrefillWrapper, planned at its first layer
         assert sparse.msa_sgl_stats == {"msa_extend": 1, "prefill_plan": 1}, sparse.msa_sgl_stats
         assert sparse._msa_wrapper is None
-        w = sparse._msa_step.prefill[1]
+        (w,) = sparse._msa_step.prefill.values()
         assert isinstance(w, msa_sgl.MSAPrefillWrapper)
         assert (w.hq, w.hkv, w.head_dim, w.index_dim, w.dtype) == (shape.num_heads, shape.num_kv_heads,
                                                                    shape.head_dim, shape.index_dim, shape.dtype)
@@ -164,7 +164,7 @@ def test_prefill_workspace_env_reaches_msa_attention(msa_on, monkeypatch):
         outs = {lid: K.run_layer(hybrid, layers[lid], fb, K.layer_inputs(DATA, lid, reqs, new_lens))[1]
                 for lid in (1, 3)}  # msa_sgl's layers
         meta = sparse._msa_step
-        w = meta.prefill[1]
+        (w,) = meta.prefill.values()  # both layers: one shape, one plan
         direct = {}
         for lid in outs:
             k_buf, v_buf = sparse.kv_pool.get_kv_buffer(lid)
