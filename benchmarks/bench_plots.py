@@ -4,12 +4,13 @@
 
 Writes, from the same medians bench_table.py tabulates (ms per step of each entry):
 * ``prefill_vs_context.png``: one 16K chunk against the context after it - ms of msa_sgl
-  (msa_attention, and MSAPrefillWrapper.run where measured), SGLang's built-in kernels and dense
-  SDPA; msa_sgl's speedup over SGLang (2x target) and over dense;
+  (msa_attention, and MSAPrefillWrapper.run and 8-bit index keys where measured), SGLang's
+  built-in kernels and dense SDPA (the fastest backend at each point); msa_sgl's speedup over
+  SGLang (2x target) and over dense;
 * ``tflops_vs_context.png``: useful TFLOP/s of each branch, msa_sgl and SGLang (400 target);
 * ``decode_vs_context.png``: one decode step (graph replays) against the context, per batch -
-  msa_sgl with bf16 and 8-bit index keys, SGLang, dense; speedup over dense (7x / 12x targets
-  at 1M).
+  msa_sgl with bf16 and 8-bit index keys, SGLang, dense (the fastest backend); speedup over
+  dense (7x / 12x targets at 1M). Multi-token decode points are left to bench_table.
 The card, driver and versions (the JSON's machine_info) title each figure.
 """
 
@@ -38,7 +39,7 @@ def series(bench: dict) -> dict:
             out["prefill"].setdefault(label, {})[ctx] = ms
             if "flops" in info:
                 out["rate"].setdefault(label, {})[ctx] = info["flops"] / ms / 1e9
-        elif "batch" in info:
+        elif "batch" in info and info.get("q_len", 1) == 1:  # one token a request (bench_table lists MTP)
             out["decode"].setdefault(info["batch"], {}).setdefault(label, {})[info["ctx"]] = ms
     return out
 
@@ -46,6 +47,17 @@ def series(bench: dict) -> dict:
 def _xy(points: dict, scale=1.0):
     xs = sorted(points)
     return [x / 1024 for x in xs], [points[x] * scale for x in xs]
+
+
+def _fastest(entries: dict, prefix: str) -> dict:
+    """{context: the lowest ms of the entries whose label starts with ``prefix``} (the dense
+    baseline: the faster of cuDNN and the flash backend at each point)."""
+    out: dict = {}
+    for label, points in entries.items():
+        if label.startswith(prefix):
+            for c, ms in points.items():
+                out[c] = min(ms, out.get(c, ms))
+    return out
 
 
 def _ratio(num: dict, den: dict) -> dict:
@@ -64,20 +76,24 @@ def plot(bench: dict, out: Path) -> list:
     written = []
 
     pf = s["prefill"]
-    msa_entries = [k for k in ("prefill_msa", "prefill_msa_wrapper") if k in pf]
+    msa_entries = [k for k in ("prefill_msa", "prefill_msa_wrapper", "prefill_msa_fp8") if k in pf]
+    dense = _fastest(pf, "prefill_dense")
     if msa_entries:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-        for label, style in (("prefill_msa", "o-"), ("prefill_msa_wrapper", "o--"), ("prefill_sglang all", "s-"),
-                             ("prefill_dense", "^:")):
+        for label, style in (("prefill_msa", "o-"), ("prefill_msa_wrapper", "o--"), ("prefill_msa_fp8", "o-."),
+                             ("prefill_sglang all", "s-")):
             if label in pf:
                 a1.plot(*_xy(pf[label]), style, label=label)
+        if dense:
+            a1.plot(*_xy(dense), "^:", label="prefill_dense (fastest)")
         a1.set(xlabel="context after the chunk (K tokens)", ylabel="ms per chunk", xscale="log", yscale="log",
                title="prefill: one chunk, index + main branch")
         a1.legend(fontsize=7)
         for label in msa_entries:
-            for peer, style in (("prefill_sglang all", "o-"), ("prefill_dense", "^:")):
-                if peer in pf:
-                    a2.plot(*_xy(_ratio(pf[peer], pf[label])), style, label=f"{label} over {peer}")
+            for peer, points, style in (("prefill_sglang all", pf.get("prefill_sglang all"), "o-"),
+                                        ("dense", dense, "^:")):
+                if points:
+                    a2.plot(*_xy(_ratio(points, pf[label])), style, label=f"{label} over {peer}")
         a2.axhline(2.0, ls="--", c="gray", label="2x SGLang target")
         a2.set(xlabel="context after the chunk (K tokens)", ylabel="speedup", xscale="log", yscale="log",
                title="msa_sgl's speedup")
@@ -88,7 +104,7 @@ def plot(bench: dict, out: Path) -> list:
         plt.close(fig)
         written.append("prefill_vs_context.png")
 
-    rate = {k: v for k, v in s["rate"].items() if k != "prefill_dense"}
+    rate = {k: v for k, v in s["rate"].items() if not k.startswith("prefill_dense")}
     if rate:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for label, points in rate.items():
@@ -109,14 +125,16 @@ def plot(bench: dict, out: Path) -> list:
         markers = "os^vD"
         for i, (batch, entries) in enumerate(sorted(dec.items())):
             m = markers[i % len(markers)]
-            for label, style in (("decode_msa bf16", "-"), ("decode_msa fp8", "--"), ("decode_sglang", ":"),
-                                 ("decode_dense", "-.")):
-                if label in entries:
-                    a1.plot(*_xy(entries[label], 1e3), m + style, label=f"{label} b={batch}")
+            dense = _fastest(entries, "decode_dense")
+            for label, points, style in (("decode_msa bf16", entries.get("decode_msa bf16"), "-"),
+                                         ("decode_msa fp8", entries.get("decode_msa fp8"), "--"),
+                                         ("decode_sglang", entries.get("decode_sglang"), ":"),
+                                         ("decode_dense (fastest)", dense, "-.")):
+                if points:
+                    a1.plot(*_xy(points, 1e3), m + style, label=f"{label} b={batch}")
             for label, style in (("decode_msa bf16", "-"), ("decode_msa fp8", "--")):
-                if label in entries and "decode_dense" in entries:
-                    a2.plot(*_xy(_ratio(entries["decode_dense"], entries[label])), m + style,
-                            label=f"{label} b={batch}")
+                if label in entries and dense:
+                    a2.plot(*_xy(_ratio(dense, entries[label])), m + style, label=f"{label} b={batch}")
         a1.set(xlabel="context (K tokens)", ylabel="us per decode step (graph replay)", xscale="log", yscale="log",
                title="decode, one token per request")
         a1.legend(fontsize=5, ncol=3, loc="lower right")

@@ -5,7 +5,8 @@
 One table per group (one point): each entry (a dense baseline with its backend), its median
 time per step (a round's median over its ``steps``), its useful TFLOP/s or GB/s of compulsory
 bytes, and its time over msa_sgl's in the group (msa_sgl: test_prefill_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver
-and versions come from the JSON's machine_info (benchmarks/conftest.py adds them).
+and versions come from the JSON's machine_info (benchmarks/conftest.py adds them). Multi-token
+decode groups (``q=8``) end the table with their time over the one-token group's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import re
 import sys
 
-POINT_ID = re.compile(r"^(P\d+|b\d+_ctx\d+)$")  # the fixtures' ids: the group names the point
+POINT_ID = re.compile(r"^(P\d+|b\d+_ctx\d+(_q\d+)?)$")  # the fixtures' ids: the group names the point
 REFERENCE = ("prefill_msa", "decode_msa bf16")  # msa_sgl's entry of a group, by label
 
 
@@ -54,7 +55,25 @@ def table(bench: dict) -> str:
             ratio = f"{ms / ref:.2f}" if ref else "-"
             lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} |")
         lines.append("")
+    lines += mtp_lines(bench)
     return "\n".join(lines)
+
+
+def mtp_lines(bench: dict) -> list:
+    """Markdown lines of each multi-token decode group's time over its one-token group (same
+    batch and context), per entry present in both (issue 4: q_len 8 under 2x of q_len 1)."""
+    groups = rows(bench)
+    out = []
+    for group, entries in groups.items():
+        head, sep, q = group.rpartition(" q=")
+        if not sep or not group.startswith("decode") or head not in groups:
+            continue
+        one = {label: ms for label, ms, *_ in groups[head]}
+        for label, ms, *_ in entries:
+            if label in one:
+                out.append(f"* {label}, {head.removeprefix('decode ')}: q_len {q} / q_len 1 = "
+                           f"{ms:.4f} / {one[label]:.4f} ms = {ms / one[label]:.2f}x")
+    return ["### multi-token decode against one token", ""] + out + [""] if out else []
 
 
 if __name__ == "__main__":

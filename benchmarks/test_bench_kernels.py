@@ -8,20 +8,26 @@ Each benchmark group is one point, holding msa_sgl and every peer that runs ther
 
 * ``prefill C=16384 P=...``: a 16K-token chunk after P = 0 / 112K / 1008K cached tokens (M3
   shapes, bf16): ``msa_attention`` (index + top-k + main branch, the call SGLang's backend makes),
-  its index branch and its main branch alone; SGLang 0.5.23's built-in MiniMax kernels as its
-  backend calls them (benchmarks/peer_sglang.py), index + attention and each alone; dense SDPA of
-  the chunk over its whole context, bottom-right causal (P <= 112K: at 1008K the K/V repeated to
-  64 heads does not fit). Each round is one call, then a synchronisation: the time a caller that
-  waits sees, host time included where the call's launches take longer than the GPU's work
-  (benchmarks/NOTES.md v21); gpu_run.py's do_bench times calls back to back instead.
-* ``decode b=... ctx=...``: one query token per request: ``MSADecodeWrapper.run`` with bf16 and
-  with 8-bit index keys, SGLang's decode path, dense SDPA decode (cuDNN); each round replays a CUDA
-  graph of ``steps`` steps over rotated copies of the inputs (L2 does not flatter anyone), at
-  least ~2 ms of work, so the synchronisation after it is noise.
+  as ``MSAPrefillWrapper.run``, its index branch and its main branch alone, and the whole call and
+  the index branch with the 8-bit index-key cache (``_fp8``: fp8 tensor-core products); SGLang
+  0.5.23's built-in MiniMax kernels as its backend calls them (benchmarks/peer_sglang.py), index +
+  attention and each alone; dense causal attention of the chunk over its whole context,
+  bottom-right aligned, by cuDNN SDPA and by torch's flash backend (FlashAttention-2) (P <= 112K:
+  at 1008K the K/V repeated to 64 heads does not fit). Each round is one call, then a
+  synchronisation: the time a caller that waits sees, host time included where the call's
+  launches take longer than the GPU's work (benchmarks/NOTES.md v21); gpu_run.py's do_bench
+  times calls back to back instead.
+* ``decode b=... ctx=...[ q=...]``: batch {1, 8, 64} x context {32K, 128K, 1M} where memory
+  allows, one query token per request, and MTP (8 tokens a request) at 1 x 128K:
+  ``MSADecodeWrapper.run`` with bf16 and with 8-bit index keys, SGLang's decode path, dense SDPA
+  decode by cuDNN (GQA) and by the flash backend (a group's heads as query rows; one token only);
+  each round replays a CUDA graph of ``steps`` steps over rotated copies of the inputs (L2 does
+  not flatter anyone), at least ~2 ms of work, so the synchronisation after it is noise.
 
 ``extra_info`` of each benchmark: ``steps`` (per round), ``flops`` (useful, per step: indexer
 ``2 Hkv d_idx`` a visible key, main branch ``4 Hq D`` an attended key) or ``bytes`` (compulsory,
-per step), and for SGLang the fraction of rows whose selection equals msa_sgl's (up to order).
+per step), for SGLang the fraction of rows whose selection equals msa_sgl's (up to order), for
+the 8-bit prefill entries the fraction equal to the bf16 keys' selection.
 bench_table.py turns the JSON into a table of time per step, TFLOP/s or GB/s, and each entry's
 time over msa_sgl's in its group.
 
@@ -50,8 +56,11 @@ DTYPE = torch.bfloat16 if GPU else torch.float16
 CHUNK = 16384 if GPU else 48
 PREFIXES = (0, 114688, 1032192) if GPU else (0, 96)
 DENSE_PREFILL_MAX = 131072  # dense chunk beyond this context: its K/V at 64 heads does not fit
-DECODE_POINTS = ([(1, 32768), (1, 131072), (1, 1048576), (8, 131072), (64, 32768)] if GPU
-                 else [(2, 200)])
+# decode (batch, context, query tokens a request): batch {1, 8, 64} x {32K, 128K, 1M} where the K/V
+# fit twice (the paged problem and dense's contiguous copy; 64 x 1M is 137 GB once), and MTP
+# (q_len 8) at 1 x 128K beside its q_len 1 point
+DECODE_POINTS = ([(b, c, 1) for b in (1, 8, 64) for c in (32768, 131072, 1048576)] + [(1, 131072, 8)] if GPU
+                 else [(2, 200, 1), (2, 200, 3)])
 ROTATE_BYTES = 200e6  # decode inputs are copied until a round's rotation touches this many bytes
 MAX_COPIES = 24  # (1 x 32K with 8-bit keys: 8.5 MB a step)
 ROUND_MS = 2.0  # a decode round replays at least this much work
@@ -128,8 +137,12 @@ def _same_rows(topk_sg, topk) -> float:
     """Fraction of (query, group) rows whose selected blocks equal msa_sgl's, as sets."""
     import peer_sglang as ps
 
-    a = ps.as_msa_topk(topk_sg).sort(-1).values
-    return (a == topk.sort(-1).values).all(-1).float().mean().item()
+    return _same_sets(ps.as_msa_topk(topk_sg), topk)
+
+
+def _same_sets(a, b) -> float:
+    """Fraction of rows of two msa_sgl selections [total_q, Hkv, topk] equal as sets."""
+    return (a.sort(-1).values == b.sort(-1).values).all(-1).float().mean().item()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,6 +184,34 @@ def test_prefill_msa_wrapper(benchmark, chunk):
 def test_prefill_msa_index(benchmark, chunk):
     P, prob, _, f = chunk
     _timed(benchmark, lambda: ops.index_topk(**prob.index_args()), _prefill(benchmark, P, f["index"]))
+
+
+@pytest.fixture(scope="module")
+def chunk_fp8(chunk):
+    """The chunk's index keys in the 8-bit cache (msa_sgl.quantize_index_keys): (msa_attention
+    arguments, index_topk arguments, fraction of (query, group) rows selecting the same blocks as
+    with the bf16 keys)."""
+    _, prob, topk, _ = chunk
+    k8, scale = hb.quantized_index_keys(prob)
+    idx = prob.index_args() | dict(k_idx_cache=k8, k_idx_scale=scale)
+    return prob.msa_args() | dict(k_idx_cache=k8, k_idx_scale=scale), idx, _same_sets(ops.index_topk(**idx), topk)
+
+
+def test_prefill_msa_fp8(benchmark, chunk, chunk_fp8):
+    """msa_attention with the 8-bit index-key cache: the indexer's products on fp8 tensor cores."""
+    P, _, _, f = chunk
+    args, _, same = chunk_fp8
+    rounds = _prefill(benchmark, P, f["index"] + f["main"])
+    benchmark.extra_info["same_selection_rows_as_bf16"] = same
+    _timed(benchmark, lambda: msa_sgl.msa_attention(**args), rounds)
+
+
+def test_prefill_msa_index_fp8(benchmark, chunk, chunk_fp8):
+    P, _, _, f = chunk
+    _, idx, same = chunk_fp8
+    rounds = _prefill(benchmark, P, f["index"])
+    benchmark.extra_info["same_selection_rows_as_bf16"] = same
+    _timed(benchmark, lambda: ops.index_topk(**idx), rounds)
 
 
 def test_prefill_msa_main(benchmark, chunk):
@@ -260,6 +301,26 @@ def _cudnn_prefix_chunk(q4, kx, vx, P):
     return ((o_a.float() * w_a + o_b.float() * w_b) / (w_a + w_b)).to(q4.dtype)
 
 
+def _flash_chunk(q, L):
+    """torch's flash backend (FlashAttention-2, ``aten._scaled_dot_product_flash_attention``) on
+    the chunk's queries ``q`` [C, Hq, D] over ``L`` random keys: its causal mask is bottom-right
+    aligned, right for C < L too, in one call. (backend name, call): K/V as Hkv heads where this
+    torch's FA2 takes GQA (checked once against K/V repeated to Hq heads), else repeated (named)."""
+    flash = torch.ops.aten._scaled_dot_product_flash_attention
+    q4 = q.transpose(0, 1)[None]
+    k4 = torch.randn(1, HKV, L, D, device=DEVICE, dtype=DTYPE)
+    v4 = torch.randn_like(k4)
+    kx, vx = k4.repeat_interleave(HQ // HKV, 1), v4.repeat_interleave(HQ // HKV, 1)
+    want = flash(q4, kx, vx, 0.0, True, False)[0]
+    try:
+        got = flash(q4, k4, v4, 0.0, True, False)[0]
+    except RuntimeError as err:  # this torch's FA2 wants equal head counts
+        return f"flash2 K/V repeated (GQA: {str(err).splitlines()[0][:60]})", lambda: flash(q4, kx, vx, 0.0, True, False)
+    err = ((got.float() - want.float()).norm() / want.float().norm()).item()
+    assert err < 1e-3, f"FA2 with {HKV} K/V heads differs from K/V repeated to {HQ}: relative L2 {err:.2e}"
+    return "flash2 GQA", lambda: flash(q4, k4, v4, 0.0, True, False)
+
+
 def test_prefill_dense(benchmark, chunk):
     P, prob, _, _ = chunk
     L = P + CHUNK
@@ -271,38 +332,65 @@ def test_prefill_dense(benchmark, chunk):
     _timed(benchmark, fn, rounds)
 
 
+def test_prefill_dense_flash(benchmark, chunk):
+    """Dense causal attention of the chunk by torch's flash backend (FlashAttention-2), one call."""
+    if not GPU:
+        pytest.skip("torch's flash backend runs on a GPU only")
+    P, prob, _, _ = chunk
+    L = P + CHUNK
+    if L > DENSE_PREFILL_MAX:
+        pytest.skip(f"dense chunk over {L} keys: its K/V at {HQ} heads does not fit beside the problem")
+    name, fn = _flash_chunk(prob.args["q"], L)
+    rounds = _prefill(benchmark, P, 4 * HQ * D * hb.visible_keys([CHUNK], [L]), rounds=10)
+    benchmark.extra_info["backend"] = name
+    _timed(benchmark, fn, rounds)
+
+
 # ----------------------------------------------------------------------------------------------
-# decode: one query token per request, CUDA-graph replays over rotated inputs
+# decode: 1 (or 8, MTP) query tokens per request, CUDA-graph replays over rotated inputs
 # ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=DECODE_POINTS, ids=lambda p: f"b{p[0]}_ctx{p[1]}")
+def _point_id(p):
+    batch, ctx, q_len = p
+    return f"b{batch}_ctx{ctx}" + (f"_q{q_len}" if q_len > 1 else "")
+
+
+@pytest.fixture(scope="module", params=DECODE_POINTS, ids=_point_id)
 def step(request):
-    batch, ctx = request.param
-    need = sum(hb.decode_bytes(batch, ctx, fp8_keys=True, **SHAPES)[:2])  # the smallest variant's: 8-bit keys
+    batch, ctx, q_len = request.param
+    kv = batch * ctx * HKV * D * 2 * 2
+    if GPU:
+        torch.cuda.empty_cache()
+        total = torch.cuda.get_device_properties(0).total_memory
+        if 2 * kv > 0.85 * total:
+            pytest.skip(f"decode b={batch} ctx={ctx}: K/V {kv / 1e9:.0f} GB, paged and dense's contiguous copy "
+                        f"do not fit in {total / 1e9:.0f} GB")
+    need = sum(hb.decode_bytes(batch, ctx, q_len, fp8_keys=True, **SHAPES)[:2])  # the smallest variant's
     copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / need))) if GPU else 1
-    probs = [hb.make_big_problem([1] * batch, [ctx] * batch, dtype=DTYPE, device=DEVICE, seed=batch + ctx + i,
-                                 **SHAPES) for i in range(copies)]
-    return batch, ctx, probs
+    probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=DTYPE, device=DEVICE,
+                                 seed=batch + ctx + q_len + i, **SHAPES) for i in range(copies)]
+    return batch, ctx, q_len, probs
 
 
-def _decode(benchmark, batch, ctx, nbytes):
-    benchmark.group = f"decode b={batch} ctx={ctx}"
-    benchmark.extra_info.update(batch=batch, ctx=ctx, bytes=nbytes)
+def _decode(benchmark, batch, ctx, q_len, nbytes):
+    benchmark.group = f"decode b={batch} ctx={ctx}" + (f" q={q_len}" if q_len > 1 else "")
+    benchmark.extra_info.update(batch=batch, ctx=ctx, q_len=q_len, bytes=nbytes)
     return 50 if GPU else 1
 
 
 @pytest.mark.parametrize("keys", ["bf16", "fp8"])
 def test_decode_msa(benchmark, step, keys):
-    batch, ctx, probs = step
+    batch, ctx, q_len, probs = step
     fns = []
     for p in probs:
-        a, w = p.args, hb.planned_decode_wrapper(p, index_fp8=keys == "fp8")
+        a, w = p.args, hb.planned_decode_wrapper(p, q_len, index_fp8=keys == "fp8")
         if keys == "fp8":
             k8, scale = hb.quantized_index_keys(p)
             fns.append(lambda a=a, w=w, k8=k8, s=scale: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8,
                                                               k_idx_scale=s))
         else:
             fns.append(lambda a=a, w=w: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"]))
-    rounds = _decode(benchmark, batch, ctx, sum(hb.decode_bytes(batch, ctx, fp8_keys=keys == "fp8", **SHAPES)))
+    rounds = _decode(benchmark, batch, ctx, q_len,
+                     sum(hb.decode_bytes(batch, ctx, q_len, fp8_keys=keys == "fp8", **SHAPES)))
     fn, steps = _graph_round(fns)
     _timed(benchmark, fn, rounds, steps)
 
@@ -310,32 +398,72 @@ def test_decode_msa(benchmark, step, keys):
 def test_decode_sglang(benchmark, step, peer):
     import peer_sglang as ps
 
-    batch, ctx, probs = step
+    batch, ctx, q_len, probs = step
+    if q_len > 1:
+        pytest.skip("SGLang's MiniMax decode kernels take one query token per request")
     calls = [ps.SGLangCall(peer, p) for p in probs]
     _, topk_sg = calls[0].decode()
-    rounds = _decode(benchmark, batch, ctx, sum(hb.decode_bytes(batch, ctx, **SHAPES)))
+    rounds = _decode(benchmark, batch, ctx, q_len, sum(hb.decode_bytes(batch, ctx, **SHAPES)))
     benchmark.extra_info["same_selection_rows"] = _same_rows(topk_sg, ops.index_topk(**probs[0].index_args()))
     fn, steps = _graph_round([c.decode for c in calls])
     _timed(benchmark, fn, rounds, steps)
 
 
-def test_decode_dense(benchmark, step):
-    """Dense decode over contiguous K/V of the same length (cuDNN SDPA; SDPA's math on a CPU)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    batch, ctx, probs = step
+def _dense_decode_inputs(batch, ctx):
+    """Rotated copies of (q [batch, Hq, 1, D], K and V [batch, Hkv, ctx, D]) (contiguous) and the
+    step's bytes (K/V, q and the output)."""
     kv = batch * HKV * ctx * D * 2 * 2
     copies = max(1, min(MAX_COPIES, math.ceil(ROTATE_BYTES / kv))) if GPU else 1
     ins = []
     for _ in range(copies):
         k4 = torch.randn(batch, HKV, ctx, D, device=DEVICE, dtype=DTYPE)
         ins.append((torch.randn(batch, HQ, 1, D, device=DEVICE, dtype=DTYPE), k4, torch.randn_like(k4)))
+    return ins, kv + batch * HQ * D * 2 * 2
+
+
+def test_decode_dense(benchmark, step):
+    """Dense decode over contiguous K/V of the same length (cuDNN SDPA, GQA; SDPA's math on a CPU)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    batch, ctx, q_len, _ = step
+    if q_len > 1:
+        pytest.skip("dense decode is timed for one query token a request (the issue's points)")
+    ins, nbytes = _dense_decode_inputs(batch, ctx)
 
     def sdpa(q4, k4, v4):
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION] if GPU else [SDPBackend.MATH]):
             return torch.nn.functional.scaled_dot_product_attention(q4, k4, v4, enable_gqa=True)
 
-    rounds = _decode(benchmark, batch, ctx, kv + batch * HQ * D * 2 * 2)
+    rounds = _decode(benchmark, batch, ctx, q_len, nbytes)
     benchmark.extra_info["backend"] = "cudnn" if GPU else "math"
+    fn, steps = _graph_round([lambda t=t: sdpa(*t) for t in ins])
+    _timed(benchmark, fn, rounds, steps)
+
+
+def test_decode_dense_flash(benchmark, step):
+    """Dense decode by torch's flash backend (FlashAttention-2) over the same contiguous K/V: one
+    token's Hq heads as the G query rows of each of the Hkv heads (q [batch, Hkv, G, D], no mask -
+    exact for one token), so K/V are read once, as GQA reads them."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if not GPU:
+        pytest.skip("torch's flash backend runs on a GPU only")
+    batch, ctx, q_len, _ = step
+    if q_len > 1:
+        pytest.skip("dense decode is timed for one query token a request (the issue's points)")
+    ins, nbytes = _dense_decode_inputs(batch, ctx)
+    G = HQ // HKV
+
+    def sdpa(q4, k4, v4):
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return torch.nn.functional.scaled_dot_product_attention(q4.view(batch, HKV, G, D), k4, v4)
+
+    q4, k4, v4 = ins[0]
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        want = torch.nn.functional.scaled_dot_product_attention(q4, k4, v4, enable_gqa=True)
+    err = ((sdpa(q4, k4, v4).view_as(want).float() - want.float()).norm() / want.float().norm()).item()
+    assert err < 1e-2, f"flash decode (heads as rows) differs from cuDNN GQA: relative L2 {err:.2e}"
+    rounds = _decode(benchmark, batch, ctx, q_len, nbytes)
+    benchmark.extra_info["backend"] = "flash2, a group's heads as query rows"
     fn, steps = _graph_round([lambda t=t: sdpa(*t) for t in ins])
     _timed(benchmark, fn, rounds, steps)

@@ -43,6 +43,21 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 |" in text
     assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 |" in text
     assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 |" in text
+    assert "multi-token" not in text  # no q=... group: no MTP lines
+
+
+def test_bench_table_mtp_lines_divide_by_the_one_token_group():
+    bench = dict(benchmarks=[
+        _bench("test_decode_msa[b1_ctx131072-bf16]", "decode b=1 ctx=131072", 0.002, steps=100, bytes=1e8),
+        _bench("test_decode_dense[b1_ctx131072]", "decode b=1 ctx=131072", 0.006, steps=100, bytes=1e9),
+        _bench("test_decode_msa[b1_ctx131072_q8-bf16]", "decode b=1 ctx=131072 q=8", 0.0035, steps=100, bytes=2e8),
+        _bench("test_decode_msa[b8_ctx131072_q8-bf16]", "decode b=8 ctx=131072 q=8", 0.01, steps=100, bytes=2e8),
+    ])
+    assert bench_table._label("test_decode_msa[b1_ctx131072_q8-bf16]") == "decode_msa bf16"
+    lines = bench_table.mtp_lines(bench)  # b=8 has no one-token group: no line
+    assert lines == ["### multi-token decode against one token", "",
+                     "* decode_msa bf16, b=1 ctx=131072: q_len 8 / q_len 1 = 0.0350 / 0.0200 ms = 1.75x", ""]
+    assert bench_table.table(bench).endswith("\n".join(lines))
 
 
 def test_bench_plots_series_are_the_tables_numbers(tmp_path):
@@ -83,11 +98,17 @@ def test_bench_suite_runs_on_the_cpu(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     bench = json.loads(out.read_text())
     groups = bench_table.rows(bench)
-    assert set(groups) == {"prefill C=48 P=0", "prefill C=48 P=96", "decode b=2 ctx=200"}
+    assert set(groups) == {"prefill C=48 P=0", "prefill C=48 P=96", "decode b=2 ctx=200", "decode b=2 ctx=200 q=3"}
     labels = {g: [e[0] for e in v] for g, v in groups.items()}
     assert labels["decode b=2 ctx=200"] == ["decode_msa bf16", "decode_msa fp8", "decode_dense (math)"]
+    assert labels["decode b=2 ctx=200 q=3"] == ["decode_msa bf16", "decode_msa fp8"]  # dense, SGLang: one token
     for g in ("prefill C=48 P=0", "prefill C=48 P=96"):
-        assert sorted(labels[g]) == ["prefill_dense (math)", "prefill_msa", "prefill_msa_index", "prefill_msa_main",
-                                  "prefill_msa_wrapper"]
+        assert sorted(labels[g]) == ["prefill_dense (math)", "prefill_msa", "prefill_msa_fp8", "prefill_msa_index",
+                                  "prefill_msa_index_fp8", "prefill_msa_main", "prefill_msa_wrapper"]
     assert all(e[1] > 0 and e[2] > 0 for v in groups.values() for e in v)
+    fp8 = [b["extra_info"]["same_selection_rows_as_bf16"] for b in bench["benchmarks"] if "fp8" in b["name"]
+           and b["name"].startswith("test_prefill")]
+    assert len(fp8) == 4 and all(0 <= x <= 1 for x in fp8)
+    mtp = bench_table.mtp_lines(bench)
+    assert [line.split(":")[0] for line in mtp[2:4]] == ["* decode_msa bf16, b=2 ctx=200", "* decode_msa fp8, b=2 ctx=200"]
     assert bench["machine_info"]["triton"]
