@@ -4,9 +4,11 @@
 
 One table per group (one point): each entry (a dense baseline with its backend), its median
 time per step (a round's median over its ``steps``), its useful TFLOP/s or GB/s of compulsory
-bytes, and its time over msa_sgl's in the group (msa_sgl: test_prefill_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver
-and versions come from the JSON's machine_info (benchmarks/conftest.py adds them). Multi-token
-decode groups (``q=8``) end the table with their time over the one-token group's.
+bytes, and its time over msa_sgl's in the group (msa_sgl: test_prefill_msa, test_prompt_msa,
+test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver and versions come from the
+JSON's machine_info (benchmarks/conftest.py adds them). Then each whole prompt's dense time over
+msa_sgl's (measured, or the longest dense prompt scaled by N^2), and each multi-token decode
+group's (``q=8``) time over its one-token group's.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import json
 import re
 import sys
 
-POINT_ID = re.compile(r"^(P\d+|b\d+_ctx\d+(_q\d+)?)$")  # the fixtures' ids: the group names the point
-REFERENCE = ("prefill_msa", "decode_msa bf16")  # msa_sgl's entry of a group, by label
+POINT_ID = re.compile(r"^(P\d+|N\d+|b\d+_ctx\d+(_q\d+)?)$")  # the fixtures' ids: the group names the point
+REFERENCE = ("prefill_msa", "prompt_msa", "decode_msa bf16")  # msa_sgl's entry of a group, by label
 
 
 def _label(name: str) -> str:
@@ -55,8 +57,36 @@ def table(bench: dict) -> str:
             ratio = f"{ms / ref:.2f}" if ref else "-"
             lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} |")
         lines.append("")
+    lines += prompt_lines(bench)
     lines += mtp_lines(bench)
     return "\n".join(lines)
+
+
+def prompt_lines(bench: dict) -> list:
+    """Markdown lines of each whole prompt's dense time over msa_sgl's: the dense entry of its
+    group, or where none ran, the longest measured dense prompt scaled by (N / N_dense)^2."""
+    dense, msa = {}, {}
+    for b in bench["benchmarks"]:
+        n = b.get("extra_info", {}).get("N")
+        if n is None:
+            continue
+        ms = b["stats"]["median"] * 1e3 / b["extra_info"].get("steps", 1)
+        label = _label(b["name"])
+        if label.startswith("prompt_dense"):
+            dense[n] = ms
+        elif label == "prompt_msa":
+            msa[n] = ms
+    out = []
+    for n in sorted(msa):
+        if n in dense:
+            d, how = dense[n], "measured"
+        elif dense:
+            m = max(dense)
+            d, how = dense[m] * (n / m) ** 2, f"{m} tokens' x {(n / m) ** 2:g}"
+        else:
+            continue
+        out.append(f"* N={n}: msa_sgl {msa[n]:.1f} ms, dense {d:.1f} ms ({how}) = {d / msa[n]:.2f}x")
+    return ["### whole prompts against dense", ""] + out + [""] if out else []
 
 
 def mtp_lines(bench: dict) -> list:

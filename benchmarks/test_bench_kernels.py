@@ -17,6 +17,10 @@ Each benchmark group is one point, holding msa_sgl and every peer that runs ther
   synchronisation: the time a caller that waits sees, host time included where the call's
   launches take longer than the GPU's work (benchmarks/NOTES.md v21); gpu_run.py's do_bench
   times calls back to back instead.
+* ``prompt N=... C=16384``: one request of N = 128K / 256K / 1M tokens prefilled in 16K chunks,
+  the prefix cached (issue 3's whole-prompt targets): the chunks' msa_attention calls in order,
+  SGLang's the same way, dense cuDNN over the whole prompt in one call up to 256K (bench_table.py
+  estimates 1M from 256K by N^2). A round is every chunk, then a synchronisation.
 * ``decode b=... ctx=...[ q=...]``: batch {1, 8, 64} x context {32K, 128K, 1M} where memory
   allows, one query token per request, and MTP (8 tokens a request) at 1 x 128K:
   ``MSADecodeWrapper.run`` with bf16 and with 8-bit index keys, SGLang's decode path, dense SDPA
@@ -56,6 +60,8 @@ DTYPE = torch.bfloat16 if GPU else torch.float16
 CHUNK = 16384 if GPU else 48
 PREFIXES = (0, 114688, 1032192) if GPU else (0, 96)
 DENSE_PREFILL_MAX = 131072  # dense chunk beyond this context: its K/V at 64 heads does not fit
+PROMPTS = (131072, 262144, 1048576) if GPU else (96,)  # whole prompts in CHUNK-token chunks
+DENSE_PROMPT_MAX = 262144  # dense over a longer prompt: estimated by N^2 (the issue allows it)
 # decode (batch, context, query tokens a request): batch {1, 8, 64} x {32K, 128K, 1M} where the K/V
 # fit twice (the paged problem and dense's contiguous copy; 64 x 1M is 137 GB once), and MTP
 # (q_len 8) at 1 x 128K beside its q_len 1 point
@@ -342,6 +348,67 @@ def test_prefill_dense_flash(benchmark, chunk):
         pytest.skip(f"dense chunk over {L} keys: its K/V at {HQ} heads does not fit beside the problem")
     name, fn = _flash_chunk(prob.args["q"], L)
     rounds = _prefill(benchmark, P, 4 * HQ * D * hb.visible_keys([CHUNK], [L]), rounds=10)
+    benchmark.extra_info["backend"] = name
+    _timed(benchmark, fn, rounds)
+
+
+# ----------------------------------------------------------------------------------------------
+# whole prompts: one request prefilled in 16K chunks, the prefix cached (issue 3's targets)
+# ----------------------------------------------------------------------------------------------
+def _chunk_of(prob, P):
+    """The chunk after ``P`` tokens of one cache: ``prob``'s tensors (q: CHUNK rows; the cache:
+    the whole prompt), its seq_lens_k P + CHUNK and its page table cut to the chunk's context."""
+    a = dict(prob.args)
+    n_blocks = math.ceil((P + CHUNK) / B)
+    a["seq_lens_k"] = torch.tensor([P + CHUNK], dtype=torch.int32, device=DEVICE)
+    a["page_table"] = a["page_table"][:, :n_blocks].contiguous()
+    return hb.BigProblem(a, prob.config, [CHUNK], [P + CHUNK])
+
+
+@pytest.fixture(scope="module", params=PROMPTS, ids=lambda n: f"N{n}")
+def prompt(request):
+    """(N, chunk problems in order, useful FLOPs of all chunks): one N-token cache, 16K chunks."""
+    N = request.param
+    prob = hb.make_big_problem([CHUNK], [N], dtype=DTYPE, device=DEVICE, seed=N + 7, **SHAPES)
+    chunks = [_chunk_of(prob, P) for P in range(0, N, CHUNK)]
+    flops = 0.0
+    for c in chunks:
+        topk = ops.index_topk(**c.index_args())
+        a = c.args
+        flops += hb.index_flops(c.q_lens, c.seq_lens, HKV, DI)
+        flops += hb.main_flops(hb.attended_keys(topk, a["cu_seqlens_q"], a["seq_lens_k"], B), HQ // HKV, D)
+    return N, chunks, flops
+
+
+def _prompt(benchmark, N, flops, rounds=3 if GPU else 1):
+    benchmark.group = f"prompt N={N} C={CHUNK}"
+    benchmark.extra_info.update(N=N, C=CHUNK, flops=flops)
+    return rounds
+
+
+def test_prompt_msa(benchmark, prompt):
+    """The prompt's chunks in order, each one msa_attention call (as the SGLang backend's extends)."""
+    N, chunks, flops = prompt
+    args = [c.msa_args() for c in chunks]
+    _timed(benchmark, lambda: [msa_sgl.msa_attention(**a) for a in args], _prompt(benchmark, N, flops))
+
+
+def test_prompt_sglang(benchmark, prompt, peer):
+    import peer_sglang as ps
+
+    N, chunks, flops = prompt
+    calls = [ps.SGLangCall(peer, c) for c in chunks]
+    _timed(benchmark, lambda: [c.prefill_attn(c.prefill_indexer()) for c in calls], _prompt(benchmark, N, flops))
+
+
+def test_prompt_dense(benchmark, prompt):
+    """Dense causal attention over the whole prompt in one call (cuDNN SDPA, GQA): the issue's
+    baseline; above DENSE_PROMPT_MAX bench_table.py scales the largest measured one by N^2."""
+    N, _, _ = prompt
+    if N > DENSE_PROMPT_MAX:
+        pytest.skip(f"dense prompt of {N} tokens: estimated from {DENSE_PROMPT_MAX} by N^2 (bench_table.py)")
+    name, fn = _dense_chunk(torch.randn(N, HQ, D, device=DEVICE, dtype=DTYPE), N)
+    rounds = _prompt(benchmark, N, 4 * HQ * D * hb.visible_keys([N], [N]))
     benchmark.extra_info["backend"] = name
     _timed(benchmark, fn, rounds)
 

@@ -46,6 +46,23 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     assert "multi-token" not in text  # no q=... group: no MTP lines
 
 
+def test_bench_table_prompt_lines_measured_or_scaled_dense():
+    bench = dict(benchmarks=[
+        _bench("test_prompt_msa[N131072]", "prompt N=131072 C=16384", 0.070, steps=1, N=131072, flops=1e13),
+        _bench("test_prompt_dense[N131072]", "prompt N=131072 C=16384", 0.490, steps=1, N=131072, flops=1e14,
+               backend="cudnn"),
+        _bench("test_prompt_dense[N262144]", "prompt N=262144 C=16384", 2.000, steps=1, N=262144, flops=4e14,
+               backend="cudnn"),
+        _bench("test_prompt_msa[N1048576]", "prompt N=1048576 C=16384", 1.400, steps=1, N=1048576, flops=1e14),
+    ])
+    assert bench_table._label("test_prompt_msa[N131072]") == "prompt_msa"
+    assert bench_table.prompt_lines(bench) == [
+        "### whole prompts against dense", "",
+        "* N=131072: msa_sgl 70.0 ms, dense 490.0 ms (measured) = 7.00x",
+        "* N=1048576: msa_sgl 1400.0 ms, dense 32000.0 ms (262144 tokens' x 16) = 22.86x", ""]
+    assert "| prompt_dense (cudnn) | 490.0000 | 204 TFLOP/s | 7.00 |" in bench_table.table(bench)
+
+
 def test_bench_table_mtp_lines_divide_by_the_one_token_group():
     bench = dict(benchmarks=[
         _bench("test_decode_msa[b1_ctx131072-bf16]", "decode b=1 ctx=131072", 0.002, steps=100, bytes=1e8),
@@ -98,14 +115,17 @@ def test_bench_suite_runs_on_the_cpu(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     bench = json.loads(out.read_text())
     groups = bench_table.rows(bench)
-    assert set(groups) == {"prefill C=48 P=0", "prefill C=48 P=96", "decode b=2 ctx=200", "decode b=2 ctx=200 q=3"}
+    assert set(groups) == {"prefill C=48 P=0", "prefill C=48 P=96", "prompt N=96 C=48", "decode b=2 ctx=200",
+                           "decode b=2 ctx=200 q=3"}
     labels = {g: [e[0] for e in v] for g, v in groups.items()}
     assert labels["decode b=2 ctx=200"] == ["decode_msa bf16", "decode_msa fp8", "decode_dense (math)"]
     assert labels["decode b=2 ctx=200 q=3"] == ["decode_msa bf16", "decode_msa fp8"]  # dense, SGLang: one token
     for g in ("prefill C=48 P=0", "prefill C=48 P=96"):
         assert sorted(labels[g]) == ["prefill_dense (math)", "prefill_msa", "prefill_msa_fp8", "prefill_msa_index",
                                   "prefill_msa_index_fp8", "prefill_msa_main", "prefill_msa_wrapper"]
+    assert labels["prompt N=96 C=48"] == ["prompt_msa", "prompt_dense (math)"]
     assert all(e[1] > 0 and e[2] > 0 for v in groups.values() for e in v)
+    assert bench_table.prompt_lines(bench)[2].startswith("* N=96: msa_sgl ")
     fp8 = [b["extra_info"]["same_selection_rows_as_bf16"] for b in bench["benchmarks"] if "fp8" in b["name"]
            and b["name"].startswith("test_prefill")]
     assert len(fp8) == 4 and all(0 <= x <= 1 for x in fp8)
