@@ -10,7 +10,10 @@ Writes, from the same medians bench_table.py tabulates (ms per step of each entr
 * ``tflops_vs_context.png``: useful TFLOP/s of each branch, msa_sgl and SGLang (400 target);
 * ``decode_vs_context.png``: one decode step (graph replays) against the context, per batch -
   msa_sgl with bf16 and 8-bit index keys, SGLang, dense (the fastest backend); speedup over
-  dense (7x / 12x targets at 1M). Multi-token decode points are left to bench_table.
+  dense (7x / 12x targets at 1M). Multi-token decode points are left to bench_table;
+* ``prompt_vs_length.png`` (where the JSON has whole prompts): ms of a whole prompt in 16K chunks
+  (msa_sgl, SGLang, dense measured and scaled by N^2 as bench_table.py does) and msa_sgl's speedup
+  (12x / 20x dense, 2x SGLang targets).
 The card, driver and versions (the JSON's machine_info) title each figure.
 """
 
@@ -27,9 +30,10 @@ import bench_table  # noqa: E402
 
 def series(bench: dict) -> dict:
     """``{"prefill": {label: {context: ms}}, "decode": {batch: {label: {context: ms}}}}`` with
-    labels as bench_table's (dense entries without their backend), and ``"rate"``: ``{label:
-    {context: TFLOP/s}}`` of the prefill entries."""
-    out: dict = {"prefill": {}, "decode": {}, "rate": {}}
+    labels as bench_table's (dense entries without their backend), ``"rate"``: ``{label:
+    {context: TFLOP/s}}`` of the prefill entries, and ``"prompt"``: ``{label: {N: ms}}`` of the
+    whole prompts."""
+    out: dict = {"prefill": {}, "decode": {}, "rate": {}, "prompt": {}}
     for b in bench["benchmarks"]:
         info = b.get("extra_info", {})
         ms = b["stats"]["median"] * 1e3 / info.get("steps", 1)
@@ -39,6 +43,8 @@ def series(bench: dict) -> dict:
             out["prefill"].setdefault(label, {})[ctx] = ms
             if "flops" in info:
                 out["rate"].setdefault(label, {})[ctx] = info["flops"] / ms / 1e9
+        elif "N" in info:
+            out["prompt"].setdefault(label, {})[info["N"]] = ms
         elif "batch" in info and info.get("q_len", 1) == 1:  # one token a request (bench_table lists MTP)
             out["decode"].setdefault(info["batch"], {}).setdefault(label, {})[info["ctx"]] = ms
     return out
@@ -147,6 +153,38 @@ def plot(bench: dict, out: Path) -> list:
         fig.savefig(out / "decode_vs_context.png", dpi=110)
         plt.close(fig)
         written.append("decode_vs_context.png")
+    pr = s["prompt"]
+    if "prompt_msa" in pr:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        dense = pr.get("prompt_dense", {})
+        est = {}
+        if dense:  # longer prompts: the longest measured dense prompt scaled by N^2 (bench_table.py)
+            m = max(dense)
+            est = {n: dense[m] * (n / m) ** 2 for n in pr["prompt_msa"] if n not in dense}
+        for label, points, style in (("prompt_msa", pr["prompt_msa"], "o-"),
+                                     ("prompt_sglang", pr.get("prompt_sglang"), "s-"),
+                                     ("prompt_dense (measured)", dense, "^:"),
+                                     ("prompt_dense (N^2 estimate)", est, "^--")):
+            if points:
+                a1.plot(*_xy(points), style, label=label)
+        a1.set(xlabel="prompt (K tokens), 16K chunks", ylabel="ms per prompt", xscale="log", yscale="log",
+               title="whole prompt: index + main branch, every chunk")
+        a1.legend(fontsize=7)
+        for label, points, style in (("over dense (N^2 estimate past the measured)", {**dense, **est}, "^:"),
+                                     ("over SGLang", pr.get("prompt_sglang"), "s-")):
+            if points:
+                a2.plot(*_xy(_ratio(points, pr["prompt_msa"])), style, label=f"msa_sgl {label}")
+        a2.axhline(12, ls="--", c="gray", label="12x dense (128K)")
+        a2.axhline(20, ls=":", c="gray", label="20x dense (1M)")
+        a2.axhline(2, ls="-.", c="gray", label="2x SGLang")
+        a2.set(xlabel="prompt (K tokens), 16K chunks", ylabel="speedup", xscale="log", yscale="log",
+               title="msa_sgl's speedup")
+        a2.legend(fontsize=7)
+        fig.suptitle(card, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "prompt_vs_length.png", dpi=110)
+        plt.close(fig)
+        written.append("prompt_vs_length.png")
     return written
 
 

@@ -46,7 +46,7 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     assert "multi-token" not in text  # no q=... group: no MTP lines
 
 
-def test_bench_table_prompt_lines_measured_or_scaled_dense():
+def test_bench_table_prompt_lines_measured_or_scaled_dense(tmp_path):
     bench = dict(benchmarks=[
         _bench("test_prompt_msa[N131072]", "prompt N=131072 C=16384", 0.070, steps=1, N=131072, flops=1e13),
         _bench("test_prompt_dense[N131072]", "prompt N=131072 C=16384", 0.490, steps=1, N=131072, flops=1e14,
@@ -61,6 +61,9 @@ def test_bench_table_prompt_lines_measured_or_scaled_dense():
         "* N=131072: msa_sgl 70.0 ms, dense 490.0 ms (measured) = 7.00x",
         "* N=1048576: msa_sgl 1400.0 ms, dense 32000.0 ms (262144 tokens' x 16) = 22.86x", ""]
     assert "| prompt_dense (cudnn) | 490.0000 | 204 TFLOP/s | 7.00 |" in bench_table.table(bench)
+    assert bench_plots.series(bench)["prompt"]["prompt_dense"] == {131072: 490.0, 262144: 2000.0}
+    pytest.importorskip("matplotlib")
+    assert bench_plots.plot(bench, tmp_path) == ["prompt_vs_length.png"]
 
 
 def test_bench_table_mtp_lines_divide_by_the_one_token_group():
