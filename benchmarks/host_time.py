@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD python3 benchmarks/host_time.py sizes   # host vs back-to-back GPU time by chunk size
     PYTHONPATH=$PWD python3 benchmarks/host_time.py parts   # host time a call by function, single ops
     PYTHONPATH=$PWD python3 benchmarks/host_time.py wrapper # a layer: msa_attention vs MSAPrefillWrapper.run
+    PYTHONPATH=$PWD python3 benchmarks/host_time.py plan    # MSADecodeWrapper.plan; its row metadata before / after v24e
 
 Host time: a call's launches queued behind a long GPU sleep (torch.cuda._sleep), so no launch
 waits for the GPU - what the call costs the CPU. Back-to-back GPU time: do_bench medians. A call
@@ -121,6 +122,37 @@ def parts():
         print(f"   {name:40s} {host_ms(lambda: [f() for _ in range(20)], n=5) / 20 * 1e3:7.1f} us host", flush=True)
 
 
+def plan(rounds=3):
+    """MSADecodeWrapper.plan's host time, and the part v24e replaced: the rows' requests and the
+    index tile map by searchsorted + build_tile_map (before) or one call_rows launch (after),
+    rounds interleaved, same buffers."""
+    for b, q_len in ((1, 1), (8, 1), (64, 1), (1, 8), (64, 4)):
+        prob = hb.make_big_problem([q_len] * b, [4096] * b, dtype=torch.bfloat16, seed=b + q_len)
+        w = hb.planned_decode_wrapper(prob, q_len)
+        a = prob.args
+        total_q, cu = b * q_len, w._cu_seqlens[: b + 1]
+        block_t = w._planned.index.block_t
+        tok64 = torch.zeros(total_q, dtype=torch.int64, device="cuda")
+        rows = torch.arange(total_q, dtype=torch.int32, device="cuda")
+
+        def before():
+            torch.searchsorted(cu[1:b], rows, right=True, out=tok64)
+            md.build_tile_map(cu, total_q, block_t, out=w._tile_cum)
+
+        def after():
+            md.call_rows(cu, total_q, block_t, out=(w._tile_cum, w._token_req))
+
+        def whole():
+            w.plan(a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], total_q)
+
+        res = {k: [] for k in ("before", "after", "plan")}
+        for _ in range(rounds):
+            for k, fn in (("before", before), ("after", after), ("plan", whole)):
+                res[k].append(host_ms(fn, n=21, sleep_cycles=20_000_000))
+        print(f"{b} x q{q_len}: host ms, rounds: " + "; ".join(
+            f"{k} " + " ".join(f"{x:.3f}" for x in v) for k, v in res.items()), flush=True)
+
+
 def wrapper(rounds=5):
     """Host time of one layer: msa_attention against MSAPrefillWrapper.run after one plan()
     (rounds interleaved, medians of 15 calls each), the plan's own host time, and the outputs
@@ -150,4 +182,4 @@ def wrapper(rounds=5):
 
 
 if __name__ == "__main__":
-    {"sizes": sizes, "parts": parts, "wrapper": wrapper}[sys.argv[1]]()
+    {"sizes": sizes, "parts": parts, "wrapper": wrapper, "plan": plan}[sys.argv[1]]()

@@ -121,8 +121,7 @@ class MSADecodeWrapper:
         self._page_table = torch.zeros(self.max_batch, self.max_pages, **i32)
         self._seq_lens = torch.ones(self.max_batch, **i32)
         self._cu_seqlens = torch.zeros(self.max_batch + 1, **i32)
-        self._token_req = torch.zeros(max_q, dtype=torch.int64, device=self.device)
-        self._arange = torch.arange(max_q, **i32)
+        self._token_req = torch.zeros(max_q, **i32)
         self._tile_cum = torch.zeros(self.max_batch + 1, **i32)
         self._topk = torch.full((max_q, self.hkv, config.topk), -1, **i32)
         self._out = torch.zeros(max_q, self.hq, head_dim, dtype=dtype, device=self.device)
@@ -139,7 +138,7 @@ class MSADecodeWrapper:
 
     def workspace_bytes(self) -> int:
         """Device memory the wrapper holds."""
-        bufs = (self._page_table, self._seq_lens, self._cu_seqlens, self._token_req, self._arange, self._tile_cum,
+        bufs = (self._page_table, self._seq_lens, self._cu_seqlens, self._token_req, self._tile_cum,
                 self._topk, self._out, self._lse, self._part_keys, self._o_part, self._lse_part)
         return sum(b.numel() * b.element_size() for b in bufs)
 
@@ -165,15 +164,13 @@ class MSADecodeWrapper:
         self._seq_lens[:batch].copy_(seq_lens_k)
         self._cu_seqlens[: batch + 1].copy_(cu_seqlens_q)
         cu = self._cu_seqlens[: batch + 1]
-        # request of every query row: the number of request ends at or before the row, the last
-        # request's end left out (metadata.token_requests: always in [0, batch))
-        torch.searchsorted(cu[1:batch], self._arange[:total_q], right=True, out=self._token_req[:total_q])
         idx_plan = ops.plan_index(total_q, batch, self.max_pages, self.hkv, self.config, self.device,
                                   fp8=self.index_fp8)
         if total_q * self.hkv * idx_plan.n_split * idx_plan.kf > self._part_keys.numel():  # never, by the bound
             raise ValueError(f"total_q: the index workspace (sized at construction) is too small for "
                              f"{total_q} rows of {batch} requests; please report this")
-        tiles = ops.metadata.build_tile_map(cu, total_q, idx_plan.block_t, out=self._tile_cum)  # [0] stays 0
+        # the request of every query row (always in [0, batch)) and the index tile map, one launch
+        tiles, _ = ops.metadata.call_rows(cu, total_q, idx_plan.block_t, out=(self._tile_cum, self._token_req))
         method = ops.main_branch.choose_method(total_q, self.hkv, self.device)
         if method == "split" and total_q * self.hq * self.config.topk > self._o_part.shape[0]:
             method = "q_outer"

@@ -169,17 +169,22 @@ def find_tile_request(tile_cum, pid, batch, SEARCH_STEPS: tl.constexpr):
     return lo
 
 
-def call_rows(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int) -> tuple[TileMap, torch.Tensor]:
+def call_rows(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int,
+              out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[TileMap, torch.Tensor]:
     """The tile map of :func:`build_tile_map` and :func:`token_requests` of a call in one launch
     of _row_requests_kernel: one launch (an empty Triton launch costs ~44 us of host time on the
     GPU machine) where the two took ~570 us there (4K chunk, host_parts_before.txt; the whole
     call's host time fell 27%, benchmarks/NOTES.md v21). Same values for metadata within the
     contract; outside it every row still names a request in ``[0, batch)`` and a request of
-    negative length counts no tiles."""
+    negative length counts no tiles. ``out``: int32 ``(tile_cum, token_req)`` buffers at least
+    ``batch + 1`` and ``total_q`` long, written instead of allocating (MSADecodeWrapper's)."""
     batch = cu_seqlens_q.shape[0] - 1
     dev = cu_seqlens_q.device
-    tile_cum = torch.empty(batch + 1, dtype=torch.int32, device=dev)
-    token_req = torch.empty(total_q, dtype=torch.int32, device=dev)
+    if out is None:
+        tile_cum = torch.empty(batch + 1, dtype=torch.int32, device=dev)
+        token_req = torch.empty(total_q, dtype=torch.int32, device=dev)
+    else:
+        tile_cum, token_req = out[0][: batch + 1], out[1][:total_q]
     steps = max(1, batch.bit_length())
     _row_requests_kernel[(max(1, triton.cdiv(total_q, _ROWS_CHUNK)),)](
         cu_seqlens_q, token_req, tile_cum, total_q, batch, BLOCK_T=block_t, CHUNK=_ROWS_CHUNK, SEARCH_STEPS=steps)
