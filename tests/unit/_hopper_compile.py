@@ -20,7 +20,7 @@ I32 = "i32"
 BLOCK_ARGS = ["num_pages", "qk_scale", "stride_qt", "stride_qh", "stride_kp", "stride_kb", "stride_kh", "stride_vp",
               "stride_vb", "stride_vh", "stride_it", "stride_ih", "stride_pt_b"]
 BLOCK_IN = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "TOPK_IDX": "*i32", "PAGE_TABLE": "*i32", "SEQ_LENS": "*i32",
-            "CU_SEQLENS": "*i32", "TOKEN_REQ": "*i64"}
+            "CU_SEQLENS": "*i32", "TOKEN_REQ": "*i32"}  # int32 rows' requests (call_rows, the wrappers)
 
 
 def _scalars(names):
@@ -45,7 +45,7 @@ KERNELS = [
      dict(HKV=4, HKV_P=4, BLOCK_T=4, D=128, D_P=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
           SEARCH_STEPS=1, IEEE=False, FP8=False, Q8=False, SPLIT_FLOOR=8, SPLIT_PIECES=64, SCALE_AHEAD=0, KEYS_M=0)),
     (ib._index_finalize_kernel,
-     {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i64", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
+     {"IN_KEY": "*i64", "OUT": "*i32", "TOKEN_REQ": "*i32", "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32",
       "total_rows": I32, "n_split": I32},
      dict(HKV=4, BLOCK_T=4, BLOCK_R=2, NS_C=64, LOG2_NS_C=6, BLOCK=128, TOPK=16, TOPK_P=16, N_INIT=0, N_LOCAL=1, K_FREE=15,
           KF=16, LOG2_KF=4, SPLIT_FLOOR=8, SPLIT_PIECES=64)),
