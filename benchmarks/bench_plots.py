@@ -70,6 +70,14 @@ def _ratio(num: dict, den: dict) -> dict:
     return {c: num[c] / den[c] for c in num if c in den}
 
 
+def _save(plt, fig, out: Path, name: str) -> str:
+    """Lays out, writes and closes one figure; its file name."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def plot(bench: dict, out: Path) -> list:
     import matplotlib
 
@@ -105,10 +113,7 @@ def plot(bench: dict, out: Path) -> list:
                title="msa_sgl's speedup")
         a2.legend(fontsize=7)
         fig.suptitle(card, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "prefill_vs_context.png", dpi=110)
-        plt.close(fig)
-        written.append("prefill_vs_context.png")
+        written.append(_save(plt, fig, out, "prefill_vs_context.png"))
 
     rate = {k: v for k, v in s["rate"].items() if not k.startswith("prefill_dense")}
     if rate:
@@ -120,10 +125,7 @@ def plot(bench: dict, out: Path) -> list:
                title=f"prefill chunk, useful TFLOP/s\n{card}")
         ax.title.set_fontsize(8)
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(out / "tflops_vs_context.png", dpi=110)
-        plt.close(fig)
-        written.append("tflops_vs_context.png")
+        written.append(_save(plt, fig, out, "tflops_vs_context.png"))
 
     dec = s["decode"]
     if dec:
@@ -149,18 +151,13 @@ def plot(bench: dict, out: Path) -> list:
         a2.set(xlabel="context (K tokens)", ylabel="speedup over dense", xscale="log", title="msa_sgl over dense SDPA")
         a2.legend(fontsize=6)
         fig.suptitle(card, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "decode_vs_context.png", dpi=110)
-        plt.close(fig)
-        written.append("decode_vs_context.png")
+        written.append(_save(plt, fig, out, "decode_vs_context.png"))
     pr = s["prompt"]
     if "prompt_msa" in pr:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
         dense = pr.get("prompt_dense", {})
-        est = {}
-        if dense:  # longer prompts: the longest measured dense prompt scaled by N^2 (bench_table.py)
-            m = max(dense)
-            est = {n: dense[m] * (n / m) ** 2 for n in pr["prompt_msa"] if n not in dense}
+        est = {n: ms for n, (ms, measured) in bench_table.prompt_dense(dense, pr["prompt_msa"]).items()
+               if not measured}
         for label, points, style in (("prompt_msa", pr["prompt_msa"], "o-"),
                                      ("prompt_sglang", pr.get("prompt_sglang"), "s-"),
                                      ("prompt_dense (measured)", dense, "^:"),
@@ -181,10 +178,7 @@ def plot(bench: dict, out: Path) -> list:
                title="msa_sgl's speedup")
         a2.legend(fontsize=7)
         fig.suptitle(card, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "prompt_vs_length.png", dpi=110)
-        plt.close(fig)
-        written.append("prompt_vs_length.png")
+        written.append(_save(plt, fig, out, "prompt_vs_length.png"))
     return written
 
 

@@ -77,16 +77,20 @@ def prompt_lines(bench: dict) -> list:
         elif label == "prompt_msa":
             msa[n] = ms
     out = []
-    for n in sorted(msa):
-        if n in dense:
-            d, how = dense[n], "measured"
-        elif dense:
-            m = max(dense)
-            d, how = dense[m] * (n / m) ** 2, f"{m} tokens' x {(n / m) ** 2:g}"
-        else:
-            continue
+    m = max(dense, default=None)
+    for n, (d, measured) in sorted(prompt_dense(dense, msa).items()):
+        how = "measured" if measured else f"{m} tokens' x {(n / m) ** 2:g}"
         out.append(f"* N={n}: msa_sgl {msa[n]:.1f} ms, dense {d:.1f} ms ({how}) = {d / msa[n]:.2f}x")
     return ["### whole prompts against dense", ""] + out + [""] if out else []
+
+
+def prompt_dense(dense: dict, lengths) -> dict:
+    """{N: (dense ms, measured)} for each prompt length in ``lengths``: the measured dense time
+    (``dense``: {N: ms}), or the longest measured one scaled by (N / N_dense)^2; none without any."""
+    if not dense:
+        return {}
+    m = max(dense)
+    return {n: (dense[n], True) if n in dense else (dense[m] * (n / m) ** 2, False) for n in lengths}
 
 
 def mtp_lines(bench: dict) -> list:
