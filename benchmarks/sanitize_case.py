@@ -23,13 +23,17 @@ from msa_sgl import ops  # noqa: E402
 
 prob = hb.make_big_problem([1500, 700, 1, 4], [1500, 3000, 4096, 300], dtype=torch.bfloat16, seed=3)
 topk = ops.index_topk(**prob.index_args())
-a = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")
+a = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")  # Gluon partials on Hopper (kv_outer_ws)
 b = ops.sparse_attention(**prob.attention_args(topk), method="q_outer")
 # the KV-outer form's other shapes: tiles in pipelined sub-blocks, passes of two groups (a budget
 # of 2205 rows x 2 groups), one group at a time in row ranges (8 MiB: 126 rows)
+# (and the Triton partial kernel, whole block and in sub-blocks, where the Gluon one would run)
+ops.main_branch._KV_WS = False
+a_tri = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")
 ops.main_branch._KV_SUB = 32
 a_sub = ops.sparse_attention(**prob.attention_args(topk), method="kv_outer")
 ops.main_branch._KV_SUB = None
+ops.main_branch._KV_WS = True
 a_pass = [ops.sparse_attention(**prob.attention_args(topk), method="kv_outer", workspace_bytes=ws)
           for ws in (2205 * 2 * 16 * 16 * (128 * 2 + 4), 8 << 20)]
 one = hb.make_big_problem([1] * 4, [5000, 130, 70000, 9000], dtype=torch.bfloat16, seed=4)  # decode: split index
@@ -107,7 +111,8 @@ d = torch.cat([d, e, f] + extra)
 torch.cuda.synchronize()
 print("sanitize case done:", bool(torch.isfinite(a).all() and torch.isfinite(b).all() and torch.isfinite(c).all()
                                   and torch.isfinite(d).all() and torch.isfinite(a_sub).all()
-                                  and torch.isfinite(a_dense).all()),
+                                  and torch.isfinite(a_tri).all() and torch.isfinite(a_dense).all()),
+      "Gluon / Triton partials rel diff", float((a.float() - a_tri.float()).norm() / a_tri.float().norm()),
       "forms rel diff", float((a.float() - b.float()).norm() / b.float().norm()),
       "sub-blocks rel diff", float((a_sub.float() - a.float()).norm() / a.float().norm()),
       "group passes / row ranges bitwise", [bool(torch.equal(x, a)) for x in a_pass])

@@ -19,7 +19,9 @@ Three forms and the dense rows, same results (up to rounding), chosen by :func:`
   128-row tensor-core tile), writing one partial output and base-2 LSE per (query, slot, head).
   A second pass merges the slots of each (query, group) by log-sum-exp in slot order:
   deterministic, no atomics. Hot blocks (the local block, early blocks) are simply cut into
-  more tiles, so the grid stays balanced.
+  more tiles, so the grid stays balanced. On Hopper at M3's shapes the partial outputs come from
+  ``kv_outer_ws`` instead: the same tiles in a persistent, warp-specialized Gluon kernel (TMA
+  producer, two warpgroup-MMA consumers), same partials up to rounding (``_KV_WS``).
 
 * **dense rows** (``_dense_rows_kernel``, ``msa_attention`` only): a query whose own block is
   below topk selects every block up to it (the contract), so its output is dense causal
@@ -39,6 +41,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import kv_outer_ws
 from .index_branch import _clamped_page, _merge_select, _rows_used_splits
 from .metadata import build_block_tiles, launch_options, num_sms, pdl_mode, pdl_wait, token_requests
 
@@ -563,6 +566,12 @@ KV_OUTER_WINDOW_MAX_KV_BYTES = 24 << 20
 _KV_SUB = None
 _KV_SUB_KEYS = 32
 _KV_SUB_STAGES = 3
+# The KV-outer partial outputs by the warp-specialized Gluon kernel (kv_outer_ws) where it
+# supports the call (kv_outer_ws.ws_supported: bf16 / fp16, G 16, D 128, block 128, contiguous
+# q and caches, Hopper, a Triton with Gluon), else by the Triton kernel. H200, M3 shapes, a 16K
+# chunk, partial kernel ms Triton / Gluon (benchmarks/NOTES.md v25): after no prefix 4.27 / 3.12,
+# 16K 4.77 / 3.44, 112K 5.04 / 3.56, 1008K 5.54 / 4.21. False: always the Triton kernel.
+_KV_WS = True
 
 
 def kv_outer_sub(total_q: int, max_pages: int, block_size: int) -> int:
@@ -757,20 +766,26 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
                                  config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng,
                                  skip_dense=dense)
 
+    use_ws = _KV_WS and kv_outer_ws.ws_supported(q, k_cache, v_cache, g, config.block_size, mq)
+
     def run(tiles):  # one pass: its tiles' partial outputs, then their merge
         row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng
-        _kv_outer_partial_kernel[(tiles.grid,)](
-            q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,
-            o_part, lse_part,
-            scale, row_lo,
-            q.stride(0), q.stride(1),
-            k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-            v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-            NG=ng, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
-            IEEE=q.dtype == torch.float32, SUB=sub,
-            **launch_options(8 if num_warps is None else num_warps,
-                             num_stages if num_stages is not None or not sub else _KV_SUB_STAGES),
-        )
+        if use_ws:
+            kv_outer_ws.launch_kv_outer_ws(q, k_cache, v_cache, tiles, o_part, lse_part, scale, topk, mq,
+                                           num_sms(q.device))
+        else:
+            _kv_outer_partial_kernel[(tiles.grid,)](
+                q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,
+                o_part, lse_part,
+                scale, row_lo,
+                q.stride(0), q.stride(1),
+                k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+                v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+                NG=ng, G=g, G_P=g_p, MQ=mq, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
+                IEEE=q.dtype == torch.float32, SUB=sub,
+                **launch_options(8 if num_warps is None else num_warps,
+                                 num_stages if num_stages is not None or not sub else _KV_SUB_STAGES),
+            )
         if stop_after == "partial":
             return
         _merge_slots_kernel[(row_hi - row_lo, ng)](

@@ -8,7 +8,9 @@ alike; benchmarks/NOTES.md v9); and its keys-x-queries form (the 8-bit decode ti
 warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14); and
 the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16), as does the dense
 rows' kernel in both its key loops (v19); and the block tiles' kernels compile with one entry
-(E == 1, which the JIT passes as a constexpr)."""
+(E == 1, which the JIT passes as a constexpr); and the warp-specialized Gluon KV-outer kernel
+compiles with its TMA copies, warpgroup MMAs and partition registers (v25; Gluon has no
+interpreter, so this is its only check on a machine without a Hopper GPU)."""
 
 import json
 import os
@@ -85,3 +87,18 @@ def test_tile_kernels_compile_with_one_entry(compiled, kernel):
     # the JIT passes an int argument equal to 1 as a constexpr: E == 1 (one row, one group,
     # topk 1) must compile as any other E does
     assert compiled[(kernel, "E", None)]["compiled"] and compiled[(kernel, "E1", None)]["compiled"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_kv_outer_ws_compiles_for_sm90(compiled):
+    from msa_sgl.ops import kv_outer_ws as ws
+
+    r = compiled[("kv_outer_ws", None, None)]
+    # a tile: K and V boxes [128, 128] and 8 Q boxes [16, 128], each as two 128-byte-swizzled
+    # copies of 64 columns; the consumers' 4 entries' partials stored the same way
+    assert r["tma_load"] == 2 * (2 + 8) and r["tma_store"] == 2 * 4, r
+    assert r["wgmma"] > 0, r
+    # the producer shrinks to its budget, the consumers grow to theirs
+    assert ws._PRODUCER_REGS in r["setmaxnreg"] and ws._CONSUMER_REGS in r["setmaxnreg"], r
+    # two stages of Q, K and V (96 KB each) fit one program an SM (227 KB on Hopper)
+    assert 2 * 3 * 128 * 128 * 2 <= r["shared"] <= 227 * 1024, r
