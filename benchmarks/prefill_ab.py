@@ -98,7 +98,7 @@ def main():
                     rec["kvsub"].setdefault(f"rows{rows}_ws{ws}_sub{'rule' if sub is None else sub}_st{st}", []).append(r)
             print({k: [round(x["ms"], 3) if isinstance(x, dict) else x for x in v] for k, v in rec["kvsub"].items()},
                   flush=True)
-        if label == "ws":  # main_branch._KV_WS off / on, three rounds interleaved
+        if label == "ws":  # main_branch._KV_WS off / on, two rounds interleaved
             rec["ws"] = {}
             mbr = ops.main_branch
             knob = mbr._KV_WS

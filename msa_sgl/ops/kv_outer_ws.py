@@ -1,4 +1,5 @@
-"""KV-outer partial kernel for Hopper in Gluon, warp-specialized (experimental; off unless enabled).
+"""KV-outer partial kernel for Hopper in Gluon, warp-specialized (taken by default where it applies:
+``main_branch._KV_WS`` and ``ws_supported``).
 
 The Triton form (``main_branch._kv_outer_partial_kernel``) runs one tile per program: load the
 tile's K/V block and Q rows, two MMAs, store the partials - a chain of dependent steps that two
@@ -19,14 +20,19 @@ Gluon dialect lets a kernel name its partitions. Here one persistent program an 
 Same tiles (metadata.build_block_tiles), same partial layout and values as the Triton kernel
 (rows entry x G + head, partial in q's dtype, LSE = max + log2(sum), base 2), so
 ``_merge_slots_kernel`` merges either. Supported: bf16 / fp16, G = 16 (MQ = 8), BLOCK = 128,
-D = 128 (M3 shapes), caches contiguous as [pages, BLOCK, Hkv, D], q contiguous [tokens, Hq, D];
-``ws_supported`` says whether a call qualifies. Gluon has no interpreter: this kernel runs on
-the GPU only, and its tests are GPU tests against the Triton kernel and the reference.
+D = 128 (M3 shapes), caches contiguous as [pages, BLOCK, Hkv, D], q contiguous [tokens, Hq, D],
+all three 16-byte aligned (TMA), a Triton whose Gluon takes ``warp_specialize`` as a list of
+(function, arguments) partitions (3.6 does; measured there); ``ws_supported`` says whether a
+call qualifies, and every other call takes the Triton kernel. Gluon has no interpreter: this
+kernel runs on the GPU only; tests/unit/test_kv_outer_ws.py checks it there against the Triton
+kernel and the reference, tests/unit/test_hopper_compile.py compiles it for sm_90 on any machine.
 """
 
 from __future__ import annotations
 
 import torch
+
+import inspect
 
 try:  # Gluon (triton.experimental.gluon) ships with Triton >= 3.5
     from triton.experimental import gluon
@@ -34,8 +40,9 @@ try:  # Gluon (triton.experimental.gluon) ships with Triton >= 3.5
     from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
                                                                   warpgroup_mma_wait)
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-    HAVE_GLUON = True
-except ImportError:  # pragma: no cover - older Triton
+    # the partitions as a list of (function, arguments) - older Gluon took another form
+    HAVE_GLUON = "functions_and_args" in inspect.signature(gl.warp_specialize).parameters
+except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - older Triton
     HAVE_GLUON = False
 
 _STAGES = 2
@@ -191,15 +198,19 @@ if HAVE_GLUON:
 
 
 def ws_supported(q, k_cache, v_cache, g: int, block: int, mq: int) -> bool:
-    """Whether ``launch_kv_outer_ws`` takes this call: Gluon present, a CUDA device of compute
-    capability 9.x, bf16 / fp16, G = 16 (MQ = 8 queries a 128-row tile), BLOCK = 128, D = 128,
-    q and both caches contiguous."""
+    """Whether ``launch_kv_outer_ws`` takes this call: a Gluon it is written for (HAVE_GLUON), a
+    CUDA device of compute capability 9.x, bf16 / fp16, G = 16 (MQ = 8 queries a 128-row tile),
+    BLOCK = 128, D = 128, K and V caches of one shape [pages, BLOCK, Hkv, D], q [tokens, Hq, D]
+    and both caches contiguous and 16-byte aligned (TMA descriptors). (A strided q, e.g. a view
+    of a fused QKV projection, takes the Triton kernel.)"""
     if not HAVE_GLUON or not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
         return False
     d = q.shape[-1]
     return (q.dtype in (torch.bfloat16, torch.float16) and k_cache.dtype == q.dtype and v_cache.dtype == q.dtype
-            and g == 16 and mq == 8 and block == 128 and d == 128 and q.is_contiguous()
-            and k_cache.is_contiguous() and v_cache.is_contiguous())
+            and g == 16 and mq == 8 and block == 128 and d == 128 and q.dim() == 3 and k_cache.dim() == 4
+            and v_cache.shape == k_cache.shape and k_cache.shape[1] == block and k_cache.shape[3] == d
+            and q.shape[1] == g * k_cache.shape[2]
+            and all(t.is_contiguous() and t.data_ptr() % 16 == 0 for t in (q, k_cache, v_cache)))
 
 
 def _gl_dtype(dtype):

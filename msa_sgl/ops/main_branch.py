@@ -568,7 +568,9 @@ _KV_SUB_KEYS = 32
 _KV_SUB_STAGES = 3
 # The KV-outer partial outputs by the warp-specialized Gluon kernel (kv_outer_ws) where it
 # supports the call (kv_outer_ws.ws_supported: bf16 / fp16, G 16, D 128, block 128, contiguous
-# q and caches, Hopper, a Triton with Gluon), else by the Triton kernel. H200, M3 shapes, a 16K
+# and aligned q and caches, Hopper, a Triton with Gluon's list form of warp_specialize), else by
+# the Triton kernel, which also runs whenever a call or a study asks for its launch settings
+# (num_warps, num_stages, _KV_SUB). H200, M3 shapes, a 16K
 # chunk, partial kernel ms Triton / Gluon (benchmarks/NOTES.md v25): after no prefix 4.27 / 3.12,
 # 16K 4.77 / 3.44, 112K 5.04 / 3.56, 1008K 5.54 / 4.21. False: always the Triton kernel.
 _KV_WS = True
@@ -766,7 +768,9 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
                                  config.block_size, mq, page_table, k_cache.shape[0], q_window, g_lo, ng,
                                  skip_dense=dense)
 
-    use_ws = _KV_WS and kv_outer_ws.ws_supported(q, k_cache, v_cache, g, config.block_size, mq)
+    # (launch settings of the Triton kernel asked for explicitly keep it: the A/B studies' knobs)
+    use_ws = (_KV_WS and num_warps is None and num_stages is None and _KV_SUB is None
+              and kv_outer_ws.ws_supported(q, k_cache, v_cache, g, config.block_size, mq))
 
     def run(tiles):  # one pass: its tiles' partial outputs, then their merge
         row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng

@@ -183,33 +183,37 @@ def tile_kernels_scalar_one():
 
 
 def kv_outer_ws():
-    """The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) at M3 shapes, bf16,
-    as launch_kv_outer_ws launches it: its TMA copies a tile (K and V, 8 Q boxes; each [rows, 128]
-    bf16 box is two 128-byte-swizzled copies), TMA stores, warpgroup MMAs, the partitions' register
-    budgets (setmaxnreg) and its shared memory."""
+    """The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) at M3 shapes, bf16 and
+    fp16, as launch_kv_outer_ws launches it: its TMA copy instructions, warpgroup MMAs, the
+    partitions' register budgets (setmaxnreg) and its shared memory. Nothing where this Triton's
+    Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)."""
     import re
-
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon._runtime import GluonASTSource
 
     from msa_sgl.ops import kv_outer_ws as ws
 
-    lay = gl.NVMMASharedLayout.get_default_for([128, 128], gl.bfloat16)
-    sig = {"q_desc": f"tensordesc<bf16[16, 128],{lay!r}>", "k_desc": f"tensordesc<bf16[128, 128],{lay!r}>",
-           "v_desc": f"tensordesc<bf16[128, 128],{lay!r}>", "o_desc": f"tensordesc<bf16[16, 128],{lay!r}>",
-           "TILE_E": "*i32", "TILE_INFO": "*i32", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32, "qk_scale": "fp32"}
-    const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
-                 CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS)
-    k = triton.compile(GluonASTSource(ws._kv_outer_ws_kernel, dict(sig, **{c: "constexpr" for c in const}), const),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
-    ptx = k.asm["ptx"]
-    print(json.dumps({"kernel": "kv_outer_ws", "shared": k.metadata.shared,
-                      # (Triton 3.6 names the loads' destination shared::cluster, 3.8 shared::cta)
-                      "tma_load": len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::\w+\.global", ptx)),
-                      "tma_store": ptx.count("cp.async.bulk.tensor.2d.global.shared"),
-                      "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
-                      "setmaxnreg": sorted(set(int(v) for v in re.findall(r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", ptx)))}),
-          flush=True)
+    if not ws.HAVE_GLUON:
+        return
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    for dt, gdt in (("bf16", gl.bfloat16), ("fp16", gl.float16)):
+        lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
+        sig = {"q_desc": f"tensordesc<{dt}[16, 128],{lay!r}>", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>",
+               "v_desc": f"tensordesc<{dt}[128, 128],{lay!r}>", "o_desc": f"tensordesc<{dt}[16, 128],{lay!r}>",
+               "TILE_E": "*i32", "TILE_INFO": "*i32", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
+               "qk_scale": "fp32"}
+        const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
+                     CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS)
+        k = triton.compile(GluonASTSource(ws._kv_outer_ws_kernel, dict(sig, **{c: "constexpr" for c in const}), const),
+                           target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
+        ptx = k.asm["ptx"]
+        print(json.dumps({"kernel": "kv_outer_ws", "mode": dt, "shared": k.metadata.shared,
+                          # (Triton 3.6 names the loads' destination shared::cluster, 3.8 shared::cta)
+                          "tma_load": len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::\w+\.global", ptx)),
+                          "tma_store": ptx.count("cp.async.bulk.tensor.2d.global.shared"),
+                          "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
+                          "setmaxnreg": sorted(set(int(v) for v in re.findall(
+                              r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", ptx)))}), flush=True)
 
 
 def main():

@@ -90,12 +90,17 @@ def test_tile_kernels_compile_with_one_entry(compiled, kernel):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
-def test_kv_outer_ws_compiles_for_sm90(compiled):
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_kv_outer_ws_compiles_for_sm90(compiled, dtype):
     from msa_sgl.ops import kv_outer_ws as ws
 
-    r = compiled[("kv_outer_ws", None, None)]
-    # a tile: K and V boxes [128, 128] and 8 Q boxes [16, 128], each as two 128-byte-swizzled
-    # copies of 64 columns; the consumers' 4 entries' partials stored the same way
+    if not ws.HAVE_GLUON:
+        pytest.skip("this Triton's Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)")
+    r = compiled[("kv_outer_ws", dtype, None)]
+    # PTX copy instructions: the producer's K and V boxes [128, 128] and 8 Q boxes [16, 128], each
+    # as two 128-byte-swizzled copies of 64 columns (20); the consumers' stores of their 4 entries'
+    # partials, one instruction for each (its two 64-column halves issued by two lanes), in each
+    # of the two consumers (8)
     assert r["tma_load"] == 2 * (2 + 8) and r["tma_store"] == 2 * 4, r
     assert r["wgmma"] > 0, r
     # the producer shrinks to its budget, the consumers grow to theirs

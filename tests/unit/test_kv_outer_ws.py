@@ -1,11 +1,14 @@
 """The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) on the GPU: against the
-float64 reference, against the Triton partial kernel, with row-range and group passes, and run to
-run. Gluon has no interpreter, so these tests need a Hopper GPU (they skip elsewhere; the
+float64 reference, bit for bit against the Triton partial kernel's whole-block form (the same
+MMAs and arithmetic), with group and row-range passes, run to run, and the calls it must leave to
+the Triton kernel. Gluon has no interpreter, so these tests need a Hopper GPU (they skip
+elsewhere; tests/unit/test_hopper_compile.py compiles the kernel for sm_90 on any machine, and the
 Triton kernel's CPU tests keep covering the KV-outer form's metadata and merge).
 
 The cache is poisoned with NaN past every request's last key (in its last page) and in the pages
 nobody owns: the producer zeroes V rows past a request's keys, and any read of a poisoned K/V row
-into a real output shows as NaN."""
+into a real output shows as NaN. Every test counts the Gluon launches, so a test that meant to run
+the Gluon kernel cannot pass on the Triton one."""
 
 import pytest
 import torch
@@ -21,13 +24,18 @@ _HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] ==
 pytestmark = pytest.mark.skipif(not (_HOPPER and kv_outer_ws.HAVE_GLUON),
                                 reason="Gluon kernel: needs a Hopper GPU (no interpreter for Gluon)")
 
+# three requests: own blocks ending 37, 8 and 128 keys in (8: the V zeroing's chunk edge); contexts
+# from one block past topk to 32 blocks, so rows with every block selected (p < topk) and sparse
+# rows both occur
+Q_LENS, SEQ_LENS = [300, 200, 420], [2085, 2056, 4096]
 
-def _problem(dtype, q_lens, seq_lens, seed):
-    prob = hb.make_big_problem(q_lens, seq_lens, dtype=dtype, seed=seed, spare_pages=2)
+
+def _problem(dtype, seed, **shapes):
+    prob = hb.make_big_problem(Q_LENS, SEQ_LENS, dtype=dtype, seed=seed, spare_pages=2, **shapes)
     a = prob.args
     B = prob.config.block_size
     owned = torch.zeros(a["k_cache"].shape[0], dtype=torch.bool)
-    for b, s in enumerate(seq_lens):
+    for b, s in enumerate(SEQ_LENS):
         pages = a["page_table"][b, :(s + B - 1) // B].cpu().long()
         owned[pages] = True
         if s % B:  # slots past the last key of the request's last page
@@ -39,58 +47,86 @@ def _problem(dtype, q_lens, seq_lens, seed):
     return prob
 
 
-def _run(monkeypatch, args, ws, **kw):
-    monkeypatch.setattr(mb, "_KV_WS", ws)
+@pytest.fixture
+def launches(monkeypatch):
+    """Counts the Gluon kernel's launches (one per KV-outer pass)."""
+    calls = []
+    real = kv_outer_ws.launch_kv_outer_ws
+
+    def counted(*args, **kwargs):
+        calls.append(args[3].ng)  # the pass's groups
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kv_outer_ws, "launch_kv_outer_ws", counted)
+    return calls
+
+
+def _run(args, **kw):
     return mb.sparse_attention(**args, method="kv_outer", return_lse=True, **kw)
 
 
-# three requests: own blocks ending 37, 5 and 128 keys in; contexts from one block past topk to
-# 32 blocks, so rows with every block selected (p < topk) and sparse rows both occur
-CASES = {"varlen": ([300, 200, 420], [2085, 2053, 4096])}
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_ws_matches_reference_and_triton(monkeypatch, dtype):
-    q_lens, seq_lens = CASES["varlen"]
-    prob = _problem(dtype, q_lens, seq_lens, seed=5)
+@pytest.mark.parametrize("dtype,shapes", [(torch.bfloat16, {}), (torch.float16, dict(num_q_heads=32, num_kv_heads=2))],
+                         ids=["bf16_hkv4", "fp16_hkv2"])
+def test_ws_matches_reference_and_triton(monkeypatch, launches, dtype, shapes):
+    prob = _problem(dtype, 5, **shapes)
     topk = ops.index_topk(**prob.index_args())
     args = prob.attention_args(topk)
-    assert kv_outer_ws.ws_supported(args["q"], args["k_cache"], args["v_cache"], 16, 128, 8)
-    out, lse = _run(monkeypatch, args, True)
+    out, lse = _run(args)
+    assert launches, "the Gluon kernel did not run"
     ref, ref_lse = reference.sparse_attention(**on_cpu(args), return_lse=True)
     output_error(out, ref, dtype)
     lse_error(lse, ref_lse, dtype)
-    tri, tri_lse = _run(monkeypatch, args, False)
-    assert torch.isfinite(tri).all()
-    # the same tiles and merge; the partials differ only in rounding
-    rel = float((out.double() - tri.double()).norm() / tri.double().norm())
-    assert rel < 4e-3, f"rel L2 against the Triton kernel {rel:.2e}"
-    assert float((lse - tri_lse).abs().max()) < 1e-2
+    # the Triton kernel with the block whole (_KV_SUB 0, which also keeps the Triton kernel): the
+    # same tiles, MMAs and arithmetic, so the same bits
+    n = len(launches)
+    monkeypatch.setattr(mb, "_KV_SUB", 0)
+    tri, tri_lse = _run(args)
+    assert len(launches) == n, "the Triton kernel was asked for, the Gluon one ran"
+    assert torch.equal(out, tri) and torch.equal(lse, tri_lse)
 
 
-def test_ws_passes_and_runs_bitwise(monkeypatch):
-    """Row-range and group passes (a small workspace) give the one-pass output bit for bit, and
-    three runs of one call agree bit for bit (no atomics; every entry's partial is one tile's)."""
-    q_lens, seq_lens = CASES["varlen"]
-    prob = _problem(torch.bfloat16, q_lens, seq_lens, seed=9)
+def test_ws_passes_and_runs_bitwise(launches):
+    """Group passes (two groups a pass, the second from group 2) and row ranges of one group (a
+    small workspace) give the one-pass output bit for bit, and so do two more runs of one call (no
+    atomics; each entry's partial comes from one tile)."""
+    prob = _problem(torch.bfloat16, 9)
     topk = ops.index_topk(**prob.index_args())
     args = prob.attention_args(topk)
-    one, one_lse = _run(monkeypatch, args, True, workspace_bytes=8 << 30)
-    for ws_bytes in (64 << 20, 8 << 20):  # two groups a pass / row ranges of one group
-        out, lse = _run(monkeypatch, args, True, workspace_bytes=ws_bytes)
+    one, one_lse = _run(args, workspace_bytes=8 << 30)
+    assert launches == [4]
+    for ws_bytes, groups in ((128 << 20, 2), (8 << 20, 1)):
+        launches.clear()
+        out, lse = _run(args, workspace_bytes=ws_bytes)
+        assert len(launches) >= 2 and set(launches) == {groups}, (ws_bytes, launches)
         assert torch.equal(out, one) and torch.equal(lse, one_lse), f"workspace {ws_bytes}"
     for _ in range(2):
-        out, lse = _run(monkeypatch, args, True, workspace_bytes=8 << 30)
+        out, lse = _run(args, workspace_bytes=8 << 30)
         assert torch.equal(out, one) and torch.equal(lse, one_lse)
 
 
-def test_ws_not_taken_for_unsupported_shapes(monkeypatch):
-    """G 8 or D 64: ws_supported says no and the Triton kernel runs (same result as with the
-    knob off)."""
-    prob = hb.make_big_problem([64], [1000], dtype=torch.bfloat16, seed=3, num_q_heads=32, head_dim=64)
+def test_ws_leaves_other_calls_to_triton(monkeypatch, launches):
+    """Calls the kernel is not written for run the Triton kernel, with the same result as with
+    the Gluon kernel switched off: 8 heads a group, a strided q (a view of a wider projection), a
+    cache 2 bytes off 16-byte alignment, and explicit Triton launch settings."""
+    prob = _problem(torch.bfloat16, 3)
     topk = ops.index_topk(**prob.index_args())
     args = prob.attention_args(topk)
-    assert not kv_outer_ws.ws_supported(args["q"], args["k_cache"], args["v_cache"], 8, 128, 16)
-    on, _ = _run(monkeypatch, args, True)
-    off, _ = _run(monkeypatch, args, False)
-    assert torch.equal(on, off)
+    q = args["q"]
+    wide = torch.empty(q.shape[0], q.shape[1], 2 * q.shape[2], dtype=q.dtype, device=q.device)
+    wide[..., :q.shape[2]] = q
+    k = args["k_cache"]
+    flat = torch.empty(k.numel() + 8, dtype=k.dtype, device=k.device)
+    k_off = flat[1:1 + k.numel()].view(k.shape)
+    k_off.copy_(k)
+    g8 = hb.make_big_problem([300], [2085], dtype=torch.bfloat16, seed=4, num_q_heads=32)  # 4 groups of 8
+    cases = {"g8": (g8.attention_args(ops.index_topk(**g8.index_args())), {}),
+             "strided_q": (dict(args, q=wide[..., :q.shape[2]]), {}),
+             "misaligned_k": (dict(args, k_cache=k_off), {}),
+             "num_warps": (args, dict(num_warps=8))}
+    for name, (a, kw) in cases.items():
+        on, on_lse = _run(a, **kw)
+        assert not launches, f"{name}: the Gluon kernel ran"
+        monkeypatch.setattr(mb, "_KV_WS", False)
+        off, off_lse = _run(a, **kw)
+        monkeypatch.setattr(mb, "_KV_WS", True)
+        assert torch.equal(on, off) and torch.equal(on_lse, off_lse), name
