@@ -30,9 +30,9 @@ kernel and the reference, tests/unit/test_hopper_compile.py compiles it for sm_9
 
 from __future__ import annotations
 
-import torch
-
 import inspect
+
+import torch
 
 try:  # Gluon (triton.experimental.gluon) ships with Triton >= 3.5
     from triton.experimental import gluon
