@@ -7,6 +7,7 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvsub      # KV-outer tiles of 128 / 256 rows (NOTES.md v18)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvrows64   # 64-row tiles on 4 warps, 3-4 an SM (NOTES.md v20c)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py ws         # the Gluon warp-specialized partial kernel (NOTES.md v25)
+    PYTHONPATH=$PWD python benchmarks/prefill_ab.py pipe       # its pipelined consumers, mask on diagonal tiles or all (v26)
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -35,7 +36,8 @@ def main():
     res = json.loads(out_path.read_text()) if out_path.exists() else []
     g = torch.Generator(device="cuda").manual_seed(0)
     points = {"window": (0, 16384, 114688, 1032192), "kvsub": (0, 16384, 32768, 114688, 1032192),
-              "kvrows64": (0, 16384, 114688, 1032192), "ws": (0, 16384, 114688, 1032192)}.get(label, (0, 114688, 1032192))
+              "kvrows64": (0, 16384, 114688, 1032192), "ws": (0, 16384, 114688, 1032192),
+              "pipe": (0, 16384, 114688, 1032192)}.get(label, (0, 114688, 1032192))
     for P in points:
         C = 16384
         prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 3)
@@ -122,6 +124,42 @@ def main():
                     rec["ws"].setdefault(name, []).append(r)
             print({k: [(round(x["ms"], 3), round(x["partial_ms"], 3), round(x["chunk_ms"], 3))
                        if isinstance(x, dict) else x for x in v] for k, v in rec["ws"].items()}, flush=True)
+        if label == "pipe":  # Triton / Gluon (diagonal-only mask) / Gluon (mask on every tile), interleaved
+            rec["pipe"] = {}
+            mbr, wsm = ops.main_branch, ops.kv_outer_ws
+            knobs = (mbr._KV_WS, wsm._DIAG)
+            launched = []
+            real = wsm.launch_kv_outer_ws
+
+            def counted(*a, **k):
+                launched.append(wsm._DIAG)
+                return real(*a, **k)
+
+            wsm.launch_kv_outer_ws = counted
+            try:
+                for rnd in range(2):
+                    for name, knob in (("triton", (False, True)), ("gluon", (True, True)),
+                                       ("gluon_fullmask", (True, False))):
+                        mbr._KV_WS, wsm._DIAG = knob
+                        try:
+                            launched.clear()
+                            o = ops.sparse_attention(**aa, method="kv_outer")
+                            r = dict(bitwise=bool(torch.equal(o, out)),
+                                     rel_l2=float((o.double() - out.double()).norm() / out.double().norm()),
+                                     finite=bool(torch.isfinite(o).all()), gluon_launches=len(launched))
+                            r["ms"] = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer"), rep=60)
+                            r["partial_ms"] = hb.bench_ms(
+                                lambda: ops.sparse_attention(**aa, method="kv_outer", stop_after="partial"), rep=60)
+                            r["chunk_ms"] = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60)
+                            r["tflops"] = flops / r["ms"] / 1e9
+                        except Exception as exc:  # noqa: BLE001
+                            r = repr(exc)[:300]
+                        rec["pipe"].setdefault(name, []).append(r)
+            finally:
+                mbr._KV_WS, wsm._DIAG = knobs
+                wsm.launch_kv_outer_ws = real
+            print({k: [(round(x["ms"], 3), round(x["partial_ms"], 3), round(x["chunk_ms"], 3), x["bitwise"])
+                       if isinstance(x, dict) else x for x in v] for k, v in rec["pipe"].items()}, flush=True)
         print(rec, flush=True)
         res.append(rec)
         torch.cuda.empty_cache()

@@ -571,8 +571,8 @@ _KV_SUB_STAGES = 3
 # and aligned q and caches, Hopper, a Triton with Gluon's list form of warp_specialize), else by
 # the Triton kernel, which also runs whenever a call or a study asks for its launch settings
 # (num_warps, num_stages, _KV_SUB). H200, M3 shapes, a 16K
-# chunk, partial kernel ms Triton / Gluon (benchmarks/NOTES.md v25): after no prefix 4.27 / 3.12,
-# 16K 4.77 / 3.44, 112K 5.04 / 3.56, 1008K 5.54 / 4.21. False: always the Triton kernel.
+# chunk, partial kernel ms Triton / Gluon (benchmarks/NOTES.md v26e): after no prefix 4.26 / 2.82,
+# 16K 4.75 / 2.90, 112K 4.85 / 3.22, 1008K 5.60 / 3.63. False: always the Triton kernel.
 _KV_WS = True
 
 
@@ -772,11 +772,13 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     use_ws = (_KV_WS and num_warps is None and num_stages is None and _KV_SUB is None
               and kv_outer_ws.ws_supported(q, k_cache, v_cache, g, config.block_size, mq))
 
+    descs = kv_outer_ws.make_descriptors(q, k_cache, v_cache, o_part) if use_ws else None  # once a call
+
     def run(tiles):  # one pass: its tiles' partial outputs, then their merge
         row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng
         if use_ws:
             kv_outer_ws.launch_kv_outer_ws(q, k_cache, v_cache, tiles, o_part, lse_part, scale, topk, mq,
-                                           num_sms(q.device))
+                                           num_sms(q.device), descs)
         else:
             _kv_outer_partial_kernel[(tiles.grid,)](
                 q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,

@@ -5,6 +5,7 @@ NVIDIA back end run on any machine; only launching needs the GPU."""
 
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -182,11 +183,39 @@ def tile_kernels_scalar_one():
             print(json.dumps({"kernel": fn.__name__, "mode": "E1" if e_one else "E", "compiled": True}), flush=True)
 
 
+def _ws_schedule(k):
+    """ptxas's view of a compiled Gluon KV-outer kernel: its warnings (e.g. C7514, warpgroup MMAs
+    serialized) from the bundled ptxas -v, and per warpgroup-MMA wait in the SASS, in order,
+    its depth (DEPBAR.LE n) and the exp2 instructions (MUFU.EX2) before the next wait."""
+    import re
+    import tempfile
+
+    import triton as _t
+
+    tools = os.path.join(os.path.dirname(_t.__file__), "backends", "nvidia", "bin")
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "k.ptx"), "w") as f:
+            f.write(k.asm["ptx"])
+        r = subprocess.run([os.path.join(tools, "ptxas"), "-arch=sm_90a", "-v", os.path.join(d, "k.ptx"), "-o",
+                            os.path.join(d, "k.cubin")], capture_output=True, text=True)
+        warnings = [line for line in (r.stdout + r.stderr).splitlines() if "warning" in line.lower()]
+        sass = subprocess.run([os.path.join(tools, "cuobjdump"), "-sass", os.path.join(d, "k.cubin")],
+                              capture_output=True, text=True).stdout
+    waits = []
+    for m in re.finditer(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x(\d+)|MUFU\.EX2", sass):
+        if m.group(1) is not None:
+            waits.append([int(m.group(1)), 0])
+        elif waits:
+            waits[-1][1] += 1
+    return warnings, waits
+
+
 def kv_outer_ws():
     """The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) at M3 shapes, bf16 and
     fp16, as launch_kv_outer_ws launches it: its TMA copy instructions, warpgroup MMAs, the
-    partitions' register budgets (setmaxnreg) and its shared memory. Nothing where this Triton's
-    Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)."""
+    partitions' register budgets (setmaxnreg), shared memory, and ptxas's schedule
+    (_ws_schedule). Nothing where this Triton's Gluon is not the one the kernel is written for
+    (kv_outer_ws.HAVE_GLUON)."""
     import re
 
     from msa_sgl.ops import kv_outer_ws as ws
@@ -196,24 +225,27 @@ def kv_outer_ws():
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon._runtime import GluonASTSource
 
-    for dt, gdt in (("bf16", gl.bfloat16), ("fp16", gl.float16)):
-        lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
-        sig = {"q_desc": f"tensordesc<{dt}[16, 128],{lay!r}>", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>",
-               "v_desc": f"tensordesc<{dt}[128, 128],{lay!r}>", "o_desc": f"tensordesc<{dt}[16, 128],{lay!r}>",
-               "TILE_E": "*i32", "TILE_INFO": "*i32", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
-               "qk_scale": "fp32"}
-        const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
-                     CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS)
-        k = triton.compile(GluonASTSource(ws._kv_outer_ws_kernel, dict(sig, **{c: "constexpr" for c in const}), const),
-                           target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
-        ptx = k.asm["ptx"]
-        print(json.dumps({"kernel": "kv_outer_ws", "mode": dt, "shared": k.metadata.shared,
-                          # (Triton 3.6 names the loads' destination shared::cluster, 3.8 shared::cta)
-                          "tma_load": len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::\w+\.global", ptx)),
-                          "tma_store": ptx.count("cp.async.bulk.tensor.2d.global.shared"),
-                          "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
-                          "setmaxnreg": sorted(set(int(v) for v in re.findall(
-                              r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", ptx)))}), flush=True)
+    for name, fn, extra in (("kv_outer_ws", ws._kv_outer_ws_kernel, dict(DIAG=ws._DIAG)),):
+        for dt, gdt in (("bf16", gl.bfloat16), ("fp16", gl.float16)):
+            lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
+            sig = {"q_desc": f"tensordesc<{dt}[16, 128],{lay!r}>", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>",
+                   "v_desc": f"tensordesc<{dt}[128, 128],{lay!r}>", "o_desc": f"tensordesc<{dt}[16, 128],{lay!r}>",
+                   "TILE_E": "*i32", "TILE_INFO": "*i32", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
+                   "qk_scale": "fp32"}
+            const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
+                         CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, **extra)
+            k = triton.compile(GluonASTSource(fn, dict(sig, **{c: "constexpr" for c in const}), const),
+                               target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
+            ptx = k.asm["ptx"]
+            warnings, waits = _ws_schedule(k) if dt == "bf16" else (None, None)
+            print(json.dumps({"kernel": name, "mode": dt, "shared": k.metadata.shared,
+                              # (Triton 3.6 names the loads' destination shared::cluster, 3.8 shared::cta)
+                              "tma_load": len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::\w+\.global", ptx)),
+                              "tma_store": ptx.count("cp.async.bulk.tensor.2d.global.shared"),
+                              "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
+                              "setmaxnreg": sorted(set(int(v) for v in re.findall(
+                                  r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", ptx))),
+                              "ptxas_warnings": warnings, "waits": waits}), flush=True)
 
 
 def main():

@@ -100,10 +100,34 @@ def test_kv_outer_ws_compiles_for_sm90(compiled, dtype):
     # PTX copy instructions: the producer's K and V boxes [128, 128] and 8 Q boxes [16, 128], each
     # as two 128-byte-swizzled copies of 64 columns (20); the consumers' stores of their 4 entries'
     # partials, one instruction for each (its two 64-column halves issued by two lanes), in each
-    # of the two consumers (8)
-    assert r["tma_load"] == 2 * (2 + 8) and r["tma_store"] == 2 * 4, r
-    assert r["wgmma"] > 0, r
+    # of the two consumers (8); the producer copies the first tile's K and Q before its loop too
+    # (18 more)
+    assert r["tma_load"] == 2 * (2 + 8) + 2 * (1 + 8), r
+    assert r["tma_store"] == 2 * 4, r
+    # 8 k-steps a product, in each consumer: QK^T and PV in the loop, the first QK^T before it
+    assert r["wgmma"] == 2 * 8 * 3, r
     # the producer shrinks to its budget, the consumers grow to theirs
     assert ws._PRODUCER_REGS in r["setmaxnreg"] and ws._CONSUMER_REGS in r["setmaxnreg"], r
-    # two stages of Q, K and V (96 KB each) fit one program an SM (227 KB on Hopper)
+    # two stages of Q, K and V (96 KB each) and a 16 KB O buffer a consumer fit one program an SM
+    # (227 KB on Hopper)
     assert 2 * 3 * 128 * 128 * 2 <= r["shared"] <= 227 * 1024, r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_kv_outer_ws_overlaps_softmax_with_pv(compiled):
+    # what ptxas made of the pipelined consumers (benchmarks/NOTES.md v26): no warning (C7514 would
+    # mean every warpgroup MMA serialized), and in each consumer's loop the wait for the next
+    # tile's QK^T (depth 1: PV still in flight) followed by all 64 exp2s of a thread's softmax
+    # and none after the wait for PV (depth 0) - ptxas hoisting that wait above the softmax (as
+    # it did with the softmax in the wait's basic block) would run them one after the other again
+    from msa_sgl.ops import kv_outer_ws as ws
+
+    if not ws.HAVE_GLUON:
+        pytest.skip("this Triton's Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)")
+    r = compiled[("kv_outer_ws", "bf16", None)]
+    assert r["ptxas_warnings"] == [], r["ptxas_warnings"]
+    in_loop = [w for i, w in enumerate(r["waits"]) if w[0] == 1]
+    assert len(in_loop) == 2, r["waits"]  # one a consumer
+    for i, w in enumerate(r["waits"]):
+        if w[0] == 1:
+            assert w[1] == 64 and r["waits"][i + 1] == [0, 0], r["waits"]

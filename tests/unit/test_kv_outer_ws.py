@@ -1,4 +1,5 @@
-"""The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) on the GPU: against the
+"""The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) on the GPU, with the causal
+mask on diagonal tiles only (the default) and on every tile (kv_outer_ws._DIAG): against the
 float64 reference, bit for bit against the Triton partial kernel's whole-block form (the same
 MMAs and arithmetic), with group and row-range passes, run to run, and the calls it must leave to
 the Triton kernel. Gluon has no interpreter, so these tests need a Hopper GPU (they skip
@@ -61,13 +62,20 @@ def launches(monkeypatch):
     return calls
 
 
+@pytest.fixture(params=[True, False], ids=["diag_mask", "full_mask"])
+def kernel(request, monkeypatch):
+    """The kernel with the causal mask on diagonal tiles only, then on every tile (_DIAG)."""
+    monkeypatch.setattr(kv_outer_ws, "_DIAG", request.param)
+    return request.param
+
+
 def _run(args, **kw):
     return mb.sparse_attention(**args, method="kv_outer", return_lse=True, **kw)
 
 
 @pytest.mark.parametrize("dtype,shapes", [(torch.bfloat16, {}), (torch.float16, dict(num_q_heads=32, num_kv_heads=2))],
                          ids=["bf16_hkv4", "fp16_hkv2"])
-def test_ws_matches_reference_and_triton(monkeypatch, launches, dtype, shapes):
+def test_ws_matches_reference_and_triton(monkeypatch, launches, kernel, dtype, shapes):
     prob = _problem(dtype, 5, **shapes)
     topk = ops.index_topk(**prob.index_args())
     args = prob.attention_args(topk)
@@ -85,7 +93,7 @@ def test_ws_matches_reference_and_triton(monkeypatch, launches, dtype, shapes):
     assert torch.equal(out, tri) and torch.equal(lse, tri_lse)
 
 
-def test_ws_passes_and_runs_bitwise(launches):
+def test_ws_passes_and_runs_bitwise(launches, kernel):
     """Group passes (two groups a pass, the second from group 2) and row ranges of one group (a
     small workspace) give the one-pass output bit for bit, and so do two more runs of one call (no
     atomics; each entry's partial comes from one tile)."""
