@@ -30,6 +30,24 @@ from harness import bench as hb
 from msa_sgl import ops
 
 
+def _variant(aa, prob, out, flops):
+    """The KV-outer main branch as the knobs now stand against ``out``: bitwise, max and relative
+    difference, finite; main branch, partial kernel and whole chunk ms. An exception: its repr."""
+    try:
+        o = ops.sparse_attention(**aa, method="kv_outer")
+        r = dict(bitwise=bool(torch.equal(o, out)), max_diff=float((o.float() - out.float()).abs().max()),
+                 rel_l2=float((o.double() - out.double()).norm() / out.double().norm()),
+                 finite=bool(torch.isfinite(o).all()))
+        r["ms"] = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer"), rep=60)
+        r["partial_ms"] = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer", stop_after="partial"),
+                                      rep=60)
+        r["chunk_ms"] = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60)
+        r["tflops"] = flops / r["ms"] / 1e9
+        return r
+    except Exception as exc:  # noqa: BLE001
+        return repr(exc)[:300]
+
+
 def main():
     label = sys.argv[1]
     out_path = Path(os.environ.get("OUT", ".")) / "prefill_ab.json"
@@ -104,24 +122,13 @@ def main():
             rec["ws"] = {}
             mbr = ops.main_branch
             knob = mbr._KV_WS
-            for rnd in range(2):
-                for name, on in (("off", False), ("on", True)):
-                    mbr._KV_WS = on
-                    try:
-                        o = ops.sparse_attention(**aa, method="kv_outer")
-                        r = dict(max_diff=float((o.float() - out.float()).abs().max()),
-                                 rel_l2=float((o.double() - out.double()).norm() / out.double().norm()),
-                                 finite=bool(torch.isfinite(o).all()))
-                        r["ms"] = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer"), rep=60)
-                        r["partial_ms"] = hb.bench_ms(
-                            lambda: ops.sparse_attention(**aa, method="kv_outer", stop_after="partial"), rep=60)
-                        r["chunk_ms"] = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60)
-                        r["tflops"] = flops / r["ms"] / 1e9
-                    except Exception as exc:  # noqa: BLE001
-                        r = repr(exc)[:300]
-                    finally:
-                        mbr._KV_WS = knob
-                    rec["ws"].setdefault(name, []).append(r)
+            try:
+                for rnd in range(2):
+                    for name, on in (("off", False), ("on", True)):
+                        mbr._KV_WS = on
+                        rec["ws"].setdefault(name, []).append(_variant(aa, prob, out, flops))
+            finally:
+                mbr._KV_WS = knob
             print({k: [(round(x["ms"], 3), round(x["partial_ms"], 3), round(x["chunk_ms"], 3))
                        if isinstance(x, dict) else x for x in v] for k, v in rec["ws"].items()}, flush=True)
         if label == "pipe":  # Triton / Gluon (diagonal-only mask) / Gluon (mask on every tile), interleaved
@@ -141,19 +148,10 @@ def main():
                     for name, knob in (("triton", (False, True)), ("gluon", (True, True)),
                                        ("gluon_fullmask", (True, False))):
                         mbr._KV_WS, wsm._DIAG = knob
-                        try:
-                            launched.clear()
-                            o = ops.sparse_attention(**aa, method="kv_outer")
-                            r = dict(bitwise=bool(torch.equal(o, out)),
-                                     rel_l2=float((o.double() - out.double()).norm() / out.double().norm()),
-                                     finite=bool(torch.isfinite(o).all()), gluon_launches=len(launched))
-                            r["ms"] = hb.bench_ms(lambda: ops.sparse_attention(**aa, method="kv_outer"), rep=60)
-                            r["partial_ms"] = hb.bench_ms(
-                                lambda: ops.sparse_attention(**aa, method="kv_outer", stop_after="partial"), rep=60)
-                            r["chunk_ms"] = hb.bench_ms(lambda: msa_sgl.msa_attention(**prob.msa_args()), rep=60)
-                            r["tflops"] = flops / r["ms"] / 1e9
-                        except Exception as exc:  # noqa: BLE001
-                            r = repr(exc)[:300]
+                        launched.clear()
+                        r = _variant(aa, prob, out, flops)
+                        if isinstance(r, dict):
+                            r["gluon_launches"] = len(launched)
                         rec["pipe"].setdefault(name, []).append(r)
             finally:
                 mbr._KV_WS, wsm._DIAG = knobs

@@ -96,26 +96,33 @@ def _instrumented_source(name, module, marks):
     close = next(i for i, ln in enumerate(lines) if ln.startswith("):"))
     lines.insert(close, "    STAMPS=None,")
     lines[1] = lines[1].replace(name, name + "_tl")
-    at = close + 1
-    for k, (_, anchor, where, dep) in enumerate(marks):
+    insert_marks(name, lines, close + 1, [(anchor, where) for _, anchor, where, _ in marks],
+                 lambda k: f"_tl_stamp(STAMPS, {k}, {len(marks)}, {marks[k][3] or 'tl.program_id(0)'})")
+    return "\n".join(lines)
+
+
+def insert_marks(name, lines, at, anchors, call):
+    """Into the source ``lines`` of kernel ``name`` (in place), from line ``at`` on, for each
+    (anchor regex, "after" or "before") in order, the statement ``call(k)`` after the first
+    statement matching anchor k below the previous mark (a statement may continue over lines
+    while its parentheses are open), or before it, at the anchor line's indentation."""
+    for k, (anchor, where) in enumerate(anchors):
         hits = [i for i in range(at, len(lines)) if re.search(anchor, lines[i])]
         if not hits:
             raise RuntimeError(f"{name}: anchor {anchor!r} not found after line {at}")
         i = hits[0]
-        indent = re.match(r"\s*", lines[i]).group(0)
-        call = f"{indent}_tl_stamp(STAMPS, {k}, {len(marks)}, {dep or 'tl.program_id(0)'})"
+        stmt = re.match(r"\s*", lines[i]).group(0) + call(k)
         if where == "after":
-            j = i + 1  # after the statement (a call may continue on indented lines)
+            j = i + 1
             depth = lines[i].count("(") - lines[i].count(")")
             while depth > 0:
                 depth += lines[j].count("(") - lines[j].count(")")
                 j += 1
-            lines.insert(j, call)
+            lines.insert(j, stmt)
             at = j + 1
         else:
-            lines.insert(i, call)
+            lines.insert(i, stmt)
             at = i + 1  # the anchor line itself, now one down
-    return "\n".join(lines)
 
 
 def build():

@@ -29,6 +29,7 @@ import torch
 from harness import bench as hb
 from msa_sgl import ops
 from msa_sgl.ops import kv_outer_ws as ws
+from profile_timeline import insert_marks  # (benchmarks/ is the script's folder: on sys.path)
 
 MAXT = 2048  # tiles a program stamps (a 16K chunk's pass: ~60K tiles over 132 programs)
 NM = 10  # marks a tile, at most
@@ -71,25 +72,8 @@ def _src(fn):
 
 def _instrument(name, role, marks):
     lines = _src(getattr(ws, name)).splitlines()
-    at = 0
-    for k, (_, anchor, where) in enumerate(marks):
-        hits = [i for i in range(at, len(lines)) if re.search(anchor, lines[i])]
-        if not hits:
-            raise RuntimeError(f"{name}: anchor {anchor!r} not found after line {at}")
-        i = hits[0]
-        indent = re.match(r"\s*", lines[i]).group(0)
-        call = f"{indent}_gl_stamp(STAMP, {role}, {k}, i)"
-        if where == "after":
-            j = i + 1  # after the statement (a call may continue on following lines)
-            depth = lines[i].count("(") - lines[i].count(")")
-            while depth > 0:
-                depth += lines[j].count("(") - lines[j].count(")")
-                j += 1
-            lines.insert(j, call)
-            at = j + 1
-        else:
-            lines.insert(i, call)
-            at = i + 1
+    insert_marks(name, lines, 0, [(anchor, where) for _, anchor, where in marks],
+                 lambda k: f"_gl_stamp(STAMP, {role}, {k}, i)")
     return "\n".join(lines)
 
 
