@@ -10,10 +10,10 @@ Gluon dialect lets a kernel name its partitions. Here one persistent program an 
 
 * producer (1 warp): per tile, TMA copies of the K and V block ([BLOCK, D] boxes of the caches
   seen as [pages x BLOCK, Hkv x D]) and the MQ entries' Q rows ([G, D] boxes of q seen as
-  [tokens x Hq, D]) into a ring of STAGES buffers, Q and K on one pair of barriers and V on
-  another (the consumers free Q and K after QK^T, V after PV), the next tile's Q and K asked
-  for before this tile's V; V rows past the request's last key are zeroed (the cache holds
-  anything there, and 0 x NaN is NaN);
+  [tokens x Hq, D]) into a ring of STAGES buffers, Q and K on one pair of barriers (ready,
+  empty) and V on three (loaded, ready once V rows past the request's last key are zeroed - the
+  cache holds anything there, and 0 x NaN is NaN - and empty): the consumers free Q and K after
+  QK^T and V after PV; the next tile's Q and K are asked for before this tile's V;
 * two consumers (4 warps each, one warpgroup): rows 0-63 and 64-127 of the tile (MQ / 2 entries
   x G heads each), software-pipelined over their tiles as FlashAttention-3 does inside a
   warpgroup: entering tile i with its P in registers, a consumer issues S = Q K^T of tile i+1 and
@@ -82,9 +82,10 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _ws_softmax(b_s, blk, pos, m_r, diag, qk_scale, o_j, BLOCK: gl.constexpr):
-        """One tile's scores [ROWS, BLOCK] -> P (fp32, in the scores' registers), the rows' max and sum (base 2; 0 and 1 on rows past the tile's entries). The causal mask only
-        where ``diag`` (a query of the rows lies in block ``blk``: the rows' least position is
-        below the block's last key)."""
+        """One tile's scores [ROWS, BLOCK] -> P (fp32, in the scores' registers), the rows' max
+        and sum (base 2; 0 and 1 on rows past the tile's entries). The causal mask only where
+        ``diag`` (a query of the rows lies in block ``blk``: the rows' least position is below the
+        block's last key)."""
         if diag:
             b_s = gl.where((blk * BLOCK + o_j)[None, :] <= pos[:, None], b_s * qk_scale, float("-inf"))
         else:
@@ -156,10 +157,10 @@ if HAVE_GLUON:
                           qk_ready, v_loaded, vready, qk_empty, v_empty, HQ: gl.constexpr, G: gl.constexpr,
                           NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr, D: gl.constexpr,
                           BLOCK: gl.constexpr, STAGES: gl.constexpr):
-        """Q and K of a tile on one barrier pair, V on another (the consumers free Q and K after
-        QK^T, V after PV), Q and K a tile ahead of V: the next tile's are requested before this
-        tile's V waits for its stage (which PV frees a softmax and an epilogue after QK^T frees Q
-        and K; NOTES.md v26b)."""
+        """Q and K of a tile on the qk_ready / qk_empty pair, V on v_loaded / vready / v_empty (the
+        consumers free Q and K after QK^T, V after PV), Q and K a tile ahead of V: the next tile's
+        are requested before this tile's V waits for its stage (which PV frees a softmax and an
+        epilogue after QK^T frees Q and K; NOTES.md v26b)."""
         pid = gl.program_id(0)
         nprog = gl.num_programs(0)
         tile = pid
@@ -296,7 +297,8 @@ if HAVE_GLUON:
             l_o = gl.convert_layout(b_l, orow_l)
             tma.store_wait(0)  # the previous tile's stores have read the buffer (issued a tile ago)
             _warps_barrier()
-            ob.store((b_o * (1.0 / l_o)[:, None]).to(dtype))  # (a division an element: ~4 instructions)
+            # (a reciprocal a row: a division an element is ~4 instructions, a full-range one)
+            ob.store((b_o * (1.0 / l_o)[:, None]).to(dtype))
             fence_async_shared()
             _ws_store_rows(o_desc, ob, n, c0, c1, c2, c3, WG, EPW, G)
             i += 1
@@ -304,10 +306,7 @@ if HAVE_GLUON:
             n = n1
             n1 = n2
             c0, c1, c2, c3 = d0, d1, d2, d3
-            m_r = m_r1
-            e = e1
             p_a = p_a1
-            b_m = b_m1
             b_l = b_l1
         tma.store_wait(0)
 

@@ -185,24 +185,31 @@ def tile_kernels_scalar_one():
 
 def _ws_schedule(k):
     """ptxas's view of a compiled Gluon KV-outer kernel: its warnings (e.g. C7514, warpgroup MMAs
-    serialized) from the bundled ptxas -v, and per warpgroup-MMA wait in the SASS, in order,
-    its depth (DEPBAR.LE n) and the exp2 instructions (MUFU.EX2) before the next wait."""
+    serialized) from ptxas -v on the kernel's PTX (the ptxas Triton compiles with), and per
+    warpgroup-MMA wait in the SASS of the kernel's cubin, in order, its depth (DEPBAR.LE n) and
+    the exp2 instructions (MUFU.EX2) before the next wait. None where the tools are missing."""
     import re
     import tempfile
 
-    import triton as _t
+    from triton import knobs
 
-    tools = os.path.join(os.path.dirname(_t.__file__), "backends", "nvidia", "bin")
+    ptxas = knobs.nvidia.ptxas.path
+    cuobjdump = os.path.join(os.path.dirname(ptxas), "cuobjdump")
+    if not (os.path.exists(ptxas) and os.path.exists(cuobjdump)):
+        return None, None
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "k.ptx"), "w") as f:
             f.write(k.asm["ptx"])
-        r = subprocess.run([os.path.join(tools, "ptxas"), "-arch=sm_90a", "-v", os.path.join(d, "k.ptx"), "-o",
-                            os.path.join(d, "k.cubin")], capture_output=True, text=True)
+        r = subprocess.run([ptxas, "-arch=sm_90a", "-v", os.path.join(d, "k.ptx"), "-o", os.path.join(d, "k2.cubin")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
         warnings = [line for line in (r.stdout + r.stderr).splitlines() if "warning" in line.lower()]
-        sass = subprocess.run([os.path.join(tools, "cuobjdump"), "-sass", os.path.join(d, "k.cubin")],
-                              capture_output=True, text=True).stdout
+        with open(os.path.join(d, "k.cubin"), "wb") as f:
+            f.write(k.asm["cubin"])
+        r = subprocess.run([cuobjdump, "-sass", os.path.join(d, "k.cubin")], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
     waits = []
-    for m in re.finditer(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x(\d+)|MUFU\.EX2", sass):
+    for m in re.finditer(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x(\d+)|MUFU\.EX2", r.stdout):
         if m.group(1) is not None:
             waits.append([int(m.group(1)), 0])
         elif waits:
@@ -225,7 +232,7 @@ def kv_outer_ws():
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon._runtime import GluonASTSource
 
-    for name, fn, extra in (("kv_outer_ws", ws._kv_outer_ws_kernel, dict(DIAG=ws._DIAG)),):
+    for diag in (True, False):  # the causal mask on diagonal tiles only (the default) or on all
         for dt, gdt in (("bf16", gl.bfloat16), ("fp16", gl.float16)):
             lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
             sig = {"q_desc": f"tensordesc<{dt}[16, 128],{lay!r}>", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>",
@@ -233,12 +240,14 @@ def kv_outer_ws():
                    "TILE_E": "*i32", "TILE_INFO": "*i32", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
                    "qk_scale": "fp32"}
             const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
-                         CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, **extra)
-            k = triton.compile(GluonASTSource(fn, dict(sig, **{c: "constexpr" for c in const}), const),
+                         CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=diag)
+            k = triton.compile(GluonASTSource(ws._kv_outer_ws_kernel, dict(sig, **{c: "constexpr" for c in const}),
+                                              const),
                                target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
             ptx = k.asm["ptx"]
             warnings, waits = _ws_schedule(k) if dt == "bf16" else (None, None)
-            print(json.dumps({"kernel": name, "mode": dt, "shared": k.metadata.shared,
+            print(json.dumps({"kernel": "kv_outer_ws" if diag else "kv_outer_ws_fullmask", "mode": dt,
+                              "shared": k.metadata.shared,
                               # (Triton 3.6 names the loads' destination shared::cluster, 3.8 shared::cta)
                               "tma_load": len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::\w+\.global", ptx)),
                               "tma_store": ptx.count("cp.async.bulk.tensor.2d.global.shared"),

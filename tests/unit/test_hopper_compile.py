@@ -90,13 +90,14 @@ def test_tile_kernels_compile_with_one_entry(compiled, kernel):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+@pytest.mark.parametrize("kernel", ["kv_outer_ws", "kv_outer_ws_fullmask"], ids=["diag_mask", "full_mask"])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-def test_kv_outer_ws_compiles_for_sm90(compiled, dtype):
+def test_kv_outer_ws_compiles_for_sm90(compiled, dtype, kernel):
     from msa_sgl.ops import kv_outer_ws as ws
 
     if not ws.HAVE_GLUON:
         pytest.skip("this Triton's Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)")
-    r = compiled[("kv_outer_ws", dtype, None)]
+    r = compiled[(kernel, dtype, None)]
     # PTX copy instructions: the producer's K and V boxes [128, 128] and 8 Q boxes [16, 128], each
     # as two 128-byte-swizzled copies of 64 columns (20); the consumers' stores of their 4 entries'
     # partials, one instruction for each (its two 64-column halves issued by two lanes), in each
@@ -114,7 +115,8 @@ def test_kv_outer_ws_compiles_for_sm90(compiled, dtype):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
-def test_kv_outer_ws_overlaps_softmax_with_pv(compiled):
+@pytest.mark.parametrize("kernel", ["kv_outer_ws", "kv_outer_ws_fullmask"], ids=["diag_mask", "full_mask"])
+def test_kv_outer_ws_overlaps_softmax_with_pv(compiled, kernel):
     # what ptxas made of the pipelined consumers (benchmarks/NOTES.md v26): no warning (C7514 would
     # mean every warpgroup MMA serialized), and in each consumer's loop the wait for the next
     # tile's QK^T (depth 1: PV still in flight) followed by all 64 exp2s of a thread's softmax
@@ -124,10 +126,11 @@ def test_kv_outer_ws_overlaps_softmax_with_pv(compiled):
 
     if not ws.HAVE_GLUON:
         pytest.skip("this Triton's Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)")
-    r = compiled[("kv_outer_ws", "bf16", None)]
+    r = compiled[(kernel, "bf16", None)]
+    if r["waits"] is None:
+        pytest.skip("no ptxas / cuobjdump beside this Triton")
     assert r["ptxas_warnings"] == [], r["ptxas_warnings"]
-    in_loop = [w for i, w in enumerate(r["waits"]) if w[0] == 1]
-    assert len(in_loop) == 2, r["waits"]  # one a consumer
+    assert [w[0] for w in r["waits"]].count(1) == 2, r["waits"]  # one in each consumer's loop
     for i, w in enumerate(r["waits"]):
         if w[0] == 1:
             assert w[1] == 64 and r["waits"][i + 1] == [0, 0], r["waits"]

@@ -50,12 +50,16 @@ def _problem(dtype, seed, **shapes):
 
 @pytest.fixture
 def launches(monkeypatch):
-    """Counts the Gluon kernel's launches (one per KV-outer pass)."""
+    """Counts the Gluon kernel's launches (one per KV-outer pass), with the partial outputs and
+    LSEs poisoned with NaN before each (the caching allocator would otherwise hand a repeated call
+    the previous call's partials, and a store the kernel dropped would go unseen)."""
     calls = []
     real = kv_outer_ws.launch_kv_outer_ws
 
     def counted(*args, **kwargs):
         calls.append(args[3].ng)  # the pass's groups
+        args[4].fill_(float("nan"))  # o_part
+        args[5].fill_(float("nan"))  # lse_part
         return real(*args, **kwargs)
 
     monkeypatch.setattr(kv_outer_ws, "launch_kv_outer_ws", counted)
@@ -138,3 +142,29 @@ def test_ws_leaves_other_calls_to_triton(monkeypatch, launches):
         off, off_lse = _run(a, **kw)
         monkeypatch.setattr(mb, "_KV_WS", True)
         assert torch.equal(on, off) and torch.equal(on_lse, off_lse), name
+
+
+@pytest.mark.parametrize("programs", ["1", "3", "tiles-1", "tiles+5"])
+@pytest.mark.parametrize("q_lens", [[300, 200, 420], [3, 4, 1]], ids=["prefill", "decode_like"])
+def test_ws_any_number_of_programs(monkeypatch, launches, kernel, q_lens, programs):
+    """Persistent programs walking many tiles, one or two, or none (past the tiles: launched up to
+    the pass's tile rows) - the producer's and consumers' barrier phases, the pipeline's first and
+    last tiles - and tiles of at most 4 entries (decode-like: the second consumer has no rows):
+    bit for bit the Triton kernel's whole-block form, with the partials poisoned before each
+    launch (the launches fixture)."""
+    prob = hb.make_big_problem(q_lens, SEQ_LENS, dtype=torch.bfloat16, seed=7, spare_pages=2)
+    topk = ops.index_topk(**prob.index_args())
+    args = prob.attention_args(topk)
+    real = kv_outer_ws.launch_kv_outer_ws  # (the launch counter)
+
+    def forced(*a, **k):
+        tiles = int((a[3].tile_info[:, 1] > 0).sum())  # (a test may sync)
+        n = {"1": 1, "3": 3, "tiles-1": max(1, tiles - 1), "tiles+5": tiles + 5}[programs]
+        return real(*a[:9], n, *a[10:], **k)
+
+    monkeypatch.setattr(kv_outer_ws, "launch_kv_outer_ws", forced)
+    out, lse = _run(args)
+    assert launches, "the Gluon kernel did not run"
+    monkeypatch.setattr(mb, "_KV_SUB", 0)
+    tri, tri_lse = _run(args)
+    assert torch.equal(out, tri) and torch.equal(lse, tri_lse)
