@@ -257,8 +257,43 @@ def kv_outer_ws():
                               "ptxas_warnings": warnings, "waits": waits}), flush=True)
 
 
+def ws_timeline():
+    """benchmarks/ws_timeline.py's instrumented copy of the Gluon kernel (its anchors still match
+    the kernel's source; the stamps compile): the %clock64 reads in its PTX."""
+    from msa_sgl.ops import kv_outer_ws as ws
+
+    if not ws.HAVE_GLUON:
+        return
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    "benchmarks"))
+    import ws_timeline as wt
+
+    try:  # (a broken anchor fails this check alone, not every compile check of this process)
+        mod = wt.build()
+    except RuntimeError as exc:
+        print(json.dumps({"kernel": "ws_timeline", "mode": "bf16", "error": repr(exc)[:500]}), flush=True)
+        return
+    lay = gl.NVMMASharedLayout.get_default_for([128, 128], gl.bfloat16)
+    sig = {"q_desc": f"tensordesc<bf16[16, 128],{lay!r}>", "k_desc": f"tensordesc<bf16[128, 128],{lay!r}>",
+           "v_desc": f"tensordesc<bf16[128, 128],{lay!r}>", "o_desc": f"tensordesc<bf16[16, 128],{lay!r}>",
+           "TILE_E": "*i32", "TILE_INFO": "*i32", "STAMP": "*i64", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
+           "qk_scale": "fp32"}
+    const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
+                 CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=ws._DIAG)
+    k = triton.compile(GluonASTSource(mod._kv_outer_ws_kernel_tl, dict(sig, **{c: "constexpr" for c in const}),
+                                      const), target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": 4, "maxnreg": ws._MAXNREG})
+    marks = {role: len(m) for role, m in (p for p in wt.PLAN["gluon"][1].values())}
+    print(json.dumps({"kernel": "ws_timeline", "mode": "bf16", "clock64": k.asm["ptx"].count("%clock64"),
+                      "expected": 2 * marks["WG"] + marks["2"]}), flush=True)
+
+
 def main():
     kv_outer_ws()
+    ws_timeline()
     tile_kernels_scalar_one()
     key_buffers()
     scan_mma()

@@ -9,8 +9,9 @@ warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOT
 the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16), as does the dense
 rows' kernel in both its key loops (v19); and the block tiles' kernels compile with one entry
 (E == 1, which the JIT passes as a constexpr); and the warp-specialized Gluon KV-outer kernel
-compiles with its TMA copies, warpgroup MMAs and partition registers (v25; Gluon has no
-interpreter, so this is its only check on a machine without a Hopper GPU)."""
+compiles with its TMA copies, warpgroup MMAs and partition registers, and ptxas keeps its
+pipelining (v25, v26; Gluon has no interpreter, so this is its only check on a machine without a
+Hopper GPU); and benchmarks/ws_timeline.py's instrumented copy of it still builds and compiles."""
 
 import json
 import os
@@ -134,3 +135,16 @@ def test_kv_outer_ws_overlaps_softmax_with_pv(compiled, kernel):
     for i, w in enumerate(r["waits"]):
         if w[0] == 1:
             assert w[1] == 64 and r["waits"][i + 1] == [0, 0], r["waits"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_ws_timeline_instruments_the_kernel(compiled):
+    # benchmarks/ws_timeline.py finds every anchor in the kernel's source and its stamps compile:
+    # one %clock64 read a mark in each consumer and the producer
+    from msa_sgl.ops import kv_outer_ws as ws
+
+    if not ws.HAVE_GLUON:
+        pytest.skip("this Triton's Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)")
+    r = compiled[("ws_timeline", "bf16", None)]
+    assert "error" not in r, r["error"]
+    assert r["clock64"] == r["expected"] == 2 * 8 + 4, r
