@@ -112,6 +112,38 @@ if HAVE_GLUON:
         return ok & (base + t_min < blk * BLOCK + BLOCK - 1)
 
     @gluon.jit
+    def _ws_tile_count(TILE_INFO, tile, grid):
+        """Entries of tile ``tile`` (0: no tile; none loaded past the grid's rows)."""
+        return gl.load(TILE_INFO + tile.to(gl.int64) * 8 + 1, mask=tile < grid, other=0)
+
+    @gluon.jit
+    def _ws_tile_rows(TILE_E, TILE_INFO, tile, n, row_lo, o_r, WG: gl.constexpr, EPW: gl.constexpr,
+                      G: gl.constexpr, NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr):
+        """What a consumer needs of tile ``tile`` (``n`` entries; none loaded where n = 0): its
+        rows' validity, entries and positions [ROWS], the block and its 4 entries as scalars (the
+        stores' rows)."""
+        info = TILE_INFO + tile.to(gl.int64) * 8
+        p_e = TILE_E + tile.to(gl.int64) * MQ + WG * EPW
+        m_r = (WG * EPW + o_r // G < n) & (n > 0)
+        e = gl.load(p_e + o_r // G, mask=m_r, other=0)
+        blk = gl.load(info + 2, mask=n > 0, other=0)
+        pos = (gl.load(info + 7, mask=n > 0, other=0) - gl.load(info + 6, mask=n > 0, other=0)
+               + (row_lo + e // (NG * TOPK) - gl.load(info + 5, mask=n > 0, other=0)))
+        c0, c1, c2, c3 = _ws_entries(p_e, n, WG, EPW)
+        return m_r, e, blk, pos, c0, c1, c2, c3
+
+    @gluon.jit
+    def _ws_needs_mask(c0, c1, c2, c3, TILE_INFO, tile, n, row_lo, WG: gl.constexpr, EPW: gl.constexpr,
+                       NG: gl.constexpr, TOPK: gl.constexpr, BLOCK: gl.constexpr, DIAG: gl.constexpr):
+        """Whether the consumer's rows of tile ``tile`` need the causal mask: always where not
+        DIAG, else _ws_rows_diag."""
+        diag = True
+        if DIAG:
+            diag = _ws_rows_diag(c0, c1, c2, c3, TILE_INFO + tile.to(gl.int64) * 8, n, row_lo, WG, EPW, NG, TOPK,
+                                 BLOCK)
+        return diag
+
+    @gluon.jit
     def _ws_entries(p_e, n, WG: gl.constexpr, EPW: gl.constexpr):
         """A consumer's EPW = 4 entries of a tile (0 past ``n``)."""
         gl.static_assert(EPW == 4)
@@ -153,10 +185,10 @@ if HAVE_GLUON:
             tma.async_copy_global_to_shared(q_desc, [t * HQ + grp * G, 0], rdy, qb.slice(j * G, G))
 
     @gluon.jit
-    def _ws_producer(q_desc, k_desc, v_desc, TILE_E, TILE_INFO, grid, row_lo, q_bufs, k_bufs, v_bufs,
-                          qk_ready, v_loaded, vready, qk_empty, v_empty, HQ: gl.constexpr, G: gl.constexpr,
-                          NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr, D: gl.constexpr,
-                          BLOCK: gl.constexpr, STAGES: gl.constexpr):
+    def _ws_producer(q_desc, k_desc, v_desc, TILE_E, TILE_INFO, grid, row_lo, q_bufs, k_bufs, v_bufs, qk_ready,
+                     v_loaded, vready, qk_empty, v_empty, HQ: gl.constexpr, G: gl.constexpr, NG: gl.constexpr,
+                     TOPK: gl.constexpr, MQ: gl.constexpr, D: gl.constexpr, BLOCK: gl.constexpr,
+                     STAGES: gl.constexpr):
         """Q and K of a tile on the qk_ready / qk_empty pair, V on v_loaded / vready / v_empty (the
         consumers free Q and K after QK^T, V after PV), Q and K a tile ahead of V: the next tile's
         are requested before this tile's V waits for its stage (which PV frees a softmax and an
@@ -164,8 +196,8 @@ if HAVE_GLUON:
         pid = gl.program_id(0)
         nprog = gl.num_programs(0)
         tile = pid
-        n = gl.load(TILE_INFO + tile.to(gl.int64) * 8 + 1, mask=tile < grid, other=0)
-        n1 = gl.load(TILE_INFO + (tile + nprog).to(gl.int64) * 8 + 1, mask=tile + nprog < grid, other=0)
+        n = _ws_tile_count(TILE_INFO, tile, grid)
+        n1 = _ws_tile_count(TILE_INFO, tile + nprog, grid)
         if n > 0:
             _ws_load_qk(q_desc, k_desc, TILE_E, TILE_INFO, tile, 0, row_lo, q_bufs, k_bufs, qk_ready, qk_empty, HQ, G,
                         NG, TOPK, MQ, D, BLOCK, STAGES)
@@ -174,7 +206,7 @@ if HAVE_GLUON:
             s = i % STAGES
             ph = (i // STAGES) & 1
             nxt = tile + nprog
-            n2 = gl.load(TILE_INFO + (nxt + nprog).to(gl.int64) * 8 + 1, mask=nxt + nprog < grid, other=0)
+            n2 = _ws_tile_count(TILE_INFO, nxt + nprog, grid)
             if n1 > 0:
                 _ws_load_qk(q_desc, k_desc, TILE_E, TILE_INFO, nxt, i + 1, row_lo, q_bufs, k_bufs, qk_ready,
                             qk_empty, HQ, G, NG, TOPK, MQ, D, BLOCK, STAGES)
@@ -198,10 +230,10 @@ if HAVE_GLUON:
             n1 = n2
 
     @gluon.jit
-    def _ws_consumer(WG: gl.constexpr, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs,
-                          k_bufs, v_bufs, o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty,
-                          G: gl.constexpr, NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr, D: gl.constexpr,
-                          BLOCK: gl.constexpr, STAGES: gl.constexpr, DIAG: gl.constexpr):
+    def _ws_consumer(WG: gl.constexpr, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs,
+                     v_bufs, o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G: gl.constexpr,
+                     NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr, D: gl.constexpr, BLOCK: gl.constexpr,
+                     STAGES: gl.constexpr, DIAG: gl.constexpr):
         """Software-pipelined over the tiles (FlashAttention-3's overlap inside one warpgroup):
         entering tile i's iteration, P_i is in registers and no MMA is in flight (an accumulator in
         flight over the loop's back edge makes ptxas serialize every MMA, C7514); it issues S_{i+1}
@@ -226,21 +258,13 @@ if HAVE_GLUON:
         # prologue: the first tile's S and softmax (the MMA issued unconditionally: a branch around
         # a warpgroup MMA makes ptxas serialize them all; without a tile it reads stage 0 unused)
         tile = pid
-        n = gl.load(TILE_INFO + tile.to(gl.int64) * 8 + 1, mask=tile < grid, other=0)
-        info = TILE_INFO + tile.to(gl.int64) * 8
-        p_e = TILE_E + tile.to(gl.int64) * MQ + WG * EPW
-        m_r = (WG * EPW + o_r // G < n) & (n > 0)
-        e = gl.load(p_e + o_r // G, mask=m_r, other=0)  # [ROWS] entry of each row
-        blk = gl.load(info + 2, mask=n > 0, other=0)
-        pos = (gl.load(info + 7, mask=n > 0, other=0) - gl.load(info + 6, mask=n > 0, other=0)
-               + (row_lo + e // (NG * TOPK) - gl.load(info + 5, mask=n > 0, other=0)))
-        c0, c1, c2, c3 = _ws_entries(p_e, n, WG, EPW)
+        n = _ws_tile_count(TILE_INFO, tile, grid)
+        m_r, e, blk, pos, c0, c1, c2, c3 = _ws_tile_rows(TILE_E, TILE_INFO, tile, n, row_lo, o_r, WG, EPW, G, NG, TOPK,
+                                                         MQ)
         # the next tile's entry count, loaded a tile ahead of its use (the masks of the next tile's
         # metadata loads hang on it: loaded at their use it cost an L2 round trip a tile, v26c)
-        n1 = gl.load(TILE_INFO + (tile + nprog).to(gl.int64) * 8 + 1, mask=tile + nprog < grid, other=0)
-        diag = True
-        if DIAG:
-            diag = _ws_rows_diag(c0, c1, c2, c3, info, n, row_lo, WG, EPW, NG, TOPK, BLOCK)
+        n1 = _ws_tile_count(TILE_INFO, tile + nprog, grid)
+        diag = _ws_needs_mask(c0, c1, c2, c3, TILE_INFO, tile, n, row_lo, WG, EPW, NG, TOPK, BLOCK, DIAG)
         mbarrier.wait(qk_ready.index(0), 0, pred=n > 0)
         b_s = warpgroup_mma(q_bufs.index(0).slice(WG * ROWS, ROWS), k_bufs.index(0).permute((1, 0)),
                             gl.zeros([ROWS, BLOCK], gl.float32, s_mma), use_acc=False, is_async=True)
@@ -255,20 +279,12 @@ if HAVE_GLUON:
             ph = (i // STAGES) & 1
             # the next tile's metadata
             nxt = tile + nprog
-            n2 = gl.load(TILE_INFO + (nxt + nprog).to(gl.int64) * 8 + 1, mask=nxt + nprog < grid, other=0)
-            info1 = TILE_INFO + nxt.to(gl.int64) * 8
-            p_e1 = TILE_E + nxt.to(gl.int64) * MQ + WG * EPW
-            m_r1 = (WG * EPW + o_r // G < n1) & (n1 > 0)
-            e1 = gl.load(p_e1 + o_r // G, mask=m_r1, other=0)
-            blk1 = gl.load(info1 + 2, mask=n1 > 0, other=0)
-            pos1 = (gl.load(info1 + 7, mask=n1 > 0, other=0) - gl.load(info1 + 6, mask=n1 > 0, other=0)
-                    + (row_lo + e1 // (NG * TOPK) - gl.load(info1 + 5, mask=n1 > 0, other=0)))
-            # the next tile's entries as the row coordinates of its stores, loaded a tile ahead (loaded
-            # before each store they cost a dependent L2 round trip apiece: ~1,000 cycles a tile, v26b)
-            d0, d1, d2, d3 = _ws_entries(p_e1, n1, WG, EPW)
-            diag1 = True
-            if DIAG:
-                diag1 = _ws_rows_diag(d0, d1, d2, d3, info1, n1, row_lo, WG, EPW, NG, TOPK, BLOCK)
+            n2 = _ws_tile_count(TILE_INFO, nxt + nprog, grid)
+            # (its entries d0..d3 are its stores' rows, loaded a tile ahead: loaded before each store
+            # they cost a dependent L2 round trip apiece, ~1,000 cycles a tile, v26b)
+            m_r1, e1, blk1, pos1, d0, d1, d2, d3 = _ws_tile_rows(TILE_E, TILE_INFO, nxt, n1, row_lo, o_r, WG, EPW, G,
+                                                                 NG, TOPK, MQ)
+            diag1 = _ws_needs_mask(d0, d1, d2, d3, TILE_INFO, nxt, n1, row_lo, WG, EPW, NG, TOPK, BLOCK, DIAG)
             # S of the next tile (past the last tile: this stage's Q and K again, unused), O of this one
             s1 = (i + 1) % STAGES
             mbarrier.wait(qk_ready.index(s1), ((i + 1) // STAGES) & 1, pred=n1 > 0)
@@ -311,10 +327,10 @@ if HAVE_GLUON:
         tma.store_wait(0)
 
     @gluon.jit
-    def _kv_outer_ws_kernel(q_desc, k_desc, v_desc, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo,
-                                 qk_scale, HQ: gl.constexpr, G: gl.constexpr, NG: gl.constexpr, TOPK: gl.constexpr,
-                                 MQ: gl.constexpr, D: gl.constexpr, BLOCK: gl.constexpr, STAGES: gl.constexpr,
-                                 CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, DIAG: gl.constexpr):
+    def _kv_outer_ws_kernel(q_desc, k_desc, v_desc, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale,
+                            HQ: gl.constexpr, G: gl.constexpr, NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr,
+                            D: gl.constexpr, BLOCK: gl.constexpr, STAGES: gl.constexpr,
+                            CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, DIAG: gl.constexpr):
         dtype: gl.constexpr = q_desc.dtype
         q_bufs = gl.allocate_shared_memory(dtype, [STAGES, MQ * G, D], q_desc.layout)
         k_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK, D], k_desc.layout)
@@ -332,15 +348,14 @@ if HAVE_GLUON:
             mbarrier.init(qk_empty.index(s), count=2)  # both consumers
             mbarrier.init(v_empty.index(s), count=2)
         gl.warp_specialize([
-            (_ws_consumer, (0, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs,
-                                 v_bufs, o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G, NG, TOPK, MQ,
-                                 D, BLOCK, STAGES, DIAG)),
-            (_ws_consumer, (1, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs,
-                                 v_bufs, o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G, NG, TOPK, MQ,
-                                 D, BLOCK, STAGES, DIAG)),
-            (_ws_producer, (q_desc, k_desc, v_desc, TILE_E, TILE_INFO, grid, row_lo, q_bufs, k_bufs, v_bufs,
-                                 qk_ready, v_loaded, vready, qk_empty, v_empty, HQ, G, NG, TOPK, MQ, D, BLOCK,
-                                 STAGES)),
+            (_ws_consumer, (0, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs, v_bufs,
+                            o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G, NG, TOPK, MQ, D, BLOCK, STAGES,
+                            DIAG)),
+            (_ws_consumer, (1, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs, v_bufs,
+                            o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G, NG, TOPK, MQ, D, BLOCK, STAGES,
+                            DIAG)),
+            (_ws_producer, (q_desc, k_desc, v_desc, TILE_E, TILE_INFO, grid, row_lo, q_bufs, k_bufs, v_bufs, qk_ready,
+                            v_loaded, vready, qk_empty, v_empty, HQ, G, NG, TOPK, MQ, D, BLOCK, STAGES)),
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
@@ -386,9 +401,7 @@ def launch_kv_outer_ws(q, k_cache, v_cache, tiles, o_part, lse_part, scale, topk
     hq, d = q.shape[1], q.shape[2]
     g = hq // k_cache.shape[2]
     q_desc, k_desc, v_desc, o_desc = make_descriptors(q, k_cache, v_cache, o_part) if descs is None else descs
-    grid = (max(1, min(num_programs, tiles.grid)),)
-    args = (q_desc, k_desc, v_desc, o_desc, tiles.tile_entries, tiles.tile_info, lse_part, tiles.grid, tiles.row_lo,
-            scale)
-    const = dict(HQ=hq, G=g, NG=tiles.ng, TOPK=topk, MQ=mq, D=d, BLOCK=k_cache.shape[1], STAGES=_STAGES,
-                 CONSUMER_REGS=_CONSUMER_REGS, PRODUCER_REGS=_PRODUCER_REGS, num_warps=4, maxnreg=_MAXNREG)
-    _kv_outer_ws_kernel[grid](*args, **const, DIAG=_DIAG)
+    _kv_outer_ws_kernel[(max(1, min(num_programs, tiles.grid)),)](
+        q_desc, k_desc, v_desc, o_desc, tiles.tile_entries, tiles.tile_info, lse_part, tiles.grid, tiles.row_lo,
+        scale, HQ=hq, G=g, NG=tiles.ng, TOPK=topk, MQ=mq, D=d, BLOCK=k_cache.shape[1], STAGES=_STAGES,
+        CONSUMER_REGS=_CONSUMER_REGS, PRODUCER_REGS=_PRODUCER_REGS, DIAG=_DIAG, num_warps=4, maxnreg=_MAXNREG)
