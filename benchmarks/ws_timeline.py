@@ -85,8 +85,12 @@ def build():
     for kname, (kernel, parts) in PLAN.items():
         body.append(_src(getattr(ws, kernel)))
         body += [_instrument(p, role, marks) for p, (role, marks) in parts.items()]
-    text = "\n\n".join(body).replace("TILE_INFO, ", "TILE_INFO, STAMP, ")
-    text = re.sub(r"(_ws_load_qk\([^)]*?)TILE_INFO, STAMP, ", r"\1TILE_INFO, ", text)  # a helper: no stamps
+    # STAMP after TILE_INFO in the partitions' and the kernel's signatures and in the partitions'
+    # argument tuples (their first lines), not in the calls of helpers, which take no stamps
+    part_names = "|".join(n for _, parts in PLAN.values() for n in parts)
+    text = "\n".join(re.sub("TILE_INFO, ", "TILE_INFO, STAMP, ", line, count=1)
+                     if re.match(rf"\s*(def \w+\(|\(({part_names}), \()", line) else line
+                     for line in "\n\n".join(body).splitlines())
     for n in names:
         text = re.sub(rf"\b{n}\b", n + "_tl", text)
     head = ["from msa_sgl.ops import kv_outer_ws as _ws",

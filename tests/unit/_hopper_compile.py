@@ -217,6 +217,27 @@ def _ws_schedule(k):
     return warnings, waits
 
 
+def _compile_ws(fn, gdt, diag, after_tile_info=None):
+    """A Gluon KV-outer kernel ``fn`` compiled for sm_90 at M3 shapes in dtype ``gdt`` as
+    launch_kv_outer_ws launches it (``after_tile_info``: parameters an instrumented copy takes
+    after TILE_INFO, {name: type})."""
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from msa_sgl.ops import kv_outer_ws as ws
+
+    dt = "bf16" if gdt == gl.bfloat16 else "fp16"
+    lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
+    sig = {"q_desc": f"tensordesc<{dt}[16, 128],{lay!r}>", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>",
+           "v_desc": f"tensordesc<{dt}[128, 128],{lay!r}>", "o_desc": f"tensordesc<{dt}[16, 128],{lay!r}>",
+           "TILE_E": "*i32", "TILE_INFO": "*i32", **(after_tile_info or {}), "LSE_PART": "*fp32", "grid": I32,
+           "row_lo": I32, "qk_scale": "fp32"}
+    const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
+                 CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=diag)
+    return triton.compile(GluonASTSource(fn, dict(sig, **{c: "constexpr" for c in const}), const),
+                          target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
+
+
 def kv_outer_ws():
     """The warp-specialized Gluon KV-outer partial kernel (ops.kv_outer_ws) at M3 shapes, bf16 and
     fp16, as launch_kv_outer_ws launches it: its TMA copy instructions, warpgroup MMAs, the
@@ -230,20 +251,10 @@ def kv_outer_ws():
     if not ws.HAVE_GLUON:
         return
     from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon._runtime import GluonASTSource
 
     for diag in (True, False):  # the causal mask on diagonal tiles only (the default) or on all
         for dt, gdt in (("bf16", gl.bfloat16), ("fp16", gl.float16)):
-            lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
-            sig = {"q_desc": f"tensordesc<{dt}[16, 128],{lay!r}>", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>",
-                   "v_desc": f"tensordesc<{dt}[128, 128],{lay!r}>", "o_desc": f"tensordesc<{dt}[16, 128],{lay!r}>",
-                   "TILE_E": "*i32", "TILE_INFO": "*i32", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
-                   "qk_scale": "fp32"}
-            const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
-                         CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=diag)
-            k = triton.compile(GluonASTSource(ws._kv_outer_ws_kernel, dict(sig, **{c: "constexpr" for c in const}),
-                                              const),
-                               target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
+            k = _compile_ws(ws._kv_outer_ws_kernel, gdt, diag)
             ptx = k.asm["ptx"]
             warnings, waits = _ws_schedule(k) if dt == "bf16" else (None, None)
             print(json.dumps({"kernel": "kv_outer_ws" if diag else "kv_outer_ws_fullmask", "mode": dt,
@@ -265,27 +276,17 @@ def ws_timeline():
     if not ws.HAVE_GLUON:
         return
     from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon._runtime import GluonASTSource
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                     "benchmarks"))
     import ws_timeline as wt
 
-    try:  # (a broken anchor fails this check alone, not every compile check of this process)
+    try:  # (a broken anchor or stamp fails this check alone, not every compile check of this process)
         mod = wt.build()
-    except RuntimeError as exc:
+        k = _compile_ws(mod._kv_outer_ws_kernel_tl, gl.bfloat16, ws._DIAG, {"STAMP": "*i64"})
+    except Exception as exc:  # noqa: BLE001
         print(json.dumps({"kernel": "ws_timeline", "mode": "bf16", "error": repr(exc)[:500]}), flush=True)
         return
-    lay = gl.NVMMASharedLayout.get_default_for([128, 128], gl.bfloat16)
-    sig = {"q_desc": f"tensordesc<bf16[16, 128],{lay!r}>", "k_desc": f"tensordesc<bf16[128, 128],{lay!r}>",
-           "v_desc": f"tensordesc<bf16[128, 128],{lay!r}>", "o_desc": f"tensordesc<bf16[16, 128],{lay!r}>",
-           "TILE_E": "*i32", "TILE_INFO": "*i32", "STAMP": "*i64", "LSE_PART": "*fp32", "grid": I32, "row_lo": I32,
-           "qk_scale": "fp32"}
-    const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
-                 CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=ws._DIAG)
-    k = triton.compile(GluonASTSource(mod._kv_outer_ws_kernel_tl, dict(sig, **{c: "constexpr" for c in const}),
-                                      const), target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": 4, "maxnreg": ws._MAXNREG})
     marks = {role: len(m) for role, m in (p for p in wt.PLAN["gluon"][1].values())}
     print(json.dumps({"kernel": "ws_timeline", "mode": "bf16", "clock64": k.asm["ptx"].count("%clock64"),
                       "expected": 2 * marks["WG"] + marks["2"]}), flush=True)
