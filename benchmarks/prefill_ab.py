@@ -8,6 +8,7 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvrows64   # 64-row tiles on 4 warps, 3-4 an SM (NOTES.md v20c)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py ws         # the Gluon warp-specialized partial kernel (NOTES.md v25)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py pipe       # its pipelined consumers, mask on diagonal tiles or all (v26)
+    AB_POINTS=0,114688 ... prefill_ab.py LABEL                   # other cached prefixes than the label's
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
 One 16K-token chunk after 0, 112K and 1008K cached tokens at MiniMax-M3 shapes (bf16): the
@@ -56,6 +57,8 @@ def main():
     points = {"window": (0, 16384, 114688, 1032192), "kvsub": (0, 16384, 32768, 114688, 1032192),
               "kvrows64": (0, 16384, 114688, 1032192), "ws": (0, 16384, 114688, 1032192),
               "pipe": (0, 16384, 114688, 1032192)}.get(label, (0, 114688, 1032192))
+    if os.environ.get("AB_POINTS"):  # e.g. AB_POINTS=0,114688: the cached prefixes to run
+        points = tuple(int(x) for x in os.environ["AB_POINTS"].split(","))
     for P in points:
         C = 16384
         prob = hb.make_big_problem([C], [P + C], dtype=torch.bfloat16, seed=P + 3)

@@ -86,13 +86,18 @@ if HAVE_GLUON:
         and sum (base 2; 0 and 1 on rows past the tile's entries). The causal mask only where
         ``diag`` (a query of the rows lies in block ``blk``: the rows' least position is below the
         block's last key)."""
+        # the scale folded into the exponent (qk_scale > 0: the max of the scaled scores is the
+        # scaled max), and the whole softmax in both arms of the branch (a `where` alone in one
+        # arm is if-converted into selects that run on every tile)
         if diag:
-            b_s = gl.where((blk * BLOCK + o_j)[None, :] <= pos[:, None], b_s * qk_scale, float("-inf"))
+            b_s = gl.where((blk * BLOCK + o_j)[None, :] <= pos[:, None], b_s, float("-inf"))
+            b_m = gl.where(m_r, gl.max(b_s, axis=1) * qk_scale, 0.0)  # finite for real rows
+            b_p = gl.exp2(gl.fma(b_s, gl.full(b_s.shape, qk_scale, gl.float32, b_s.type.layout), -b_m[:, None]))
+            b_l = gl.where(m_r, gl.sum(b_p, axis=1), 1.0)
         else:
-            b_s = b_s * qk_scale
-        b_m = gl.where(m_r, gl.max(b_s, axis=1), 0.0)  # finite for real rows: key blk * BLOCK <= pos
-        b_p = gl.exp2(b_s - b_m[:, None])
-        b_l = gl.where(m_r, gl.sum(b_p, axis=1), 1.0)
+            b_m = gl.where(m_r, gl.max(b_s, axis=1) * qk_scale, 0.0)
+            b_p = gl.exp2(gl.fma(b_s, gl.full(b_s.shape, qk_scale, gl.float32, b_s.type.layout), -b_m[:, None]))
+            b_l = gl.where(m_r, gl.sum(b_p, axis=1), 1.0)
         return b_p, b_m, b_l
 
     @gluon.jit

@@ -363,10 +363,11 @@ def _kv_outer_partial_kernel(
     else:
         b_s = tl.dot(b_q, b_k)  # [R, BLOCK] fp32
     visible = o_key[None, :] <= pos[:, None]
-    b_s = tl.where(visible, b_s * qk_scale, float("-inf"))
-    b_m = tl.max(b_s, axis=1)  # finite for real rows: key blk*BLOCK <= pos
+    # the scale folded into the exponent, as kv_outer_ws's softmax does (same bits)
+    b_s = tl.where(visible, b_s, float("-inf"))
+    b_m = tl.max(b_s, axis=1) * qk_scale  # finite for real rows: key blk*BLOCK <= pos
     b_m = tl.where(m_r, b_m, 0.0)
-    b_p = tl.exp2(b_s - b_m[:, None])
+    b_p = tl.exp2(tl.fma(b_s, qk_scale, -b_m[:, None]))
     b_l = tl.sum(b_p, axis=1)
     if IEEE:
         b_o = tl.dot(b_p.to(b_v.dtype), b_v, input_precision="ieee")
