@@ -1,6 +1,6 @@
 """Index-branch studies on one device call (NOTES.md v10).
 
-    python benchmarks/index_ab.py [prefill|decode|ahead|order]
+    python benchmarks/index_ab.py [prefill|decode|ahead|order|ws]
 
 1. Prefill indexer, one 16K chunk after 0, 112K and 1008K cached tokens (MiniMax-M3 shapes), bf16 and
    8-bit index keys: ``ops.index_topk`` with several (num_warps, num_stages) launches, ms and
@@ -10,6 +10,7 @@
    MSADecodeWrapper.run() (torch.profiler) beside the graph-replayed step.
 3. (ahead) the prefill indexer with 8-bit keys, key scales prefetched a block ahead or not.
 4. (order) the prefill indexer with its tiles last to first or in order, at 1 / 2 / 4 splits (v15).
+5. (ws) the prefill indexer, bf16 keys, by the Triton kernel or the Gluon scan (index_ws; v27b).
 Writes $OUT/index_ab.json.
 """
 
@@ -115,6 +116,32 @@ def ahead(res, P, C=16384, rounds=3):
     res["ahead"].append(rec)
 
 
+def ws(res, P, C=16384, rounds=3):
+    """bf16 keys: the prefill indexer by the Triton partial kernel or the Gluon scan
+    (index_branch._INDEX_WS) on 128- or 256-row tiles (index_ws._TILE_ROWS), interleaved rounds,
+    lower medians; selections compared."""
+    from msa_sgl.ops import index_branch as ib
+    from msa_sgl.ops import index_ws
+
+    default = ib._INDEX_WS, index_ws._TILE_ROWS
+    variants, flops = _chunk(P, C)
+    args = dict(variants)["bf16"]
+    times, outs = {}, {}
+    try:
+        for _ in range(rounds):
+            for name, on, rows in (("triton", False, 128), ("gluon128", True, 128), ("gluon256", True, 256)):
+                ib._INDEX_WS, index_ws._TILE_ROWS = on, rows
+                outs[name] = ops.index_topk(**args)
+                times.setdefault(name, []).append(hb.bench_ms(lambda: ops.index_topk(**args), rep=100))
+    finally:
+        ib._INDEX_WS, index_ws._TILE_ROWS = default
+    ms = {k: sorted(v)[(len(v) - 1) // 2] for k, v in times.items()}
+    rec = dict(P=P, C=C, keys="bf16", ms=ms, rounds_ms=times, tflops={k: flops / v / 1e9 for k, v in ms.items()},
+               same=all(bool(torch.equal(outs["triton"], o)) for o in outs.values()))
+    dr.log("prefill index ws", rec)
+    res["ws"].append(rec)
+
+
 def decode(res):
     for ctx in (32768, 131072, 1 << 20):
         prob = hb.make_big_problem([1], [ctx], dtype=torch.bfloat16, seed=ctx)
@@ -139,7 +166,7 @@ def decode(res):
 
 def main():
     gpu_run.env_info()
-    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": [], "ahead": [], "order": []}
+    res = {"env": gpu_run.RESULTS["env"], "prefill": [], "decode": [], "ahead": [], "order": [], "ws": []}
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     try:
         if what in ("all", "prefill"):
@@ -153,6 +180,10 @@ def main():
         if what == "ahead":
             for P in (0, 114688, 1032192):
                 ahead(res, P)
+                gpu_run.free()
+        if what == "ws":
+            for P in (16384, 0, 114688, 1032192):  # P = 0 second: the first point of a process runs slow
+                ws(res, P)
                 gpu_run.free()
         if what in ("all", "decode"):
             decode(res)

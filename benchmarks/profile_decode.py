@@ -32,7 +32,6 @@ import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode_run import quantized  # noqa: E402  (the 8-bit copy of a problem's index keys)
 
 M3 = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128)
 POINTS = ((1, 32768, 1), (1, 131072, 1), (1, 1 << 20, 1), (1, 131072, 8), (8, 1 << 20, 1))
@@ -72,7 +71,7 @@ def point(batch, ctx, q_len, fp8, rotate=False):
     copies = max(1, math.ceil(200e6 / key_bytes)) if rotate else 1
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=ctx + batch + i)
              for i in range(copies)]
-    kidx = [quantized(p) if fp8 else (p.args["k_idx_cache"], None) for p in probs]
+    kidx = [hb.quantized_index_keys(p) if fp8 else (p.args["k_idx_cache"], None) for p in probs]
     rec = dict(batch=batch, ctx=ctx, q_len=q_len, keys="fp8" if fp8 else "bf16", copies=copies,
                key_bytes=key_bytes)
     for pdl in (False, True):

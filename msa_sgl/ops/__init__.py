@@ -1,7 +1,9 @@
 """Triton kernels of msa_sgl (arguments validated by msa_sgl.api before they get here).
 
-* ``index_branch.py``: ``index_topk``, exp-free block scoring with a running top-k on chip.
-* ``main_branch.py``: ``sparse_attention``, query-outer, split and KV-outer forms.
+* ``index_branch.py``: ``index_topk``, exp-free block scoring with a running top-k on chip
+  (``index_ws.py``: its prefill scan warp-specialized in Gluon, Hopper only).
+* ``main_branch.py``: ``sparse_attention``, query-outer, split and KV-outer forms
+  (``kv_outer_ws.py``: the KV-outer partials warp-specialized in Gluon, Hopper only).
 * ``quant.py``: ``quantize_index_keys``, 8-bit index keys (fp8 e4m3, one scale per token).
 * ``metadata.py``: per-call metadata built on the device (tile maps, the reverse index).
 

@@ -19,6 +19,9 @@ Two kernels, no ``[tokens, blocks]`` score matrix in memory:
    is a helper (``_merge_select``): for small decode steps the decode wrapper skips this kernel
    and the main branch's slot kernel runs the helper itself (main_branch ``SELECT``).
 
+On Hopper the prefill tiles' partial lists come from ``index_ws.py`` where it supports the call
+(``_INDEX_WS``): the same lists in a warp-specialized Gluon kernel, on 256-row tiles.
+
 Extra memory: O(n_split x total_q x Hkv x KF). Ties: equal scores go to the lower block id,
 exactly, because every insertion compares (score, id) pairs; bitwise-equal scores therefore
 select as the reference does, and scores that differ only by fp32 rounding are genuine ties.
@@ -32,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import index_ws
 from .quant import round_e4m3
 from .metadata import call_rows, find_tile_request, launch_options, num_sms, pdl_mode, pdl_wait, tile_grid
 
@@ -377,7 +381,9 @@ class IndexLaunch:
     n / split_pieces) blocks), ``kf`` slots per partial list; the finalize kernel merges
     ``ns_c`` splits at a time for ``block_r`` rows per program; ``scale_ahead``: 8-bit keys, the
     partial kernel prefetches each block's key scales one block ahead (decode and MTP tiles);
-    ``keys_m``: it computes a block's scores as keys x queries (see ``_KEYS_M_MAX_ROWS``)."""
+    ``keys_m``: it computes a block's scores as keys x queries (see ``_KEYS_M_MAX_ROWS``);
+    ``gluon``: the launch shapes are the heuristics' (no override), so launch_index may take the
+    warp-specialized Gluon scan (index_ws) where it supports the call (``_INDEX_WS``)."""
 
     block_t: int
     hkv_p: int
@@ -391,6 +397,7 @@ class IndexLaunch:
     split_pieces: int = 1
     scale_ahead: bool = False
     keys_m: bool = False
+    gluon: bool = False
 
     def merge_constexprs(self, config) -> dict:
         """The constexprs of the list merge (``_rows_used_splits`` + ``_merge_select``) for this
@@ -496,17 +503,25 @@ _KEYS_M_MAX_BATCH = 8  # and calls of at most this many requests (64 x 32K, 37 b
 # 3.559; 8-bit keys P = 0 0.331 / 0.296, 16K 0.686 / 0.624, 32K 1.049 / 0.982, 112K a tie (bf16
 # keys at P = 0: 0.31-0.46 ms either way, run to run; benchmarks/NOTES.md v15b).
 _LAST_FIRST = True
+# The prefill tiles' partial lists by the warp-specialized Gluon scan (index_ws: a TMA producer,
+# two consumers with two blocks' products in flight) where it supports the call
+# (index_ws.index_ws_supported: bf16 / fp16 keys, 128-row tiles, D = block = 128, KF = 16, no
+# PDL) and the launch shapes are the heuristics'; the same lists bit for bit (benchmarks/NOTES.md
+# v27b). False: the Triton kernel always.
+_INDEX_WS = True
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
 
 def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, block_t=None, n_split=None,
-               num_warps=None, num_stages=None) -> IndexLaunch:
-    """The launch shapes for a call of these sizes (``fp8``: 8-bit index keys); the keyword
-    options override the heuristics."""
+               num_warps=None, num_stages=None, dtype=None) -> IndexLaunch:
+    """The launch shapes for a call of these sizes (``fp8``: 8-bit index keys; ``dtype``: the
+    index queries', which decides whether the Gluon scan's tiles are planned: bf16 / fp16 only,
+    None: not); the keyword options override the heuristics."""
     hkv_p = triton.next_power_of_2(hkv)
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
+    gluon = block_t is None and num_warps is None and num_stages is None
     if block_t is None:  # rows = tokens x groups; at least 16 rows for the tensor cores
         # 128 rows, 8 warps: 562 TF/s at M3 shapes, 16K chunk after 112K (H200, 2026-11-26),
         # against 390 for 64 rows / 4 warps and 456 for 256 rows (benchmarks/NOTES.md). Short
@@ -515,6 +530,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         # (H100, same chunk: 735 TF/s against 408 with 8 warps / 3 stages; NOTES.md v10).
         per_req = triton.cdiv(max(total_q, 1), max(batch, 1))
         rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
+        if rows == 128 and _INDEX_WS:  # the Gluon scan's tiles where it may take the call
+            rows = index_ws.prefill_rows(torch.device(device), fp8, dtype)
         block_t = max(1, rows // hkv_p)
         if num_warps is None:
             num_warps = (8 if not fp8 else 4) if rows >= 128 else _SHORT_TILE_WARPS
@@ -535,7 +552,7 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
                        _SPLIT_PIECES, fp8 and block_t * hkv_p <= _SCALE_AHEAD_MAX_ROWS,
                        block_t * hkv_p <= (_KEYS_M_MAX_ROWS_FP8 if fp8 else _KEYS_M_MAX_ROWS)
                        and triton.cdiv(max_pages, n_split) <= _KEYS_M_MAX_SPLIT_BLOCKS
-                       and batch <= _KEYS_M_MAX_BATCH)
+                       and batch <= _KEYS_M_MAX_BATCH, gluon)
 
 
 def _max_split(fp8, max_pages):
@@ -578,11 +595,41 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
     the lists (main_branch.launch_split's ``select``)."""
     fp8 = k_idx_scale is not None
     total_q, hkv, d = q_idx.shape
-    batch = page_table.shape[0]
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     if total_q == 0:
         return out
     pdl_key = "index_partial" if finalize else ("index_partial_fused_fp8" if fp8 else "index_partial_fused")
+    last_first = plan.block_t * plan.hkv_p >= 128 and _LAST_FIRST
+    if (_INDEX_WS and plan.gluon and index_ws.index_ws_supported(q_idx, k_idx_cache, plan.block_t * plan.hkv_p,
+                                                                  plan.kf, fp8, pdl_mode(pdl, pdl_key))):
+        index_ws.launch_index_ws(
+            q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, tile_cum, grid_tiles, part_keys,
+            hkv_p=plan.hkv_p, block_t=plan.block_t, n_split=plan.n_split, block=config.block_size,
+            n_init=config.num_init_blocks, n_local=config.num_local_blocks, k_free=k_free, kf=plan.kf,
+            split_floor=plan.split_floor, split_pieces=plan.split_pieces, last_first=last_first)
+    else:
+        _launch_partial(q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q, seq_lens_k, config, plan, tile_cum,
+                        grid_tiles, part_keys, pdl, pdl_key, last_first)
+    if not finalize:
+        return out
+    rows = total_q * hkv
+    _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
+        part_keys, out, token_req, seq_lens_k, cu_seqlens_q,
+        rows, plan.n_split,
+        HKV=hkv, BLOCK_R=plan.block_r, BLOCK=config.block_size, TOPK=config.topk, **plan.merge_constexprs(config),
+        USE_PDL=pdl_mode(pdl, "index_finalize"),
+        **launch_options(None, None, pdl_mode(pdl, "index_finalize") > 0),
+    )
+    return out
+
+
+def _launch_partial(q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q, seq_lens_k, config, plan, tile_cum,
+                    grid_tiles, part_keys, pdl, pdl_key, last_first):
+    """The Triton partial kernel of launch_index."""
+    fp8 = k_idx_scale is not None
+    total_q, hkv, d = q_idx.shape
+    batch = page_table.shape[0]
+    k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     _index_partial_kernel[(grid_tiles, plan.n_split)](
         q_idx, k_idx_cache, k_idx_scale if fp8 else k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
         part_keys,
@@ -596,20 +643,9 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
         USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead), KEYS_M=int(plan.keys_m),
-        LAST_FIRST=int(plan.block_t * plan.hkv_p >= 128 and _LAST_FIRST),
+        LAST_FIRST=int(last_first),
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
-    if not finalize:
-        return out
-    rows = total_q * hkv
-    _index_finalize_kernel[(triton.cdiv(rows, plan.block_r),)](
-        part_keys, out, token_req, seq_lens_k, cu_seqlens_q,
-        rows, plan.n_split,
-        HKV=hkv, BLOCK_R=plan.block_r, BLOCK=config.block_size, TOPK=config.topk, **plan.merge_constexprs(config),
-        USE_PDL=pdl_mode(pdl, "index_finalize"),
-        **launch_options(None, None, pdl_mode(pdl, "index_finalize") > 0),
-    )
-    return out
 
 
 def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, *, k_idx_scale=None, block_t=None,
@@ -624,7 +660,8 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
     if total_q == 0:
         return (out, torch.empty(0, dtype=torch.int32, device=q_idx.device)) if with_token_req else out
     plan = plan_index(total_q, batch, max_pages, hkv, config, q_idx.device, fp8=k_idx_scale is not None,
-                      block_t=block_t, n_split=n_split, num_warps=num_warps, num_stages=num_stages)
+                      block_t=block_t, n_split=n_split, num_warps=num_warps, num_stages=num_stages,
+                      dtype=q_idx.dtype)
     tiles, token_req = call_rows(cu_seqlens_q, total_q, plan.block_t)
     launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
                  tiles.grid_tiles, token_req, plan.workspace(total_q, hkv, q_idx.device), out, k_idx_scale)

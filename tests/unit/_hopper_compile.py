@@ -183,11 +183,12 @@ def tile_kernels_scalar_one():
             print(json.dumps({"kernel": fn.__name__, "mode": "E1" if e_one else "E", "compiled": True}), flush=True)
 
 
-def _ws_schedule(k):
+def _ws_schedule(k, op=r"MUFU\.EX2"):
     """ptxas's view of a compiled Gluon KV-outer kernel: its warnings (e.g. C7514, warpgroup MMAs
     serialized) from ptxas -v on the kernel's PTX (the ptxas Triton compiles with), and per
     warpgroup-MMA wait in the SASS of the kernel's cubin, in order, its depth (DEPBAR.LE n) and
-    the exp2 instructions (MUFU.EX2) before the next wait. None where the tools are missing."""
+    the instructions matching ``op`` (the exp2s, MUFU.EX2) before the next wait. None where the
+    tools are missing."""
     import re
     import tempfile
 
@@ -209,7 +210,7 @@ def _ws_schedule(k):
         r = subprocess.run([cuobjdump, "-sass", os.path.join(d, "k.cubin")], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
     waits = []
-    for m in re.finditer(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x(\d+)|MUFU\.EX2", r.stdout):
+    for m in re.finditer(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x(\d+)|" + op, r.stdout):
         if m.group(1) is not None:
             waits.append([int(m.group(1)), 0])
         elif waits:
@@ -268,6 +269,42 @@ def kv_outer_ws():
                               "ptxas_warnings": warnings, "waits": waits}), flush=True)
 
 
+def index_ws():
+    """The warp-specialized Gluon prefill index scan (ops.index_ws) at M3 shapes, bf16 and fp16, on
+    128- and 256-row tiles, as launch_index_ws launches it: TMA loads, warpgroup MMAs, partition
+    registers, shared memory, and ptxas's schedule (per MMA wait, the FMNMX after it: the first
+    product's row maxima between the two waits). Nothing where this Triton's Gluon is not the one
+    the kernel is written for."""
+    import re
+
+    from msa_sgl.ops import index_ws as iw
+
+    if not iw.HAVE_GLUON:
+        return
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    for rows in (128, 256):
+        for dt, gdt in (("bf16", gl.bfloat16), ("fp16", gl.float16)):
+            lay = gl.NVMMASharedLayout.get_default_for([128, 128], gdt)
+            sig = {"Q": f"*{dt}", "k_desc": f"tensordesc<{dt}[128, 128],{lay!r}>", "PAGE_TABLE": "*i32",
+                   "SEQ_LENS": "*i32", "CU_SEQLENS": "*i32", "TILE_CUM": "*i32", "OUT_KEY": "*i64", "batch": I32,
+                   "num_pages": I32, "stride_qt": I32, "stride_qh": I32, "stride_pt_b": I32, "n_split": I32}
+            const = dict(HKV=4, HKV_P=4, BLOCK_T=rows // 4, D=128, BLOCK=128, N_INIT=0, N_LOCAL=1, K_FREE=15, KF=16,
+                         SEARCH_STEPS=1, SPLIT_FLOOR=8, SPLIT_PIECES=64, LAST_FIRST=1, STAGES=iw._STAGES,
+                         CONSUMER_REGS=iw._CONSUMER_REGS, PRODUCER_REGS=iw._PRODUCER_REGS)
+            k = triton.compile(GluonASTSource(iw._index_ws_kernel, dict(sig, **{c: "constexpr" for c in const}), const),
+                               target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": iw._MAXNREG})
+            ptx = k.asm["ptx"]
+            warnings, waits = _ws_schedule(k, r"FMNMX") if dt == "bf16" else (None, None)
+            print(json.dumps({"kernel": "index_ws", "mode": dt, "num_stages": rows, "shared": k.metadata.shared,
+                              "tma_load": len(re.findall(r"cp\.async\.bulk\.tensor\.2d\.shared::\w+\.global", ptx)),
+                              "wgmma": len(re.findall(r"wgmma\.mma_async", ptx)),
+                              "setmaxnreg": sorted(set(int(v) for v in re.findall(
+                                  r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", ptx))),
+                              "ptxas_warnings": warnings, "waits": waits}), flush=True)
+
+
 def ws_timeline():
     """benchmarks/ws_timeline.py's instrumented copy of the Gluon kernel (its anchors still match
     the kernel's source; the stamps compile): the %clock64 reads in its PTX."""
@@ -294,6 +331,7 @@ def ws_timeline():
 
 def main():
     kv_outer_ws()
+    index_ws()
     ws_timeline()
     tile_kernels_scalar_one()
     key_buffers()

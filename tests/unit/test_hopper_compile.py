@@ -11,7 +11,9 @@ rows' kernel in both its key loops (v19); and the block tiles' kernels compile w
 (E == 1, which the JIT passes as a constexpr); and the warp-specialized Gluon KV-outer kernel
 compiles with its TMA copies, warpgroup MMAs and partition registers, and ptxas keeps its
 pipelining (v25, v26; Gluon has no interpreter, so this is its only check on a machine without a
-Hopper GPU); and benchmarks/ws_timeline.py's instrumented copy of it still builds and compiles."""
+Hopper GPU); and benchmarks/ws_timeline.py's instrumented copy of it still builds and compiles;
+and so does the Gluon prefill index scan (v27b, v27d), whose schedule keeps the first product's
+row maxima between its two MMA waits."""
 
 import json
 import os
@@ -149,3 +151,30 @@ def test_ws_timeline_instruments_the_kernel(compiled):
     r = compiled[("ws_timeline", "bf16", None)]
     assert "error" not in r, r["error"]
     assert r["clock64"] == r["expected"] == 2 * 8 + 4, r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+@pytest.mark.parametrize("rows", [128, 256], ids=["rows128", "rows256"])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_index_ws_compiles_for_sm90(compiled, dtype, rows):
+    from msa_sgl.ops import index_ws as iw
+
+    if not iw.HAVE_GLUON:
+        pytest.skip("this Triton's Gluon is not the one the kernel is written for (index_ws.HAVE_GLUON)")
+    r = compiled[("index_ws", dtype, rows)]
+    # one TMA copy a key block in the producer's loop, as two 128-byte-swizzled copies of 64
+    # columns; 2 products of 8 k-steps in each consumer's loop
+    assert r["tma_load"] == 2, r
+    assert r["wgmma"] == 2 * 2 * 8, r
+    assert iw._PRODUCER_REGS in r["setmaxnreg"] and iw._CONSUMER_REGS in r["setmaxnreg"], r
+    # the tile's Q rows (rows x 256 B) and the key ring fit one CTA an SM (227 KB on Hopper)
+    assert rows * 256 + iw._STAGES * 128 * 256 <= r["shared"] <= 227 * 1024, r
+    if dtype == "bf16" and r["waits"] is not None:
+        # no warning (C7514: every warpgroup MMA serialized), and in each consumer's loop the wait
+        # for the first product (depth 1) followed by its row maxima (a thread's two rows of 32
+        # scores: >= 62 FMNMX) before the wait for the second (depth 0)
+        assert r["ptxas_warnings"] == [], r["ptxas_warnings"]
+        depth1 = [i for i, w in enumerate(r["waits"]) if w[0] == 1]
+        assert len(depth1) == 2, r["waits"]
+        for i in depth1:
+            assert r["waits"][i][1] >= 62 and r["waits"][i + 1][0] == 0, r["waits"]

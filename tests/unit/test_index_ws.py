@@ -1,0 +1,121 @@
+"""The warp-specialized Gluon prefill index scan (ops.index_ws) on the GPU: its partial lists bit for
+bit the Triton partial kernel's (the same warpgroup MMAs, the same insertion rule), every list
+slot compared (both runs start from the same poisoned workspace, so a list one kernel writes and
+the other does not shows), the selections equal and run to run identical, across splits, tile
+orders, requests of mixed lengths, GQA widths and dtypes; and the calls it must leave to the
+Triton kernel. Gluon has no interpreter, so these tests need a Hopper GPU (they skip elsewhere;
+tests/unit/test_hopper_compile.py compiles the kernel for sm_90 on any machine). Every test counts
+the Gluon launches, so a test meant for the Gluon kernel cannot pass on the Triton one."""
+
+import pytest
+import torch
+
+from harness import bench as hb
+from msa_sgl.ops import index_branch as ib
+from msa_sgl.ops import index_ws
+from msa_sgl.ops.metadata import call_rows
+
+_HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+pytestmark = pytest.mark.skipif(not (_HOPPER and index_ws.HAVE_GLUON),
+                                reason="Gluon kernel: needs a Hopper GPU (no interpreter for Gluon)")
+
+_POISON = 0x5A5A5A5A5A5A5A5A
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    calls = []
+    real = index_ws.launch_index_ws
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["n_split"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_ws, "launch_index_ws", counted)
+    return calls
+
+
+def _lists(prob, gluon, n_split=None, last_first=True, monkeypatch=None, rows=256):
+    """(partial lists, selections) of one call, by the Gluon scan (its tiles of ``rows`` rows) or
+    by the Triton kernel on the same tiles and splits."""
+    a = prob.index_args()
+    q_idx, cfg = a["q_idx"], a["config"]
+    total_q, hkv, _ = q_idx.shape
+    batch, max_pages = a["page_table"].shape
+    monkeypatch.setattr(index_ws, "_TILE_ROWS", rows)
+    monkeypatch.setattr(ib, "_INDEX_WS", True)
+    monkeypatch.setattr(ib, "_LAST_FIRST", last_first)
+    plan = ib.plan_index(total_q, batch, max_pages, hkv, cfg, q_idx.device, n_split=n_split, dtype=q_idx.dtype)
+    assert plan.block_t * plan.hkv_p == rows and plan.gluon
+    if not gluon:
+        monkeypatch.setattr(ib, "_INDEX_WS", False)
+        plan = ib.plan_index(total_q, batch, max_pages, hkv, cfg, q_idx.device, n_split=plan.n_split,
+                             block_t=plan.block_t, num_warps=8)
+    tiles, token_req = call_rows(a["cu_seqlens_q"], total_q, plan.block_t)
+    part = plan.workspace(total_q, hkv, q_idx.device).fill_(_POISON)
+    out = torch.full((total_q, hkv, cfg.topk), -7, dtype=torch.int32, device=q_idx.device)
+    ib.launch_index(q_idx, a["k_idx_cache"], a["page_table"], a["cu_seqlens_q"], a["seq_lens_k"], cfg, plan,
+                    tiles.tile_cum, tiles.grid_tiles, token_req, part, out)
+    return part, out
+
+
+CASES = {
+    # requests of mixed lengths: short ones (every block forced or selected), chunks after a prefix
+    "mixed": ([300, 200, 420, 33], [2085, 2056, 9000, 33], {}),
+    # one long request, a tile's range split across programs
+    "long": ([700], [70000], {}),
+    # an 8-group model: 16 tokens a 128-row tile; init blocks forced too
+    "hkv8_init": ([260, 97], [5000, 3000], dict(num_kv_heads=8, num_q_heads=64, num_init_blocks=2)),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("n_split", [None, 1, 3, 8], ids=["plan", "s1", "s3", "s8"])
+@pytest.mark.parametrize("rows", [256, 128], ids=["rows256", "rows128"])
+def test_lists_match_triton(case, dtype, n_split, rows, launches, monkeypatch):
+    q_lens, seq_lens, shapes = CASES[case]
+    prob = hb.make_big_problem(q_lens, seq_lens, dtype=dtype, seed=len(case) + 17, **shapes)
+    want_part, want = _lists(prob, False, n_split, monkeypatch=monkeypatch, rows=rows)
+    assert launches == []
+    got_part, got = _lists(prob, True, n_split, monkeypatch=monkeypatch, rows=rows)
+    assert len(launches) == 1
+    assert (want != -7).all()
+    torch.testing.assert_close(got_part, want_part, rtol=0, atol=0)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("last_first", [True, False], ids=["last_first", "in_order"])
+@pytest.mark.parametrize("rows", [256, 128], ids=["rows256", "rows128"])
+def test_tile_order_and_repeat(last_first, rows, launches, monkeypatch):
+    prob = hb.make_big_problem([1000, 129], [40000, 129], dtype=torch.bfloat16, seed=5)
+    want_part, want = _lists(prob, False, last_first=last_first, monkeypatch=monkeypatch, rows=rows)
+    runs = [_lists(prob, True, last_first=last_first, monkeypatch=monkeypatch, rows=rows) for _ in range(3)]
+    assert len(launches) == 3
+    for part, out in runs:
+        assert torch.equal(part, want_part) and torch.equal(out, want)
+
+
+def test_selections_as_the_triton_plan(launches, monkeypatch):
+    # index_topk with the Gluon scan's tiles selects as with the Triton kernel's own 128-row
+    # tiles (other splits, other lists; the same selection rule)
+    prob = hb.make_big_problem([700, 300], [30000, 4000], dtype=torch.bfloat16, seed=12)
+    monkeypatch.setattr(ib, "_INDEX_WS", False)
+    want = ib.index_topk(**prob.index_args())
+    monkeypatch.setattr(ib, "_INDEX_WS", True)
+    got = ib.index_topk(**prob.index_args())
+    assert len(launches) == 1
+    assert torch.equal(got, want)
+
+
+def test_leaves_other_calls_to_triton(launches, monkeypatch):
+    # decode-sized tiles (under 128 rows) and launch overrides take the Triton kernel
+    prob = hb.make_big_problem([3, 1], [9000, 4000], dtype=torch.bfloat16, seed=9)
+    monkeypatch.setattr(ib, "_INDEX_WS", True)
+    ib.index_topk(**prob.index_args())
+    big = hb.make_big_problem([300], [9000], dtype=torch.bfloat16, seed=10)
+    ib.index_topk(**big.index_args(), num_warps=8)
+    ib.index_topk(**big.index_args(), block_t=16)
+    assert launches == []
+    ib.index_topk(**big.index_args())
+    assert len(launches) == 1
