@@ -89,7 +89,7 @@ class MSAPrefillWrapper:
         index = None
         if total_q and not (dense and ops.main_branch.every_row_dense(page_table, config)):
             plan = ops.plan_index(total_q, batch, width, self.hkv, config, self.device, fp8=self.index_fp8,
-                                  dtype=self.dtype)
+                                  dtype=self.dtype, index_dim=self.index_dim)
             tiles, token_req = ops.metadata.call_rows(cu_seqlens_q, total_q, plan.block_t)
             topk = torch.empty(total_q, self.hkv, config.topk, dtype=torch.int32, device=self.device)
             index = (plan, tiles, token_req, plan.workspace(total_q, self.hkv, self.device), topk)

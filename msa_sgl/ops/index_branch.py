@@ -504,24 +504,28 @@ _KEYS_M_MAX_BATCH = 8  # and calls of at most this many requests (64 x 32K, 37 b
 # keys at P = 0: 0.31-0.46 ms either way, run to run; benchmarks/NOTES.md v15b).
 _LAST_FIRST = True
 # The prefill tiles' partial lists by the warp-specialized Gluon scan (index_ws: a TMA producer,
-# two consumers with two blocks' products in flight) where it supports the call
-# (index_ws.index_ws_supported: bf16 / fp16 keys, 128-row tiles, D = block = 128, KF = 16, no
-# PDL) and the launch shapes are the heuristics'; the same lists bit for bit (benchmarks/NOTES.md
-# v27b). False: the Triton kernel always.
+# two consumers with two 64-row products in flight) where it supports the call: a plan that took
+# its tiles (plan_index with dtype and index_dim: index_ws.plan_supported, bf16 / fp16 keys, index
+# dim = block = 128, KF = 16, on Hopper; 256-row tiles, index_ws._TILE_ROWS) and a launch it
+# takes (index_ws.index_ws_supported: layout, alignment, no PDL). The same lists as the Triton
+# kernel's on the same tiles, bit for bit (benchmarks/NOTES.md v27b-d). False: the Triton kernel
+# always, on its 128-row tiles.
 _INDEX_WS = True
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
 
 def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, block_t=None, n_split=None,
-               num_warps=None, num_stages=None, dtype=None) -> IndexLaunch:
-    """The launch shapes for a call of these sizes (``fp8``: 8-bit index keys; ``dtype``: the
-    index queries', which decides whether the Gluon scan's tiles are planned: bf16 / fp16 only,
-    None: not); the keyword options override the heuristics."""
+               num_warps=None, num_stages=None, dtype=None, index_dim=None) -> IndexLaunch:
+    """The launch shapes for a call of these sizes (``fp8``: 8-bit index keys); the keyword
+    options override the heuristics. ``dtype`` and ``index_dim`` (the index queries' dtype and
+    head dim) let the plan take the Gluon scan's tiles (index_ws.plan_supported) and mark it as
+    one launch_index may give that scan (``gluon``); without them (the decode wrapper) neither."""
     hkv_p = triton.next_power_of_2(hkv)
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
-    gluon = block_t is None and num_warps is None and num_stages is None
+    gluon = (block_t is None and num_warps is None and num_stages is None and _INDEX_WS
+             and index_ws.plan_supported(torch.device(device), fp8, dtype, index_dim, config.block_size, kf))
     if block_t is None:  # rows = tokens x groups; at least 16 rows for the tensor cores
         # 128 rows, 8 warps: 562 TF/s at M3 shapes, 16K chunk after 112K (H200, 2026-11-26),
         # against 390 for 64 rows / 4 warps and 456 for 256 rows (benchmarks/NOTES.md). Short
@@ -530,8 +534,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         # (H100, same chunk: 735 TF/s against 408 with 8 warps / 3 stages; NOTES.md v10).
         per_req = triton.cdiv(max(total_q, 1), max(batch, 1))
         rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
-        if rows == 128 and _INDEX_WS:  # the Gluon scan's tiles where it may take the call
-            rows = index_ws.prefill_rows(torch.device(device), fp8, dtype)
+        if rows == 128 and gluon:  # the Gluon scan's tiles
+            rows = index_ws._TILE_ROWS
         block_t = max(1, rows // hkv_p)
         if num_warps is None:
             num_warps = (8 if not fp8 else 4) if rows >= 128 else _SHORT_TILE_WARPS
@@ -661,7 +665,7 @@ def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config,
         return (out, torch.empty(0, dtype=torch.int32, device=q_idx.device)) if with_token_req else out
     plan = plan_index(total_q, batch, max_pages, hkv, config, q_idx.device, fp8=k_idx_scale is not None,
                       block_t=block_t, n_split=n_split, num_warps=num_warps, num_stages=num_stages,
-                      dtype=q_idx.dtype)
+                      dtype=q_idx.dtype, index_dim=q_idx.shape[-1])
     tiles, token_req = call_rows(cu_seqlens_q, total_q, plan.block_t)
     launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, plan, tiles.tile_cum,
                  tiles.grid_tiles, token_req, plan.workspace(total_q, hkv, q_idx.device), out, k_idx_scale)

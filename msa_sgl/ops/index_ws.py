@@ -51,7 +51,7 @@ except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover
     HAVE_GLUON = False
 
 _STAGES = 4
-# Rows of a prefill tile the Gluon scan takes (index_branch.plan_index): 128 (32 tokens x 4 groups;
+# Rows of a prefill tile the Gluon scan takes (index_branch.plan_index, plan_supported): 128 (32 tokens x 4 groups;
 # each consumer two blocks an iteration) or 256 (64 tokens; each consumer one block an iteration,
 # its two 64-row products in flight: each key block loaded from L2 once for twice the rows).
 _TILE_ROWS = 256
@@ -297,14 +297,16 @@ if HAVE_GLUON:
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
-def prefill_rows(device, fp8: bool, dtype) -> int:
-    """Rows of a prefill tile (tokens x groups) when the Gluon scan may take the call:
-    _TILE_ROWS on a Hopper GPU with this Gluon for bf16 / fp16 index queries and keys in their
-    dtype, else the Triton kernel's 128."""
-    if (not HAVE_GLUON or fp8 or dtype not in (torch.bfloat16, torch.float16) or not isinstance(device, torch.device)
-            or device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9):
-        return 128
-    return _TILE_ROWS
+def plan_supported(device, fp8: bool, dtype, index_dim, block: int, kf: int) -> bool:
+    """Whether a plan of these shapes may give its prefill tiles to this scan (its tiles are then
+    _TILE_ROWS rows): a Hopper GPU with this Gluon, bf16 / fp16 index queries with keys in their
+    dtype (not 8-bit), index head dim 128, block 128, KF 16. The launch checks the rest
+    (index_ws_supported: layout, alignment, PDL) and otherwise runs the Triton kernel on the
+    plan's tiles."""
+    if (not HAVE_GLUON or fp8 or dtype not in (torch.bfloat16, torch.float16) or index_dim != 128 or block != 128
+            or kf != 16 or not isinstance(device, torch.device) or device.type != "cuda"):
+        return False
+    return torch.cuda.get_device_capability(device)[0] == 9
 
 
 def index_ws_supported(q_idx, k_idx_cache, rows: int, kf: int, fp8: bool, pdl_mode: int) -> bool:
@@ -319,7 +321,8 @@ def index_ws_supported(q_idx, k_idx_cache, rows: int, kf: int, fp8: bool, pdl_mo
     return (q_idx.dtype in (torch.bfloat16, torch.float16) and k_idx_cache.dtype == q_idx.dtype and rows in (128, 256)
             and kf == 16 and q_idx.shape[-1] == 128 and k_idx_cache.dim() == 3 and k_idx_cache.shape[1] == 128
             and k_idx_cache.shape[2] == 128 and q_idx.stride(-1) == 1 and k_idx_cache.is_contiguous()
-            and k_idx_cache.data_ptr() % 16 == 0)
+            and k_idx_cache.data_ptr() % 16 == 0
+            and k_idx_cache.shape[0] * 128 < 2 ** 31)  # (TMA row coordinates: int32 page x BLOCK)
 
 
 def launch_index_ws(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, tile_cum, grid_tiles, part_keys, *,

@@ -45,7 +45,8 @@ def _lists(prob, gluon, n_split=None, last_first=True, monkeypatch=None, rows=25
     monkeypatch.setattr(index_ws, "_TILE_ROWS", rows)
     monkeypatch.setattr(ib, "_INDEX_WS", True)
     monkeypatch.setattr(ib, "_LAST_FIRST", last_first)
-    plan = ib.plan_index(total_q, batch, max_pages, hkv, cfg, q_idx.device, n_split=n_split, dtype=q_idx.dtype)
+    plan = ib.plan_index(total_q, batch, max_pages, hkv, cfg, q_idx.device, n_split=n_split, dtype=q_idx.dtype,
+                         index_dim=q_idx.shape[-1])
     assert plan.block_t * plan.hkv_p == rows and plan.gluon
     if not gluon:
         monkeypatch.setattr(ib, "_INDEX_WS", False)
@@ -66,6 +67,8 @@ CASES = {
     "long": ([700], [70000], {}),
     # an 8-group model: 16 tokens a 128-row tile; init blocks forced too
     "hkv8_init": ([260, 97], [5000, 3000], dict(num_kv_heads=8, num_q_heads=64, num_init_blocks=2)),
+    # 3 groups padded to 4 (rows of no group), two local blocks
+    "hkv3_local2": ([333, 40], [7000, 2100], dict(num_kv_heads=3, num_q_heads=48, num_local_blocks=2)),
 }
 
 
@@ -81,6 +84,7 @@ def test_lists_match_triton(case, dtype, n_split, rows, launches, monkeypatch):
     got_part, got = _lists(prob, True, n_split, monkeypatch=monkeypatch, rows=rows)
     assert len(launches) == 1
     assert (want != -7).all()
+    assert (want_part != _POISON).any()  # (the lists compared are written ones, not only poison)
     torch.testing.assert_close(got_part, want_part, rtol=0, atol=0)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
@@ -119,3 +123,20 @@ def test_leaves_other_calls_to_triton(launches, monkeypatch):
     assert launches == []
     ib.index_topk(**big.index_args())
     assert len(launches) == 1
+
+
+@pytest.mark.parametrize("what", ["m3", "index_dim64", "block64", "topk32", "fp32", "no_dtype", "fp8"])
+def test_plan_takes_gluon_tiles_only_where_supported(what):
+    # plan_index gives the Gluon scan's 256-row tiles only to plans it can take (the tile size is
+    # fixed by the plan: a call it then refused would run the Triton kernel on 256-row tiles)
+    shapes = {"index_dim64": dict(index_dim=64), "block64": dict(block_size=64), "topk32": dict(topk=32)}.get(what, {})
+    dtype = torch.float32 if what == "fp32" else torch.bfloat16
+    prob = hb.make_big_problem([300], [9000], dtype=dtype, seed=3, **shapes)
+    a = prob.index_args()
+    q = a["q_idx"]
+    plan = ib.plan_index(q.shape[0], 1, a["page_table"].shape[1], q.shape[1], prob.config, q.device,
+                         fp8=what == "fp8", dtype=None if what == "no_dtype" else q.dtype, index_dim=q.shape[-1])
+    if what == "m3":
+        assert plan.gluon and plan.block_t * plan.hkv_p == index_ws._TILE_ROWS
+    else:
+        assert not plan.gluon and plan.block_t * plan.hkv_p == 128
