@@ -35,20 +35,14 @@ last dimension contiguous, no PDL.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-try:  # Gluon (triton.experimental.gluon) ships with Triton >= 3.5
-    from triton.experimental import gluon
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
-                                                                  warpgroup_mma_wait)
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-    _warps_barrier = gl.thread_barrier if hasattr(gl, "thread_barrier") else gl.barrier
-    HAVE_GLUON = "functions_and_args" in inspect.signature(gl.warp_specialize).parameters
-except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - older Triton
-    HAVE_GLUON = False
+from ._gluon import HAVE_GLUON
+
+if HAVE_GLUON:
+    from ._gluon import (TensorDescriptor, fence_async_shared, gl, gluon, mbarrier, tma, warpgroup_mma,
+                         warpgroup_mma_wait)
+    from ._gluon import warps_barrier as _warps_barrier
 
 _STAGES = 4
 # Rows of a prefill tile the Gluon scan takes (index_branch.plan_index, plan_supported): 128 (32 tokens x 4 groups;
@@ -137,6 +131,12 @@ if HAVE_GLUON:
         top_s = gl.where(slot, s[:, None], top_s)
         top_i = gl.where(slot, b, top_i)
         return top_s, top_i
+
+    @gluon.jit
+    def _ix_offer(acc, top_s, top_i, b, ok, row_l: gl.constexpr):
+        """Block ``b``'s scores ``acc`` [64, BLOCK] offered to the rows' lists: each row's maximum
+        (in the lists' row layout: the same registers) where ``ok``."""
+        return _ix_insert(top_s, top_i, gl.convert_layout(gl.max(acc, axis=1), row_l), b, ok)
 
     @gluon.jit
     def _ix_load_q(Q, q_s, r0, t0, q_start, q_len, n, stride_qt, stride_qh, HKV: gl.constexpr, HKV_P: gl.constexpr,
@@ -233,14 +233,12 @@ if HAVE_GLUON:
                 a = warpgroup_mma_wait(num_outstanding=1, deps=[a])
                 b0 = b_lo + i0
                 if b0 <= wg_last:  # (also a basic block of its own: ptxas keeps the next wait below it)
-                    m_a = gl.convert_layout(gl.max(a, axis=1), row_l)
-                    top_s, top_i = _ix_insert(top_s, top_i, m_a, b0, b0 <= last_cand)
+                    top_s, top_i = _ix_offer(a, top_s, top_i, b0, b0 <= last_cand, row_l)
                 c = warpgroup_mma_wait(num_outstanding=0, deps=[c])
                 mbarrier.arrive(k_empty.index(s0), count=1)
                 mbarrier.arrive(k_empty.index(s1), count=1, pred=i1 != i0)
                 b1 = b_lo + i1
-                m_c = gl.convert_layout(gl.max(c, axis=1), row_l)
-                top_s, top_i = _ix_insert(top_s, top_i, m_c, b1, (b1 <= last_cand) & (i1 != i0))
+                top_s, top_i = _ix_offer(c, top_s, top_i, b1, (b1 <= last_cand) & (i1 != i0), row_l)
             _ix_store(OUT_KEY, top_s, top_i, col, tok, grp, m_r, q_start, n, n_split, HKV, KF)
         else:
             # one block an iteration, its products for both row halves in flight, the first
@@ -258,12 +256,10 @@ if HAVE_GLUON:
                 a = warpgroup_mma_wait(num_outstanding=1, deps=[a])
                 b = b_lo + i
                 if b <= wg_last:  # (also a basic block of its own: ptxas keeps the next wait below it)
-                    m_a = gl.convert_layout(gl.max(a, axis=1), row_l)
-                    top_s, top_i = _ix_insert(top_s, top_i, m_a, b, b <= last_cand)
+                    top_s, top_i = _ix_offer(a, top_s, top_i, b, b <= last_cand, row_l)
                 c = warpgroup_mma_wait(num_outstanding=0, deps=[c])
                 mbarrier.arrive(k_empty.index(s), count=1)
-                m_c = gl.convert_layout(gl.max(c, axis=1), row_l)
-                top_s2, top_i2 = _ix_insert(top_s2, top_i2, m_c, b, b <= last2)
+                top_s2, top_i2 = _ix_offer(c, top_s2, top_i2, b, b <= last2, row_l)
             _ix_store(OUT_KEY, top_s, top_i, col, tok, grp, m_r, q_start, n, n_split, HKV, KF)
             _ix_store(OUT_KEY, top_s2, top_i2, col2, tok2, grp2, m_r2, q_start, n, n_split, HKV, KF)
 

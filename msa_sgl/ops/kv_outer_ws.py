@@ -41,22 +41,14 @@ and checks what ptxas made of the pipelining (no serialized MMAs; the softmax be
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-try:  # Gluon (triton.experimental.gluon) ships with Triton >= 3.5
-    from triton.experimental import gluon
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
-                                                                  warpgroup_mma_wait)
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-    # a barrier of a partition's warps: thread_barrier in Triton 3.6, barrier in 3.8
-    _warps_barrier = gl.thread_barrier if hasattr(gl, "thread_barrier") else gl.barrier
-    # the partitions as a list of (function, arguments) - older Gluon took another form
-    HAVE_GLUON = "functions_and_args" in inspect.signature(gl.warp_specialize).parameters
-except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover - older Triton
-    HAVE_GLUON = False
+from ._gluon import HAVE_GLUON
+
+if HAVE_GLUON:
+    from ._gluon import (TensorDescriptor, fence_async_shared, gl, gluon, mbarrier, tma, warpgroup_mma,
+                         warpgroup_mma_wait)
+    from ._gluon import warps_barrier as _warps_barrier
 
 _STAGES = 2
 _PRODUCER_REGS = 40
