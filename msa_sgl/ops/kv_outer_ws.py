@@ -24,8 +24,9 @@ Gluon dialect lets a kernel name its partitions. Here one persistent program an 
   rows, entry count) is loaded a tile before its use.
 
 How it was arrived at, measured from inside the kernel (benchmarks/ws_timeline.py; NOTES.md
-v25-v26): a tile costs ~4,000 SM cycles, of which the softmax ~1,500, the epilogue ~800-900 and
-the MMA waits the rest; the pipelining and the loads moved ahead took it from ~4,900.
+v25-v27): a tile costs ~3,700-4,000 SM cycles, of which the softmax ~1,300-1,500, the epilogue
+~850 and the MMA waits the rest; the pipelining and the loads moved ahead took it from ~4,900, the
+scale folded into the exponent's FFMA and a real branch for the diagonal mask 4-6% more (v27a).
 
 Same tiles (metadata.build_block_tiles), same partial layout and values as the Triton kernel
 (rows entry x G + head, partial in q's dtype, LSE = max + log2(sum), base 2), so
