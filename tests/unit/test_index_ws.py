@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from harness import bench as hb
+from harness.tolerance import check_selection_contract, compare_topk
+from msa_sgl import reference
 from msa_sgl.ops import index_branch as ib
 from msa_sgl.ops import index_ws
 from msa_sgl.ops.metadata import call_rows
@@ -110,6 +112,20 @@ def test_selections_as_the_triton_plan(launches, monkeypatch):
     got = ib.index_topk(**prob.index_args())
     assert len(launches) == 1
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_selections_against_the_reference(dtype, launches, monkeypatch):
+    # the float64 reference, independent of either kernel: equal up to genuine ties, and the
+    # selection contract's structure
+    prob = hb.make_big_problem([300, 200, 33], [5000, 2056, 33], dtype=dtype, seed=21)
+    monkeypatch.setattr(ib, "_INDEX_WS", True)
+    got = ib.index_topk(**prob.index_args())
+    assert len(launches) == 1
+    a = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in prob.index_args().items()}
+    check_selection_contract(got.cpu(), a["cu_seqlens_q"], a["seq_lens_k"], a["config"])
+    compare_topk(got.cpu(), reference.index_topk(**a), reference.index_scores(**a), a["q_idx"], a["k_idx_cache"],
+                 a["config"])
 
 
 def test_leaves_other_calls_to_triton(launches, monkeypatch):
