@@ -67,7 +67,7 @@ CASES = {
     "mixed": ([300, 200, 420, 33], [2085, 2056, 9000, 33], {}),
     # one long request, a tile's range split across programs
     "long": ([700], [70000], {}),
-    # an 8-group model: 16 tokens a 128-row tile; init blocks forced too
+    # an 8-group model: 16 tokens a 128-row tile, 32 a 256-row one; init blocks forced too
     "hkv8_init": ([260, 97], [5000, 3000], dict(num_kv_heads=8, num_q_heads=64, num_init_blocks=2)),
     # 3 groups padded to 4 (rows of no group), two local blocks
     "hkv3_local2": ([333, 40], [7000, 2100], dict(num_kv_heads=3, num_q_heads=48, num_local_blocks=2)),
