@@ -598,7 +598,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
     False: the partial kernel only (``part_keys`` filled, ``out`` untouched); the caller merges
     the lists (main_branch.launch_split's ``select``)."""
     fp8 = k_idx_scale is not None
-    total_q, hkv, d = q_idx.shape
+    total_q, hkv, _ = q_idx.shape
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     if total_q == 0:
         return out
@@ -613,7 +613,7 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
             split_floor=plan.split_floor, split_pieces=plan.split_pieces, last_first=last_first)
     else:
         _launch_partial(q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q, seq_lens_k, config, plan, tile_cum,
-                        grid_tiles, part_keys, pdl, pdl_key, last_first)
+                        grid_tiles, part_keys, pdl, pdl_key, last_first, k_free)
     if not finalize:
         return out
     rows = total_q * hkv
@@ -628,12 +628,11 @@ def launch_index(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, confi
 
 
 def _launch_partial(q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q, seq_lens_k, config, plan, tile_cum,
-                    grid_tiles, part_keys, pdl, pdl_key, last_first):
+                    grid_tiles, part_keys, pdl, pdl_key, last_first, k_free):
     """The Triton partial kernel of launch_index."""
     fp8 = k_idx_scale is not None
     total_q, hkv, d = q_idx.shape
     batch = page_table.shape[0]
-    k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     _index_partial_kernel[(grid_tiles, plan.n_split)](
         q_idx, k_idx_cache, k_idx_scale if fp8 else k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
         part_keys,

@@ -306,19 +306,16 @@ def plan_supported(device, fp8: bool, dtype, index_dim, block: int, kf: int) -> 
 
 
 def index_ws_supported(q_idx, k_idx_cache, rows: int, kf: int, fp8: bool, pdl_mode: int) -> bool:
-    """Whether ``launch_index_ws`` takes this call: a Gluon it is written for (HAVE_GLUON), a CUDA
-    device of compute capability 9.x, bf16 / fp16 keys and queries of one dtype (8-bit keys take
-    the Triton kernel), 128- or 256-row tiles, D = 128, BLOCK = 128, KF = 16, no PDL, the key cache
-    contiguous [pages, BLOCK, D] and 16-byte aligned (TMA)."""
-    if not HAVE_GLUON or fp8 or pdl_mode or not q_idx.is_cuda:
+    """Whether ``launch_index_ws`` takes this call: the tensors' own dtype, device and shapes pass
+    plan_supported (keys in q's dtype), 128- or 256-row tiles, no PDL, q's last dimension
+    contiguous, the key cache contiguous [pages, BLOCK, D] and 16-byte aligned (TMA), its rows
+    addressable by int32 TMA coordinates."""
+    if pdl_mode or k_idx_cache.dim() != 3 or not plan_supported(q_idx.device, fp8, q_idx.dtype, q_idx.shape[-1],
+                                                                 k_idx_cache.shape[1], kf):
         return False
-    if torch.cuda.get_device_capability(q_idx.device)[0] != 9:
-        return False
-    return (q_idx.dtype in (torch.bfloat16, torch.float16) and k_idx_cache.dtype == q_idx.dtype and rows in (128, 256)
-            and kf == 16 and q_idx.shape[-1] == 128 and k_idx_cache.dim() == 3 and k_idx_cache.shape[1] == 128
-            and k_idx_cache.shape[2] == 128 and q_idx.stride(-1) == 1 and k_idx_cache.is_contiguous()
-            and k_idx_cache.data_ptr() % 16 == 0
-            and k_idx_cache.shape[0] * 128 < 2 ** 31)  # (TMA row coordinates: int32 page x BLOCK)
+    return (k_idx_cache.dtype == q_idx.dtype and rows in (128, 256) and k_idx_cache.shape[2] == q_idx.shape[-1]
+            and q_idx.stride(-1) == 1 and k_idx_cache.is_contiguous() and k_idx_cache.data_ptr() % 16 == 0
+            and k_idx_cache.shape[0] * k_idx_cache.shape[1] < 2 ** 31)  # (TMA row coordinates: int32 page x BLOCK)
 
 
 def launch_index_ws(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, tile_cum, grid_tiles, part_keys, *,
