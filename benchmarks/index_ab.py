@@ -10,7 +10,8 @@
    MSADecodeWrapper.run() (torch.profiler) beside the graph-replayed step.
 3. (ahead) the prefill indexer with 8-bit keys, key scales prefetched a block ahead or not.
 4. (order) the prefill indexer with its tiles last to first or in order, at 1 / 2 / 4 splits (v15).
-5. (ws) the prefill indexer, bf16 keys, by the Triton kernel or the Gluon scan (index_ws; v27b).
+5. (ws) the prefill indexer, bf16 keys, by the Triton kernel or the Gluon scan (index_ws; v27b) on
+   128- or 256-row tiles; AB_POINTS=32768,65536 ... for other cached prefixes than 16K, 0, 112K, 1008K.
 Writes $OUT/index_ab.json.
 """
 
@@ -182,7 +183,10 @@ def main():
                 ahead(res, P)
                 gpu_run.free()
         if what == "ws":
-            for P in (16384, 0, 114688, 1032192):  # P = 0 second: the first point of a process runs slow
+            points = (16384, 0, 114688, 1032192)  # P = 0 second: the first point of a process runs slow
+            if os.environ.get("AB_POINTS"):  # e.g. AB_POINTS=32768,65536: other cached prefixes
+                points = tuple(int(x) for x in os.environ["AB_POINTS"].split(","))
+            for P in points:
                 ws(res, P)
                 gpu_run.free()
         if what in ("all", "decode"):

@@ -506,7 +506,7 @@ _LAST_FIRST = True
 # The prefill tiles' partial lists by the warp-specialized Gluon scan (index_ws: a TMA producer,
 # two consumers with two 64-row products in flight) where it supports the call: a plan that took
 # its tiles (plan_index with dtype and index_dim: index_ws.plan_supported, bf16 / fp16 keys, index
-# dim = block = 128, KF = 16, on Hopper; 256-row tiles, index_ws._TILE_ROWS) and a launch it
+# dim = block = 128, KF = 16, on Hopper; 128- or 256-row tiles, index_ws.tile_rows) and a launch it
 # takes (index_ws.index_ws_supported: layout, alignment, no PDL). The same lists as the Triton
 # kernel's on the same tiles, bit for bit (benchmarks/NOTES.md v27b-d). False: the Triton kernel
 # always, on its 128-row tiles.
@@ -535,7 +535,7 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         per_req = triton.cdiv(max(total_q, 1), max(batch, 1))
         rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
         if rows == 128 and gluon:  # the Gluon scan's tiles
-            rows = index_ws._TILE_ROWS
+            rows = index_ws.tile_rows(max_pages)
         block_t = max(1, rows // hkv_p)
         if num_warps is None:
             num_warps = (8 if not fp8 else 4) if rows >= 128 else _SHORT_TILE_WARPS

@@ -14,8 +14,8 @@ next product starts; two programs an SM overlap only with each other (568-581 TF
   STAGES buffers (ready / empty barriers; both consumers free a stage);
 * two consumers (4 warps each, one warpgroup), each owning half the tile's rows (their Q rows
   loaded once into shared memory), with two 64-row products in flight at a time: on 256-row
-  tiles (``_TILE_ROWS``, the default) one block an iteration, the products of its two row
-  halves; on 128-row tiles two blocks an iteration. The first product's row maxima and list
+  tiles (long contexts, ``tile_rows``) one block an iteration, the products of its two row
+  halves; on 128-row tiles (short ones) two blocks an iteration. The first product's row maxima and list
   update run while the tensor cores compute the second (wait depth 1), then the second's.
   Nothing is in flight over the loop's back edge (an accumulator in flight there makes ptxas
   serialize every warpgroup MMA, C7514; NOTES.md v26).
@@ -45,10 +45,16 @@ if HAVE_GLUON:
     from ._gluon import warps_barrier as _warps_barrier
 
 _STAGES = 4
-# Rows of a prefill tile the Gluon scan takes (index_branch.plan_index, plan_supported): 128 (32 tokens x 4 groups;
-# each consumer two blocks an iteration) or 256 (64 tokens; each consumer one block an iteration,
-# its two 64-row products in flight: each key block loaded from L2 once for twice the rows).
-_TILE_ROWS = 256
+# Rows of a prefill tile the Gluon scan takes (index_branch.plan_index, plan_supported, tile_rows): 128 (32 tokens
+# x 4 groups; each consumer two blocks an iteration) or 256 (64 tokens; each consumer one block an iteration, its
+# two 64-row products in flight: each key block loaded from L2 once for twice the rows). 256 where the page table
+# has more than _WIDE_MIN_PAGES - 1 blocks a request, else 128. H200, M3 shapes, one 16K chunk after P tokens, ms
+# at 128 / 256 rows (benchmarks/NOTES.md v28b, two processes at P = 0 and 16K): P = 0 0.241-0.247 / 0.269-0.271,
+# 16K 0.617-0.634 / 0.645-0.657, 32K 1.036 / 1.025, 48K 1.429 / 1.408, 64K 1.825 / 1.800, 80K 2.238 / 2.184,
+# 112K 3.048-3.059 / 2.911-2.938, 1008K 25.7-25.8 / 24.5-24.7.
+_WIDE_MIN_PAGES = 257
+# Tests and A/B runs only: force the tile rows (128 or 256; None: tile_rows' rule).
+_TILE_ROWS = None
 _PRODUCER_REGS = 40
 _CONSUMER_REGS = 232
 _MAXNREG = 168
@@ -293,9 +299,17 @@ if HAVE_GLUON:
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
 
 
+def tile_rows(max_pages: int) -> int:
+    """Rows of the prefill tiles a plan gives this scan, by the page table's width (blocks a request):
+    256 from _WIDE_MIN_PAGES on, 128 below (``_TILE_ROWS`` overrides)."""
+    if _TILE_ROWS is not None:
+        return _TILE_ROWS
+    return 256 if max_pages >= _WIDE_MIN_PAGES else 128
+
+
 def plan_supported(device, fp8: bool, dtype, index_dim, block: int, kf: int) -> bool:
     """Whether a plan of these shapes may give its prefill tiles to this scan (its tiles are then
-    _TILE_ROWS rows): a Hopper GPU with this Gluon, bf16 / fp16 index queries with keys in their
+    ``tile_rows(max_pages)`` rows): a Hopper GPU with this Gluon, bf16 / fp16 index queries with keys in their
     dtype (not 8-bit), index head dim 128, block 128, KF 16. The launch checks the rest
     (index_ws_supported: layout, alignment, PDL) and otherwise runs the Triton kernel on the
     plan's tiles."""

@@ -141,18 +141,19 @@ def test_leaves_other_calls_to_triton(launches, monkeypatch):
     assert len(launches) == 1
 
 
-@pytest.mark.parametrize("what", ["m3", "index_dim64", "block64", "topk32", "fp32", "no_dtype", "fp8"])
+@pytest.mark.parametrize("what", ["m3", "m3_long", "index_dim64", "block64", "topk32", "fp32", "no_dtype", "fp8"])
 def test_plan_takes_gluon_tiles_only_where_supported(what):
-    # plan_index gives the Gluon scan's 256-row tiles only to plans it can take (the tile size is
-    # fixed by the plan: a call it then refused would run the Triton kernel on 256-row tiles)
+    # plan_index gives the Gluon scan's tiles (256 rows on long contexts) only to plans it can take
+    # (the tile size is fixed by the plan: a call it then refused would run the Triton kernel on
+    # 256-row tiles)
     shapes = {"index_dim64": dict(index_dim=64), "block64": dict(block_size=64), "topk32": dict(topk=32)}.get(what, {})
     dtype = torch.float32 if what == "fp32" else torch.bfloat16
-    prob = hb.make_big_problem([300], [9000], dtype=dtype, seed=3, **shapes)
+    prob = hb.make_big_problem([300], [40000 if what == "m3_long" else 9000], dtype=dtype, seed=3, **shapes)
     a = prob.index_args()
     q = a["q_idx"]
     plan = ib.plan_index(q.shape[0], 1, a["page_table"].shape[1], q.shape[1], prob.config, q.device,
                          fp8=what == "fp8", dtype=None if what == "no_dtype" else q.dtype, index_dim=q.shape[-1])
-    if what == "m3":
-        assert plan.gluon and plan.block_t * plan.hkv_p == index_ws._TILE_ROWS
+    if what.startswith("m3"):  # 71 / 313 blocks: 128 / 256 rows (index_ws._WIDE_MIN_PAGES)
+        assert plan.gluon and plan.block_t * plan.hkv_p == (256 if what == "m3_long" else 128)
     else:
         assert not plan.gluon and plan.block_t * plan.hkv_p == 128
