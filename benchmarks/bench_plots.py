@@ -36,7 +36,7 @@ def series(bench: dict) -> dict:
     out: dict = {"prefill": {}, "decode": {}, "rate": {}, "prompt": {}}
     for b in bench["benchmarks"]:
         info = b.get("extra_info", {})
-        ms = b["stats"]["median"] * 1e3 / info.get("steps", 1)
+        ms = bench_table.step_ms(b)[0]
         label = bench_table._label(b["name"])
         if "P" in info:
             ctx = info["P"] + info["C"]

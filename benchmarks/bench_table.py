@@ -3,9 +3,12 @@
     python benchmarks/bench_table.py bench.json [> bench.md]
 
 One table per group (one point): each entry (a dense baseline with its backend), its median
-time per step (a round's median over its ``steps``), its useful TFLOP/s or GB/s of compulsory
-bytes, and its time over msa_sgl's in the group (msa_sgl: test_prefill_msa, test_prompt_msa,
-test_decode_msa[...-bf16]; > 1: msa_sgl is faster). The card, driver and versions come from the
+time per step (a round's median over its ``steps``; by CUDA events with the host's launches
+queued ahead where the JSON has them, ``event_ms``, else by wall clock), its useful TFLOP/s or
+GB/s of compulsory bytes, its time over msa_sgl's in the group (msa_sgl: test_prefill_msa,
+test_prompt_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster) and its wall-clock median
+(a call then a synchronisation, from an idle GPU: host launch time included;
+test_bench_kernels._timed). The card, driver and versions come from the
 JSON's machine_info (benchmarks/conftest.py adds them). Then each whole prompt's dense time over
 msa_sgl's (measured, or the longest dense prompt scaled by N^2), and each multi-token decode
 group's (``q=8``) time over its one-token group's.
@@ -28,12 +31,26 @@ def _label(name: str) -> str:
     return " ".join([base.removeprefix("test_")] + extra)
 
 
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def step_ms(b: dict) -> tuple:
+    """(ms per step by CUDA events where recorded else by wall clock, ms per step by wall clock)."""
+    info = b.get("extra_info", {})
+    steps = info.get("steps", 1)
+    wall = b["stats"]["median"] * 1e3 / steps
+    return (_median(info["event_ms"]) / steps if info.get("event_ms") else wall), wall
+
+
 def rows(bench: dict) -> dict:
-    """{group: [(label, ms per step, rate, unit, name)]} in the JSON's order."""
+    """{group: [(label, ms per step, rate, unit, name, wall ms per step)]} in the JSON's order."""
     out: dict = {}
     for b in bench["benchmarks"]:
         info = b.get("extra_info", {})
-        ms = b["stats"]["median"] * 1e3 / info.get("steps", 1)
+        ms, wall = step_ms(b)
         if "flops" in info:
             rate, unit = info["flops"] / ms / 1e9, "TFLOP/s"
         elif "bytes" in info:
@@ -41,7 +58,7 @@ def rows(bench: dict) -> dict:
         else:
             rate, unit = float("nan"), ""
         label = _label(b["name"]) + (f" ({info['backend']})" if "backend" in info else "")
-        out.setdefault(b.get("group") or "", []).append((label, ms, rate, unit, b["name"]))
+        out.setdefault(b.get("group") or "", []).append((label, ms, rate, unit, b["name"], wall))
     return out
 
 
@@ -52,10 +69,11 @@ def table(bench: dict) -> str:
         lines.append(", ".join(f"{k} {mi[k]}" for k in ("gpu", "driver", "torch", "triton") if k in mi) + "\n")
     for group, entries in rows(bench).items():
         ref = next((e[1] for e in entries if e[0] in REFERENCE), None)
-        lines += [f"### {group}", "", "| | ms / step | rate | x msa_sgl |", "|---|---:|---:|---:|"]
-        for label, ms, rate, unit, _ in entries:
+        lines += [f"### {group}", "", "| | ms / step | rate | x msa_sgl | wall ms / step |",
+                  "|---|---:|---:|---:|---:|"]
+        for label, ms, rate, unit, _, wall in entries:
             ratio = f"{ms / ref:.2f}" if ref else "-"
-            lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} |")
+            lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} | {wall:.4f} |")
         lines.append("")
     lines += prompt_lines(bench)
     lines += mtp_lines(bench)
@@ -65,22 +83,23 @@ def table(bench: dict) -> str:
 def prompt_lines(bench: dict) -> list:
     """Markdown lines of each whole prompt's dense time over msa_sgl's: the dense entry of its
     group, or where none ran, the longest measured dense prompt scaled by (N / N_dense)^2."""
-    dense, msa = {}, {}
+    dense, msa, wall = {}, {}, {}
     for b in bench["benchmarks"]:
         n = b.get("extra_info", {}).get("N")
         if n is None:
             continue
-        ms = b["stats"]["median"] * 1e3 / b["extra_info"].get("steps", 1)
+        ms, w = step_ms(b)
         label = _label(b["name"])
         if label.startswith("prompt_dense"):
             dense[n] = ms
         elif label == "prompt_msa":
-            msa[n] = ms
+            msa[n], wall[n] = ms, w
     out = []
     m = max(dense, default=None)
     for n, (d, measured) in sorted(prompt_dense(dense, msa).items()):
         how = "measured" if measured else f"{m} tokens' x {(n / m) ** 2:g}"
-        out.append(f"* N={n}: msa_sgl {msa[n]:.1f} ms, dense {d:.1f} ms ({how}) = {d / msa[n]:.2f}x")
+        out.append(f"* N={n}: msa_sgl {msa[n]:.1f} ms, dense {d:.1f} ms ({how}) = {d / msa[n]:.2f}x"
+                   f" (wall clock: msa_sgl {wall[n]:.1f} ms)")
     return ["### whole prompts against dense", ""] + out + [""] if out else []
 
 

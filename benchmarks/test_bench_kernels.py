@@ -13,14 +13,17 @@ Each benchmark group is one point, holding msa_sgl and every peer that runs ther
   0.5.23's built-in MiniMax kernels as its backend calls them (benchmarks/peer_sglang.py), index +
   attention and each alone; dense causal attention of the chunk over its whole context,
   bottom-right aligned, by cuDNN SDPA and by torch's flash backend (FlashAttention-2) (P <= 112K:
-  at 1008K the K/V repeated to 64 heads does not fit). Each round is one call, then a
-  synchronisation: the time a caller that waits sees, host time included where the call's
-  launches take longer than the GPU's work (benchmarks/NOTES.md v21); gpu_run.py's do_bench
-  times calls back to back instead.
+  at 1008K the K/V repeated to 64 heads does not fit). Timed two ways (_timed): by CUDA events
+  with the host's launches queued ahead of the GPU (the table's time: the GPU's time for the
+  call, as gpu_run.py's do_bench and a serving engine's queue of layers see it), and by wall
+  clock, a call then a synchronisation (the table's wall column: the time a caller that starts
+  from an idle GPU and waits sees, host launch time included where it outruns the GPU's work,
+  NOTES.md v21, v28c).
 * ``prompt N=... C=16384``: one request of N = 128K / 256K / 1M tokens prefilled in 16K chunks,
   the prefix cached (issue 3's whole-prompt targets): the chunks' msa_attention calls in order,
   SGLang's the same way, dense cuDNN over the whole prompt in one call up to 256K (bench_table.py
-  estimates 1M from 256K by N^2). A round is every chunk, then a synchronisation.
+  estimates 1M from 256K by N^2). A round is every chunk (then a synchronisation for the wall
+  column).
 * ``decode b=... ctx=...[ q=...]``: batch {1, 8, 64} x context {32K, 128K, 1M} where memory
   allows, one query token per request, and MTP (8 tokens a request) at 1 x 128K:
   ``MSADecodeWrapper.run`` with bf16 and with 8-bit index keys, SGLang's decode path, dense SDPA
@@ -81,7 +84,9 @@ def _sync():
 
 
 def _timed(benchmark, fn, rounds, steps=1):
-    """``fn`` once to compile and warm up, then ``rounds`` timed rounds of one call each."""
+    """``fn`` once to compile and warm up, then ``rounds`` timed rounds of one call each, by wall
+    clock (pytest-benchmark's stats: a call, then a synchronisation) and, on a GPU, by CUDA events
+    with the host ahead (_event_rounds; bench_table.py's main column)."""
     benchmark.extra_info["steps"] = steps
 
     def run():
@@ -90,6 +95,48 @@ def _timed(benchmark, fn, rounds, steps=1):
 
     run()
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
+    if GPU:
+        _event_rounds(benchmark, fn, rounds)
+
+
+LEAD_MATMULS = 6  # bf16 8192^3 products queued ahead of an event round: ~10 ms on an H100 / H200
+_lead_buffers = []
+
+
+def _lead():
+    """~10 ms of tensor-core work (bf16 matmuls of random values) queued ahead of a timed round:
+    the host issues the round's launches while it runs, and the round meets the GPU at the clock
+    and power of sustained load. (A sleep kernel there instead rests the card: v28d measured
+    compute-bound calls up to 10% faster after a 10 ms sleep than back to back, NOTES.md v28e.)"""
+    if not _lead_buffers:
+        a = torch.randn(8192, 8192, device=DEVICE, dtype=torch.bfloat16)
+        _lead_buffers.extend((a, torch.empty_like(a)))
+    a, c = _lead_buffers
+    for _ in range(LEAD_MATMULS):
+        torch.mm(a, a, out=c)
+
+
+def _event_rounds(benchmark, fn, rounds):
+    """``rounds`` calls of ``fn``, each timed by CUDA events recorded around it while the GPU runs
+    ~10 ms of matmuls issued first (_lead), so the call's launches are queued before its first
+    kernel starts: the GPU's time for the call, kernels and the gaps between them, without the
+    host's launch time - as a serving engine's queue of layers hides it (one layer's launches
+    take ~1.7 ms of host time against 3.8-6.5 ms of GPU work at a 16K chunk, NOTES.md v28c). The
+    issue's method (medians of CUDA-event timings). extra_info: ``event_ms`` (a round's time) and
+    ``host_ahead`` (rounds whose launches were all issued before the lead ended; a long prompt's
+    are not, but its first chunks' GPU work keeps the host ahead from there on)."""
+    times, ahead = [], 0
+    for _ in range(rounds):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        _lead()
+        e0.record()
+        fn()
+        e1.record()
+        ahead += not e0.query()
+        e1.synchronize()
+        times.append(e0.elapsed_time(e1))
+    benchmark.extra_info["event_ms"] = times
+    benchmark.extra_info["host_ahead"] = ahead
 
 
 def _graph_round(step_fns):

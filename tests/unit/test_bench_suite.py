@@ -35,14 +35,15 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     ])
     r = bench_table.rows(bench)
     assert [e[0] for e in r["prefill P=0"]] == ["prefill_msa", "prefill_sglang all"]
-    label, ms, rate, unit, _ = r["decode b=1"][0]
+    label, ms, rate, unit, _, wall = r["decode b=1"][0]
     assert (label, unit) == ("decode_msa bf16", "GB/s") and ms == pytest.approx(0.02) and rate == pytest.approx(1000)
     assert r["prefill P=0"][0][2] == pytest.approx(1000) and r["prefill P=0"][0][3] == "TFLOP/s"
     text = bench_table.table(bench)
     assert text.splitlines()[0] == "gpu H100, driver 580, torch 2.11, triton 3.6"
-    assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 |" in text
-    assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 |" in text
-    assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 |" in text
+    assert wall == ms  # no event times: the wall clock
+    assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 | 10.0000 |" in text
+    assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 | 0.0150 |" in text
+    assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 | 0.0600 |" in text
     assert "multi-token" not in text  # no q=... group: no MTP lines
 
 
@@ -58,12 +59,34 @@ def test_bench_table_prompt_lines_measured_or_scaled_dense(tmp_path):
     assert bench_table._label("test_prompt_msa[N131072]") == "prompt_msa"
     assert bench_table.prompt_lines(bench) == [
         "### whole prompts against dense", "",
-        "* N=131072: msa_sgl 70.0 ms, dense 490.0 ms (measured) = 7.00x",
-        "* N=1048576: msa_sgl 1400.0 ms, dense 32000.0 ms (262144 tokens' x 16) = 22.86x", ""]
-    assert "| prompt_dense (cudnn) | 490.0000 | 204 TFLOP/s | 7.00 |" in bench_table.table(bench)
+        "* N=131072: msa_sgl 70.0 ms, dense 490.0 ms (measured) = 7.00x (wall clock: msa_sgl 70.0 ms)",
+        "* N=1048576: msa_sgl 1400.0 ms, dense 32000.0 ms (262144 tokens' x 16) = 22.86x"
+        " (wall clock: msa_sgl 1400.0 ms)", ""]
+    assert "| prompt_dense (cudnn) | 490.0000 | 204 TFLOP/s | 7.00 | 490.0000 |" in bench_table.table(bench)
     assert bench_plots.series(bench)["prompt"]["prompt_dense"] == {131072: 490.0, 262144: 2000.0}
     pytest.importorskip("matplotlib")
     assert bench_plots.plot(bench, tmp_path) == ["prompt_vs_length.png"]
+
+
+def test_bench_table_takes_event_times_where_recorded():
+    # GPU runs record CUDA-event rounds with the host ahead (extra_info event_ms): the table's time
+    # and ratios are their median per step, the wall clock (stats) its own column
+    bench = dict(benchmarks=[
+        _bench("test_prompt_msa[N131072]", "prompt N=131072 C=16384", 0.046, steps=1, N=131072, flops=1e13,
+               event_ms=[42.0, 41.0, 44.0], host_ahead=3),
+        _bench("test_prompt_dense[N131072]", "prompt N=131072 C=16384", 0.4915, steps=1, N=131072, flops=1e14,
+               backend="cudnn", event_ms=[490.0, 491.0, 492.0, 489.0], host_ahead=4),
+        _bench("test_decode_msa[b1_ctx32768-bf16]", "decode b=1", 0.002, steps=100, bytes=2e7,
+               event_ms=[1.8, 1.9], host_ahead=2),
+    ])
+    r = bench_table.rows(bench)
+    assert [(e[0], e[1], e[5]) for e in r["prompt N=131072 C=16384"]] == [
+        ("prompt_msa", 42.0, pytest.approx(46.0)), ("prompt_dense (cudnn)", 490.5, pytest.approx(491.5))]
+    assert r["decode b=1"][0][1] == pytest.approx(0.0185) and r["decode b=1"][0][5] == pytest.approx(0.02)
+    text = bench_table.table(bench)
+    assert "| prompt_dense (cudnn) | 490.5000 | 204 TFLOP/s | 11.68 | 491.5000 |" in text
+    assert "* N=131072: msa_sgl 42.0 ms, dense 490.5 ms (measured) = 11.68x (wall clock: msa_sgl 46.0 ms)" in text
+    assert bench_plots.series(bench)["prompt"]["prompt_msa"] == {131072: 42.0}
 
 
 def test_bench_table_mtp_lines_divide_by_the_one_token_group():
@@ -87,7 +110,7 @@ def test_bench_plots_series_are_the_tables_numbers(tmp_path):
     s = bench_plots.series(bench)
     n = 0
     for group, entries in bench_table.rows(bench).items():
-        for label, ms, rate, _, _ in entries:
+        for label, ms, rate, _, _, _ in entries:
             label = label.split(" (")[0]  # dense entries without their backend
             kind, point = group.split(" ", 1)
             if kind == "prefill":
