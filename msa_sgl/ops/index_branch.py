@@ -20,7 +20,8 @@ Two kernels, no ``[tokens, blocks]`` score matrix in memory:
    and the main branch's slot kernel runs the helper itself (main_branch ``SELECT``).
 
 On Hopper the prefill tiles' partial lists come from ``index_ws.py`` where it supports the call
-(``_INDEX_WS``): the same lists in a warp-specialized Gluon kernel, on 256-row tiles.
+(``_INDEX_WS``): the same lists in a warp-specialized Gluon kernel, on 128-row tiles up to 256
+blocks a request and 256-row tiles past that (``index_ws.tile_rows``).
 
 Extra memory: O(n_split x total_q x Hkv x KF). Ties: equal scores go to the lower block id,
 exactly, because every insertion compares (score, id) pairs; bitwise-equal scores therefore

@@ -58,7 +58,7 @@ _MAXNREG = 168  # 12 warps x 32 x 168 <= 64K registers before the partitions re-
 _DIAG = True  # the causal mask only on tiles holding a query of their own block (off: on every tile)
 # The softmax's exp2 partly on the FMA pipe (FlashAttention-4's trick; NOTES.md v28g, NOT measured): 0 every
 # exp2 on MUFU.EX2; k = 2 or 4: the last element of every k (in register order) by _EXP2_POLY, the rest on
-# MUFU. MUFU runs a warp's exp2 in 8 cycles a quarter-SM; the polynomial is 9 FMA / ALU instructions.
+# MUFU. MUFU runs a warp's exp2 in 8 cycles a quarter-SM; the polynomial is 11 FMA / ALU instructions.
 _EXP2_EMU = 0
 # 2^f on [0, 1) as 1 + c1 f + c2 f^2 + c3 f^3 (Horner, float32; a fit weighted toward minimax): relative
 # error at most 8.6e-5 from x = -126 to 0 (bf16 P rounds at 2^-9 = 2.0e-3), 0 below. c0 = 1 exactly keeps
@@ -76,12 +76,16 @@ def _f32_hex(x: float) -> str:
 
 def exp2_emu_asm(k: int) -> str:
     """PTX of inline_asm_elementwise(pack=k): inputs $k..$(2k-1) -> outputs $0..$(k-1), the first k - 1 by
-    ex2.approx.f32 (what exp2 lowers to), the last by the polynomial: x clamped to -127 (the softmax's x
-    is at most 0; -inf gives 2^-127 ~ 0), floor(x) from an add of 1.5 x 2^23 rounding down (its low bits
-    hold the integer), f = x - floor(x), p = poly(f) in [1, 2), and floor(x) added to p's exponent field."""
+    ex2.approx.ftz.f32 (what gl.exp2 lowers to; without .ftz ptxas wraps each in denormal handling,
+    an FSETP and two FMULs), the last by the polynomial: x clamped to -127 (the softmax's x is at
+    most 0; -inf gives exactly 0), floor(x) from an add of 1.5 x 2^23 rounding down (its low bits
+    hold the integer), f = x - floor(x), p = poly(f) in [1, 2), and floor(x) added to p's exponent
+    field; a NaN x passes through as NaN (as ex2 gives it), not as the clamp's 0."""
     c0, c1, c2, c3 = (_f32_hex(c) for c in _EXP2_POLY)
-    lines = [f"ex2.approx.f32 ${i}, ${k + i};" for i in range(k - 1)]
-    lines += [f"max.ftz.f32 t, ${2 * k - 1}, {_f32_hex(-127.0)};",
+    x = f"${2 * k - 1}"
+    lines = [f"ex2.approx.ftz.f32 ${i}, ${k + i};" for i in range(k - 1)]
+    lines += [f"testp.notanumber.f32 isnan_p, {x};",
+              f"max.ftz.f32 t, {x}, {_f32_hex(-127.0)};",
               "add.rm.f32 j, t, 0f4B400000;",
               "sub.f32 fl, j, 0f4B400000;",
               "sub.f32 f, t, fl;",
@@ -92,8 +96,10 @@ def exp2_emu_asm(k: int) -> str:
               "shl.b32 e, e, 23;",
               "mov.b32 pb, p;",
               "add.s32 r, pb, e;",
-              f"mov.b32 ${k - 1}, r;"]
-    return "{\n.reg .f32 t, j, fl, f, p;\n.reg .b32 e, pb, r;\n" + "\n".join(lines) + "\n}"
+              "mov.b32 y, r;",
+              f"selp.f32 ${k - 1}, {x}, y, isnan_p;"]
+    return ("{\n.reg .f32 t, j, fl, f, p, y;\n.reg .b32 e, pb, r;\n.reg .pred isnan_p;\n" + "\n".join(lines)
+            + "\n}")
 
 
 if HAVE_GLUON:

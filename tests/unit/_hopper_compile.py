@@ -279,12 +279,15 @@ def kv_outer_ws_emu():
         return
     from triton.experimental.gluon import language as gl
 
-    for emu in (2, 4):
+    for emu in (0, 2, 4):
         k = _compile_ws(ws._kv_outer_ws_kernel, gl.bfloat16, True, exp2_emu=emu)
         warnings, waits = _ws_schedule(k)
         _, ffma = _ws_schedule(k, op=r"FFMA")
+        _, geu = _ws_schedule(k, op=r"FSETP\.GEU")  # ex2's denormal handling (without .ftz)
+        _, fmul = _ws_schedule(k, op=r"FMUL")
         print(json.dumps({"kernel": "kv_outer_ws_emu", "mode": f"emu{emu}", "ptxas_warnings": warnings,
-                          "waits": waits, "ffma": ffma, "local": k.asm["ptx"].count("st.local")}), flush=True)
+                          "waits": waits, "ffma": ffma, "fsetp_geu": geu, "fmul": fmul,
+                          "local": k.asm["ptx"].count("st.local")}), flush=True)
 
 
 def index_ws():

@@ -16,9 +16,10 @@ def _f32(h):
 
 
 def _asm_exp2(x, asm):
-    """The polynomial lane of ``asm`` on float32 ``x``: its instructions in order, fma with one
-    rounding (the exact product of two float32 fits a float64), add.rm as the floor it computes
-    (1.5 x 2^23 + t for t in [-127, 0] lies where floats are 1 apart)."""
+    """The polynomial lane of ``asm`` on float32 ``x``: its instructions in order, fma within an ulp of
+    PTX's single rounding (the exact product of two float32 fits a float64, then the sum rounded
+    to float64 and to float32), add.rm as the floor it computes (1.5 x 2^23 + t for t in [-127, 0]
+    lies where floats are 1 apart), and the NaN select."""
     lits = [_f32(h) for h in re.findall(r"0f[0-9A-F]{8}", asm)]
     clamp, magic, magic2, c3, c2, c1, c0 = lits
     assert magic == magic2 == 1.5 * 2 ** 23
@@ -34,15 +35,19 @@ def _asm_exp2(x, asm):
     p = fma(p, f, c1)
     p = fma(p, f, c0)
     e = (j.view(np.int32).astype(np.int64) << 23).astype(np.uint32).view(np.int32)  # shl.b32: low 32 bits
-    return (p.view(np.int32) + e).view(np.float32)
+    y = (p.view(np.int32) + e).view(np.float32)
+    assert "testp.notanumber.f32 isnan_p," in asm and "y, isnan_p;" in asm
+    return np.where(np.isnan(x), x, y)  # selp
 
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_asm_lanes_and_coefficients(k):
     asm = ws.exp2_emu_asm(k)
-    # k - 1 lanes on MUFU (ex2.approx.f32, as gl.exp2 lowers), the last by the polynomial
-    assert [m for m in re.findall(r"ex2\.approx\.f32 \$(\d+), \$(\d+);", asm)] == [(str(i), str(k + i)) for i in range(k - 1)]
-    assert f"max.ftz.f32 t, ${2 * k - 1}," in asm and f"mov.b32 ${k - 1}, r;" in asm
+    # k - 1 lanes on MUFU (ex2.approx.ftz.f32, as gl.exp2 lowers: the non-ftz form costs three
+    # FMA-pipe instructions a lane), the last by the polynomial
+    lanes = re.findall(r"ex2\.approx(\.ftz)?\.f32 \$(\d+), \$(\d+);", asm)
+    assert lanes == [(".ftz", str(i), str(k + i)) for i in range(k - 1)]
+    assert f"max.ftz.f32 t, ${2 * k - 1}," in asm and f"selp.f32 ${k - 1}, ${2 * k - 1}, y, isnan_p;" in asm
     c3, c2, c1, c0 = (_f32(h) for h in re.findall(r"0f[0-9A-F]{8}", asm)[3:])
     assert (c0, c1, c2, c3) == tuple(float(np.float32(c)) for c in ws._EXP2_POLY)
 
@@ -60,6 +65,7 @@ def test_poly_exp2_relative_error_over_the_softmax_range():
     assert np.all(np.diff(y[np.argsort(x)].astype(np.float64)) >= 0)  # monotonic in x
 
 
-def test_poly_exp2_of_minus_inf_and_zero():
-    y = _asm_exp2(np.float32([-np.inf, 0.0]), ws.exp2_emu_asm(4))
+def test_poly_exp2_of_minus_inf_zero_and_nan():
+    y = _asm_exp2(np.float32([-np.inf, 0.0, np.nan]), ws.exp2_emu_asm(4))
     assert y[0] == 0.0 and y[1] == 1.0  # the masked keys' -inf: exactly 0; a row's max: exactly 1
+    assert np.isnan(y[2])  # a NaN score stays NaN (as ex2's lanes give it), not the clamp's 0

@@ -101,12 +101,15 @@ def test_ws_matches_reference_and_triton(monkeypatch, launches, kernel, dtype, s
 def test_ws_exp2_on_the_fma_pipe(monkeypatch, launches, kernel, emu):
     # kv_outer_ws._EXP2_EMU: one exp2 of every `emu` by a polynomial (relative error <= 8.6e-5):
     # within the dtype's tolerance of the reference, no NaN, and run to run bit for bit; not the
-    # Triton kernel's bits (its exp2s are all MUFU.EX2)
-    monkeypatch.setattr(kv_outer_ws, "_EXP2_EMU", emu)
+    # Triton kernel's bits (its exp2s are all MUFU.EX2), and not the MUFU-only kernel's either (the
+    # polynomial did run)
     prob = _problem(torch.bfloat16, 7)
     topk = ops.index_topk(**prob.index_args())
     args = prob.attention_args(topk)
+    out0, _ = _run(args)
+    monkeypatch.setattr(kv_outer_ws, "_EXP2_EMU", emu)
     out, lse = _run(args)
+    assert not torch.equal(out, out0)
     assert launches, "the Gluon kernel did not run"
     assert torch.isfinite(out).all() and not torch.isnan(lse).any()
     ref, ref_lse = reference.sparse_attention(**on_cpu(args), return_lse=True)
