@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 
 POINT_ID = re.compile(r"^(P\d+|N\d+|b\d+_ctx\d+(_q\d+)?)$")  # the fixtures' ids: the group names the point
@@ -31,18 +32,12 @@ def _label(name: str) -> str:
     return " ".join([base.removeprefix("test_")] + extra)
 
 
-def _median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
 def step_ms(b: dict) -> tuple:
     """(ms per step by CUDA events where recorded else by wall clock, ms per step by wall clock)."""
     info = b.get("extra_info", {})
     steps = info.get("steps", 1)
     wall = b["stats"]["median"] * 1e3 / steps
-    return (_median(info["event_ms"]) / steps if info.get("event_ms") else wall), wall
+    return (statistics.median(info["event_ms"]) / steps if info.get("event_ms") else wall), wall
 
 
 def rows(bench: dict) -> dict:

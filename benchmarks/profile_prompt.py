@@ -28,15 +28,7 @@ from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E
 import msa_sgl  # noqa: E402
 from harness import bench as hb  # noqa: E402
 
-CHUNK, B = 16384, 128
-
-
-def _chunk_of(prob, P):
-    """As test_bench_kernels._chunk_of: the chunk after P tokens of one cache."""
-    a = dict(prob.args)
-    a["seq_lens_k"] = torch.tensor([P + CHUNK], dtype=torch.int32, device="cuda")
-    a["page_table"] = a["page_table"][:, :math.ceil((P + CHUNK) / B)].contiguous()
-    return hb.BigProblem(a, prob.config, [CHUNK], [P + CHUNK])
+CHUNK = 16384
 
 
 def _union(intervals):
@@ -52,7 +44,7 @@ def _union(intervals):
 def main():
     N = int(sys.argv[1]) if len(sys.argv) > 1 else 131072
     prob = hb.make_big_problem([CHUNK], [N], dtype=torch.bfloat16, seed=N + 7)
-    args = [_chunk_of(prob, P).msa_args() for P in range(0, N, CHUNK)]
+    args = [prob.prompt_chunk(P, CHUNK).msa_args() for P in range(0, N, CHUNK)]
 
     def round_():
         for i, a in enumerate(args):

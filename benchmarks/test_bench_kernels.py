@@ -403,22 +403,12 @@ def test_prefill_dense_flash(benchmark, chunk):
 # ----------------------------------------------------------------------------------------------
 # whole prompts: one request prefilled in 16K chunks, the prefix cached (issue 3's targets)
 # ----------------------------------------------------------------------------------------------
-def _chunk_of(prob, P):
-    """The chunk after ``P`` tokens of one cache: ``prob``'s tensors (q: CHUNK rows; the cache:
-    the whole prompt), its seq_lens_k P + CHUNK and its page table cut to the chunk's context."""
-    a = dict(prob.args)
-    n_blocks = math.ceil((P + CHUNK) / B)
-    a["seq_lens_k"] = torch.tensor([P + CHUNK], dtype=torch.int32, device=DEVICE)
-    a["page_table"] = a["page_table"][:, :n_blocks].contiguous()
-    return hb.BigProblem(a, prob.config, [CHUNK], [P + CHUNK])
-
-
 @pytest.fixture(scope="module", params=PROMPTS, ids=lambda n: f"N{n}")
 def prompt(request):
     """(N, chunk problems in order, useful FLOPs of all chunks): one N-token cache, 16K chunks."""
     N = request.param
     prob = hb.make_big_problem([CHUNK], [N], dtype=DTYPE, device=DEVICE, seed=N + 7, **SHAPES)
-    chunks = [_chunk_of(prob, P) for P in range(0, N, CHUNK)]
+    chunks = [prob.prompt_chunk(P, CHUNK) for P in range(0, N, CHUNK)]
     flops = 0.0
     for c in chunks:
         topk = ops.index_topk(**c.index_args())

@@ -41,6 +41,15 @@ class BigProblem:
     def msa_args(self):
         return dict(self.args) | {"config": self.config}
 
+    def prompt_chunk(self, P: int, chunk: int) -> "BigProblem":
+        """The ``chunk`` queries after ``P`` tokens of one request's prompt, this problem's cache
+        holding the whole prompt (its q: ``chunk`` rows): seq_lens_k P + chunk, the page table cut
+        to the chunk's context (the suite's ``prompt`` groups, benchmarks/profile_prompt.py)."""
+        a = dict(self.args)
+        a["seq_lens_k"] = torch.tensor([P + chunk], dtype=torch.int32, device=a["seq_lens_k"].device)
+        a["page_table"] = a["page_table"][:, :-(-(P + chunk) // self.config.block_size)].contiguous()
+        return BigProblem(a, self.config, [chunk], [P + chunk])
+
 
 def make_big_problem(q_lens: Sequence[int], seq_lens: Sequence[int], *, dtype=torch.bfloat16, device="cuda",
                      seed=0, num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, block_size=128, topk=16,
