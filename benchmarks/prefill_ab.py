@@ -8,7 +8,6 @@
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py kvrows64   # 64-row tiles on 4 warps, 3-4 an SM (NOTES.md v20c)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py ws         # the Gluon warp-specialized partial kernel (NOTES.md v25)
     PYTHONPATH=$PWD python benchmarks/prefill_ab.py pipe       # its pipelined consumers, mask on diagonal tiles or all (v26)
-    PYTHONPATH=$PWD python benchmarks/prefill_ab.py emu        # its softmax exp2 partly by a polynomial (v28g)
     AB_POINTS=0,114688 ... prefill_ab.py LABEL                   # other cached prefixes than the label's
 
 (OLD_TREE: a directory holding another msa_sgl package, e.g. from ``git archive REV msa_sgl``.)
@@ -162,23 +161,6 @@ def main():
                 wsm.launch_kv_outer_ws = real
             print({k: [(round(x["ms"], 3), round(x["partial_ms"], 3), round(x["chunk_ms"], 3), x["bitwise"])
                        if isinstance(x, dict) else x for x in v] for k, v in rec["pipe"].items()}, flush=True)
-        if label == "emu":  # the Gluon kernel's softmax exp2 all on MUFU / 1 in 2 / 1 in 4 by the polynomial (v28g)
-            rec["emu"] = {}
-            wsm = ops.kv_outer_ws
-            default = wsm._EXP2_EMU
-            try:
-                for rnd in range(3):
-                    for emu in (0, 2, 4):
-                        wsm._EXP2_EMU = emu
-                        # (bitwise / rel_l2 against the MUFU-only output; the reference check is
-                        # test_kv_outer_ws.py's)
-                        r = _variant(aa, prob, out, flops)
-                        rec["emu"].setdefault(f"emu{emu}", []).append(r)
-            finally:
-                wsm._EXP2_EMU = default
-            print({k: [(round(x["ms"], 3), round(x["partial_ms"], 3), round(x["chunk_ms"], 3), x["bitwise"],
-                        x["finite"], round(x["rel_l2"], 6)) if isinstance(x, dict) else x for x in v]
-                   for k, v in rec["emu"].items()}, flush=True)
         print(rec, flush=True)
         res.append(rec)
         torch.cuda.empty_cache()

@@ -56,50 +56,6 @@ _PRODUCER_REGS = 40
 _CONSUMER_REGS = 232
 _MAXNREG = 168  # 12 warps x 32 x 168 <= 64K registers before the partitions re-balance them
 _DIAG = True  # the causal mask only on tiles holding a query of their own block (off: on every tile)
-# The softmax's exp2 partly on the FMA pipe (FlashAttention-4's trick; NOTES.md v28g, NOT measured): 0 every
-# exp2 on MUFU.EX2; k = 2 or 4: the last element of every k (in register order) by _EXP2_POLY, the rest on
-# MUFU. MUFU runs a warp's exp2 in 8 cycles a quarter-SM; the polynomial is 11 FMA / ALU instructions.
-_EXP2_EMU = 0
-# 2^f on [0, 1) as 1 + c1 f + c2 f^2 + c3 f^3 (Horner, float32; a fit weighted toward minimax): relative
-# error at most 8.6e-5 from x = -126 to 0 (bf16 P rounds at 2^-9 = 2.0e-3), 0 below. c0 = 1 exactly keeps
-# p in [1, 2): with p(0) < 1 the exponent add underflows at x = -127 (x = -inf) into a NaN pattern
-# (tests/unit/test_exp2_poly.py evaluates the asm's float32 steps), and a row's max still gets 1.
-_EXP2_POLY = (1.0, 0.69511649, 0.2276463, 0.07706584)
-
-
-def _f32_hex(x: float) -> str:
-    """PTX's hexadecimal float32 literal of x."""
-    import struct
-
-    return "0f%08X" % struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-def exp2_emu_asm(k: int) -> str:
-    """PTX of inline_asm_elementwise(pack=k): inputs $k..$(2k-1) -> outputs $0..$(k-1), the first k - 1 by
-    ex2.approx.ftz.f32 (what gl.exp2 lowers to; without .ftz ptxas wraps each in denormal handling,
-    an FSETP and two FMULs), the last by the polynomial: x clamped to -127 (the softmax's x is at
-    most 0; -inf gives exactly 0), floor(x) from an add of 1.5 x 2^23 rounding down (its low bits
-    hold the integer), f = x - floor(x), p = poly(f) in [1, 2), and floor(x) added to p's exponent
-    field; a NaN x passes through as NaN (as ex2 gives it), not as the clamp's 0."""
-    c0, c1, c2, c3 = (_f32_hex(c) for c in _EXP2_POLY)
-    x = f"${2 * k - 1}"
-    lines = [f"ex2.approx.ftz.f32 ${i}, ${k + i};" for i in range(k - 1)]
-    lines += [f"testp.notanumber.f32 isnan_p, {x};",
-              f"max.ftz.f32 t, {x}, {_f32_hex(-127.0)};",
-              "add.rm.f32 j, t, 0f4B400000;",
-              "sub.f32 fl, j, 0f4B400000;",
-              "sub.f32 f, t, fl;",
-              f"fma.rn.f32 p, f, {c3}, {c2};",
-              f"fma.rn.f32 p, p, f, {c1};",
-              f"fma.rn.f32 p, p, f, {c0};",
-              "mov.b32 e, j;",
-              "shl.b32 e, e, 23;",
-              "mov.b32 pb, p;",
-              "add.s32 r, pb, e;",
-              "mov.b32 y, r;",
-              f"selp.f32 ${k - 1}, {x}, y, isnan_p;"]
-    return ("{\n.reg .f32 t, j, fl, f, p, y;\n.reg .b32 e, pb, r;\n.reg .pred isnan_p;\n" + "\n".join(lines)
-            + "\n}")
 
 
 if HAVE_GLUON:
@@ -117,24 +73,8 @@ if HAVE_GLUON:
             x = gl.where((o_r < valid)[:, None], x, gl.zeros_like(x))
             part.store(x)
 
-    _EXP2_ASM2 = gl.constexpr(exp2_emu_asm(2))
-    _EXP2_ASM4 = gl.constexpr(exp2_emu_asm(4))
-
     @gluon.jit
-    def _ws_exp2(x, EMU: gl.constexpr):
-        """exp2 of a float32 tensor: gl.exp2 (EMU = 0) or one element of every EMU by the polynomial
-        (exp2_emu_asm)."""
-        if EMU == 2:
-            y = gl.inline_asm_elementwise(_EXP2_ASM2, "=f,=f,f,f", [x], dtype=gl.float32, is_pure=True, pack=2)
-        elif EMU == 4:
-            y = gl.inline_asm_elementwise(_EXP2_ASM4, "=f,=f,=f,=f,f,f,f,f", [x], dtype=gl.float32, is_pure=True,
-                                          pack=4)
-        else:
-            y = gl.exp2(x)
-        return y
-
-    @gluon.jit
-    def _ws_softmax(b_s, blk, pos, m_r, diag, qk_scale, o_j, BLOCK: gl.constexpr, EMU: gl.constexpr):
+    def _ws_softmax(b_s, blk, pos, m_r, diag, qk_scale, o_j, BLOCK: gl.constexpr):
         """One tile's scores [ROWS, BLOCK] -> P (fp32, in the scores' registers), the rows' max
         and sum (base 2; 0 and 1 on rows past the tile's entries). The causal mask only where
         ``diag`` (a query of the rows lies in block ``blk``: the rows' least position is below the
@@ -145,11 +85,11 @@ if HAVE_GLUON:
         if diag:
             b_s = gl.where((blk * BLOCK + o_j)[None, :] <= pos[:, None], b_s, float("-inf"))
             b_m = gl.where(m_r, gl.max(b_s, axis=1) * qk_scale, 0.0)  # finite for real rows
-            b_p = _ws_exp2(gl.fma(b_s, gl.full(b_s.shape, qk_scale, gl.float32, b_s.type.layout), -b_m[:, None]), EMU)
+            b_p = gl.exp2(gl.fma(b_s, gl.full(b_s.shape, qk_scale, gl.float32, b_s.type.layout), -b_m[:, None]))
             b_l = gl.where(m_r, gl.sum(b_p, axis=1), 1.0)
         else:
             b_m = gl.where(m_r, gl.max(b_s, axis=1) * qk_scale, 0.0)
-            b_p = _ws_exp2(gl.fma(b_s, gl.full(b_s.shape, qk_scale, gl.float32, b_s.type.layout), -b_m[:, None]), EMU)
+            b_p = gl.exp2(gl.fma(b_s, gl.full(b_s.shape, qk_scale, gl.float32, b_s.type.layout), -b_m[:, None]))
             b_l = gl.where(m_r, gl.sum(b_p, axis=1), 1.0)
         return b_p, b_m, b_l
 
@@ -291,7 +231,7 @@ if HAVE_GLUON:
     def _ws_consumer(WG: gl.constexpr, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs,
                      v_bufs, o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G: gl.constexpr,
                      NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr, D: gl.constexpr, BLOCK: gl.constexpr,
-                     STAGES: gl.constexpr, DIAG: gl.constexpr, EMU: gl.constexpr):
+                     STAGES: gl.constexpr, DIAG: gl.constexpr):
         """Software-pipelined over the tiles (FlashAttention-3's overlap inside one warpgroup):
         entering tile i's iteration, P_i is in registers and no MMA is in flight (an accumulator in
         flight over the loop's back edge makes ptxas serialize every MMA, C7514); it issues S_{i+1}
@@ -328,7 +268,7 @@ if HAVE_GLUON:
                             gl.zeros([ROWS, BLOCK], gl.float32, s_mma), use_acc=False, is_async=True)
         b_s = warpgroup_mma_wait(num_outstanding=0, deps=[b_s])
         mbarrier.arrive(qk_empty.index(0), count=1, pred=n > 0)
-        b_p, b_m, b_l = _ws_softmax(b_s, blk, pos, m_r, diag, qk_scale, o_j, BLOCK, EMU)
+        b_p, b_m, b_l = _ws_softmax(b_s, blk, pos, m_r, diag, qk_scale, o_j, BLOCK)
         p_a = gl.convert_layout(b_p.to(dtype), p_op)
         gl.store(LSE_PART + (e.to(gl.int64) * G + o_r % G), b_m + gl.log2(b_l), mask=m_r)
         i = 0
@@ -359,7 +299,7 @@ if HAVE_GLUON:
             # registers until PV has read this tile's P (FlashAttention-3's order: converting it
             # into other registers first makes ptxas wait for PV before the softmax)
             if n1 > 0:  # (its own basic block also keeps ptxas from hoisting the PV wait above it)
-                b_p1, b_m1, b_l1 = _ws_softmax(b_s, blk1, pos1, m_r1, diag1, qk_scale, o_j, BLOCK, EMU)
+                b_p1, b_m1, b_l1 = _ws_softmax(b_s, blk1, pos1, m_r1, diag1, qk_scale, o_j, BLOCK)
             else:
                 b_p1 = b_s
                 b_m1 = gl.zeros([ROWS], gl.float32, row_l)
@@ -388,8 +328,7 @@ if HAVE_GLUON:
     def _kv_outer_ws_kernel(q_desc, k_desc, v_desc, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale,
                             HQ: gl.constexpr, G: gl.constexpr, NG: gl.constexpr, TOPK: gl.constexpr, MQ: gl.constexpr,
                             D: gl.constexpr, BLOCK: gl.constexpr, STAGES: gl.constexpr,
-                            CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, DIAG: gl.constexpr,
-                            EXP2_EMU: gl.constexpr):
+                            CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr, DIAG: gl.constexpr):
         dtype: gl.constexpr = q_desc.dtype
         q_bufs = gl.allocate_shared_memory(dtype, [STAGES, MQ * G, D], q_desc.layout)
         k_bufs = gl.allocate_shared_memory(dtype, [STAGES, BLOCK, D], k_desc.layout)
@@ -409,10 +348,10 @@ if HAVE_GLUON:
         gl.warp_specialize([
             (_ws_consumer, (0, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs, v_bufs,
                             o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G, NG, TOPK, MQ, D, BLOCK, STAGES,
-                            DIAG, EXP2_EMU)),
+                            DIAG)),
             (_ws_consumer, (1, o_desc, TILE_E, TILE_INFO, LSE_PART, grid, row_lo, qk_scale, q_bufs, k_bufs, v_bufs,
                             o_bufs, qk_ready, v_loaded, vready, qk_empty, v_empty, G, NG, TOPK, MQ, D, BLOCK, STAGES,
-                            DIAG, EXP2_EMU)),
+                            DIAG)),
             (_ws_producer, (q_desc, k_desc, v_desc, TILE_E, TILE_INFO, grid, row_lo, q_bufs, k_bufs, v_bufs, qk_ready,
                             v_loaded, vready, qk_empty, v_empty, HQ, G, NG, TOPK, MQ, D, BLOCK, STAGES)),
         ], [4, 1], [CONSUMER_REGS, PRODUCER_REGS])
@@ -463,5 +402,4 @@ def launch_kv_outer_ws(q, k_cache, v_cache, tiles, o_part, lse_part, scale, topk
     _kv_outer_ws_kernel[(max(1, min(num_programs, tiles.grid)),)](
         q_desc, k_desc, v_desc, o_desc, tiles.tile_entries, tiles.tile_info, lse_part, tiles.grid, tiles.row_lo,
         scale, HQ=hq, G=g, NG=tiles.ng, TOPK=topk, MQ=mq, D=d, BLOCK=k_cache.shape[1], STAGES=_STAGES,
-        CONSUMER_REGS=_CONSUMER_REGS, PRODUCER_REGS=_PRODUCER_REGS, DIAG=_DIAG, EXP2_EMU=_EXP2_EMU, num_warps=4,
-        maxnreg=_MAXNREG)
+        CONSUMER_REGS=_CONSUMER_REGS, PRODUCER_REGS=_PRODUCER_REGS, DIAG=_DIAG, num_warps=4, maxnreg=_MAXNREG)

@@ -218,10 +218,10 @@ def _ws_schedule(k, op=r"MUFU\.EX2"):
     return warnings, waits
 
 
-def _compile_ws(fn, gdt, diag, after_tile_info=None, exp2_emu=0):
+def _compile_ws(fn, gdt, diag, after_tile_info=None):
     """A Gluon KV-outer kernel ``fn`` compiled for sm_90 at M3 shapes in dtype ``gdt`` as
     launch_kv_outer_ws launches it (``after_tile_info``: parameters an instrumented copy takes
-    after TILE_INFO, {name: type}; ``exp2_emu``: kv_outer_ws._EXP2_EMU)."""
+    after TILE_INFO, {name: type})."""
     from triton.experimental.gluon import language as gl
     from triton.experimental.gluon._runtime import GluonASTSource
 
@@ -234,7 +234,7 @@ def _compile_ws(fn, gdt, diag, after_tile_info=None, exp2_emu=0):
            "TILE_E": "*i32", "TILE_INFO": "*i32", **(after_tile_info or {}), "LSE_PART": "*fp32", "grid": I32,
            "row_lo": I32, "qk_scale": "fp32"}
     const = dict(HQ=64, G=16, NG=4, TOPK=16, MQ=8, D=128, BLOCK=128, STAGES=ws._STAGES,
-                 CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=diag, EXP2_EMU=exp2_emu)
+                 CONSUMER_REGS=ws._CONSUMER_REGS, PRODUCER_REGS=ws._PRODUCER_REGS, DIAG=diag)
     return triton.compile(GluonASTSource(fn, dict(sig, **{c: "constexpr" for c in const}), const),
                           target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "maxnreg": ws._MAXNREG})
 
@@ -267,27 +267,6 @@ def kv_outer_ws():
                               "setmaxnreg": sorted(set(int(v) for v in re.findall(
                                   r"setmaxnreg\.\w+\.sync\.aligned\.u32\s+(\d+)", ptx))),
                               "ptxas_warnings": warnings, "waits": waits}), flush=True)
-
-
-def kv_outer_ws_emu():
-    """The KV-outer kernel with the softmax's exp2 partly by the polynomial (kv_outer_ws._EXP2_EMU = 2 /
-    4), bf16: ptxas's warnings and schedule (the MUFU.EX2 and the FFMA between the MMA waits),
-    spills."""
-    from msa_sgl.ops import kv_outer_ws as ws
-
-    if not ws.HAVE_GLUON:
-        return
-    from triton.experimental.gluon import language as gl
-
-    for emu in (0, 2, 4):
-        k = _compile_ws(ws._kv_outer_ws_kernel, gl.bfloat16, True, exp2_emu=emu)
-        warnings, waits = _ws_schedule(k)
-        _, ffma = _ws_schedule(k, op=r"FFMA")
-        _, geu = _ws_schedule(k, op=r"FSETP\.GEU")  # ex2's denormal handling (without .ftz)
-        _, fmul = _ws_schedule(k, op=r"FMUL")
-        print(json.dumps({"kernel": "kv_outer_ws_emu", "mode": f"emu{emu}", "ptxas_warnings": warnings,
-                          "waits": waits, "ffma": ffma, "fsetp_geu": geu, "fmul": fmul,
-                          "local": k.asm["ptx"].count("st.local")}), flush=True)
 
 
 def index_ws():
@@ -352,7 +331,6 @@ def ws_timeline():
 
 def main():
     kv_outer_ws()
-    kv_outer_ws_emu()
     index_ws()
     ws_timeline()
     tile_kernels_scalar_one()

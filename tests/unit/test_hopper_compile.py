@@ -141,32 +141,6 @@ def test_kv_outer_ws_overlaps_softmax_with_pv(compiled, kernel):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
-@pytest.mark.parametrize("emu", [2, 4])
-def test_kv_outer_ws_exp2_on_the_fma_pipe(compiled, emu):
-    # kv_outer_ws._EXP2_EMU: the softmax's exp2s between the waits are 64 - 64 / emu MUFU.EX2 a thread
-    # in each arm of the diagonal branch, the rest polynomials (3 FFMA each, beside the softmax's own
-    # 64 scale FFMAs an arm); the schedule as with MUFU only; no ptxas warning, no local memory; and
-    # the MUFU lanes as bare as gl.exp2's (the FSETP.GEU / FMUL of non-ftz ex2's denormal handling
-    # not added)
-    from msa_sgl.ops import kv_outer_ws as ws
-
-    if not ws.HAVE_GLUON:
-        pytest.skip("this Triton's Gluon is not the one the kernel is written for (kv_outer_ws.HAVE_GLUON)")
-    r = compiled[("kv_outer_ws_emu", f"emu{emu}", None)]
-    if r["waits"] is None:
-        pytest.skip("no ptxas / cuobjdump beside this Triton")
-    assert r["ptxas_warnings"] == [] and r["local"] == 0, r
-    mufu = 2 * (64 - 64 // emu)
-    assert [w[0] for w in r["waits"]].count(1) == 2, r["waits"]
-    base = compiled[("kv_outer_ws_emu", "emu0", None)]
-    for i, w in enumerate(r["waits"]):
-        if w[0] == 1:
-            assert w[1] == mufu and r["waits"][i + 1] == [0, 0], r["waits"]
-            assert r["ffma"][i][1] >= 2 * (64 + 3 * 64 // emu), r["ffma"]
-            assert r["fsetp_geu"][i] == base["fsetp_geu"][i] and r["fmul"][i] == base["fmul"][i], (r, base)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
 def test_ws_timeline_instruments_the_kernel(compiled):
     # benchmarks/ws_timeline.py finds every anchor in the kernel's source and its stamps compile:
     # one %clock64 read a mark in each consumer and the producer

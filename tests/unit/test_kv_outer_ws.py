@@ -97,28 +97,6 @@ def test_ws_matches_reference_and_triton(monkeypatch, launches, kernel, dtype, s
     assert torch.equal(out, tri) and torch.equal(lse, tri_lse)
 
 
-@pytest.mark.parametrize("emu", [2, 4], ids=["emu2", "emu4"])
-def test_ws_exp2_on_the_fma_pipe(monkeypatch, launches, kernel, emu):
-    # kv_outer_ws._EXP2_EMU: one exp2 of every `emu` by a polynomial (relative error <= 8.6e-5):
-    # within the dtype's tolerance of the reference, no NaN, and run to run bit for bit; not the
-    # Triton kernel's bits (its exp2s are all MUFU.EX2), and not the MUFU-only kernel's either (the
-    # polynomial did run)
-    prob = _problem(torch.bfloat16, 7)
-    topk = ops.index_topk(**prob.index_args())
-    args = prob.attention_args(topk)
-    out0, _ = _run(args)
-    monkeypatch.setattr(kv_outer_ws, "_EXP2_EMU", emu)
-    out, lse = _run(args)
-    assert not torch.equal(out, out0)
-    assert launches, "the Gluon kernel did not run"
-    assert torch.isfinite(out).all() and not torch.isnan(lse).any()
-    ref, ref_lse = reference.sparse_attention(**on_cpu(args), return_lse=True)
-    output_error(out, ref, torch.bfloat16)
-    lse_error(lse, ref_lse, torch.bfloat16)
-    out2, lse2 = _run(args)
-    assert torch.equal(out, out2) and torch.equal(lse, lse2)
-
-
 def test_ws_passes_and_runs_bitwise(launches, kernel):
     """Group passes (two groups a pass, the second from group 2) and row ranges of one group (a
     small workspace) give the one-pass output bit for bit, and so do two more runs of one call (no
