@@ -19,6 +19,9 @@
     python benchmarks/decode_ab.py slotsub [--fp8] [--points ...]  # slot kernel in pipelined sub-blocks (v16)
     python benchmarks/decode_ab.py slotsub_rule [--fp8] --points ...  # its shipped rule (v16)
     python benchmarks/decode_ab.py heads [--fp8] [--points ...]  # list merge: heads first or every list (v16)
+    python benchmarks/decode_ab.py h200fp8 --fp8 --points ...   # 8-bit keys' launch knobs on the H200 (v29g)
+    python benchmarks/decode_ab.py fp8x --fp8 --points ...      # 8-bit keys: programs an SM (v29h)
+    python benchmarks/decode_ab.py fp8rule --fp8 --points ...   # its rule: one wave of 4 an SM from 8 tiles (v29i)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -173,6 +176,28 @@ STUDIES = {
         "whole": _set(_SLOT_SUB=0),
         "sub64": _set(_SLOT_SUB=64),
     },
+    "h200fp8": {  # 8-bit keys on the H200 (v29g): programs an SM, keys x queries on long splits, stages, warps
+        "rule": _set(),
+        "x2": _set(_SPLIT_PROGRAMS_PER_SM_FP8=2),
+        "x4": _set(_SPLIT_PROGRAMS_PER_SM_FP8=4),
+        "keysm_long": _set(_KEYS_M_MAX_SPLIT_BLOCKS=1 << 30),
+        "x4_keysm_long": _set(_SPLIT_PROGRAMS_PER_SM_FP8=4, _KEYS_M_MAX_SPLIT_BLOCKS=1 << 30),
+        "st8": _set(_SHORT_TILE_STAGES=8),
+        "w8": _set(_SHORT_TILE_WARPS=8),
+    },
+    "fp8x": {  # 8-bit keys: programs an SM (v29h, after v29g's x4)
+        "x3": _set(_SPLIT_PROGRAMS_PER_SM_FP8=3),
+        "x4": _set(_SPLIT_PROGRAMS_PER_SM_FP8=4),
+        "x5": _set(_SPLIT_PROGRAMS_PER_SM_FP8=5),
+        "x6": _set(_SPLIT_PROGRAMS_PER_SM_FP8=6),
+        "x8": _set(_SPLIT_PROGRAMS_PER_SM_FP8=8),
+    },
+    "fp8rule": {  # 8-bit keys: one wave of 4 programs an SM (v29i) against the rule before it and 4 rounding up
+        "x3_ceil": _set(_FP8_ONE_WAVE_MIN_TILES=0),
+        "x4_ceil": _set(_SPLIT_PROGRAMS_PER_SM_FP8=4, _FP8_ONE_WAVE_MIN_TILES=0),
+        "rule": _set(),
+        "wave_any": _set(_FP8_ONE_WAVE_MIN_TILES=1),  # (v29i's "rule": one wave at any tile count)
+    },
     "split": {
         "min8_x2": _set(_MIN_BLOCKS_PER_SPLIT=8, _SPLIT_PROGRAMS_PER_SM=2),
         "min4_x2": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=2),
@@ -188,7 +213,7 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
-                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE")
+                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE", "_FP8_ONE_WAVE_MIN_TILES")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

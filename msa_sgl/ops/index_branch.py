@@ -440,9 +440,20 @@ _MIN_BLOCKS_PER_SPLIT = 1
 # benchmarks/NOTES.md v8).
 _SPLIT_FLOOR = 8
 _SPLIT_PIECES = 64
-# Programs per SM the splits aim at (tiles x splits ~ this x SMs), with bf16/fp16 and 8-bit keys.
+# Programs per SM the splits aim at (tiles x splits ~ this x SMs, rounding up), with bf16/fp16 and
+# 8-bit keys.
 _SPLIT_PROGRAMS_PER_SM = 2
 _SPLIT_PROGRAMS_PER_SM_FP8 = 3
+# 8-bit keys, one-token decode tiles (16 rows), calls of at least _FP8_ONE_WAVE_MIN_TILES tiles:
+# splits for one whole wave instead - as many programs as the SMs hold at once (a decode program
+# takes 37-52 KB of shared memory and 4 warps: 4 an SM), rounding down, since a few programs past
+# the resident slots run as a second wave alone. H200, M3 shapes, step us, old rule / one wave
+# (benchmarks/NOTES.md v29g-i): 8 x 1M 315.7 / 286.6, 8 x 128K 66.0 / 62.5, 16 x 128K 113.9 /
+# 107.5, 64 x 128K 355.2 / 346.6, 64 x 32K 154.0 / 151.7, 8 x 32K 37.4 / 38.0. Fewer tiles would
+# need 128-256 splits a tile to fill the wave, and the longer list merge costs more than the wave
+# gains (4 x 1M 149.5 / 152.6, 2 x 1M 82.7 / 87.8): they keep the old rule. 0: never.
+_FP8_WAVE_PROGRAMS_PER_SM = 4
+_FP8_ONE_WAVE_MIN_TILES = 8
 # Candidates (splits x KF) the finalize kernel merges per row at a time (H100, batch 1: 2048 is
 # 1.8-3.6 us faster than 1024 at 128K-1M, 4096 slower at 32K-128K; benchmarks/NOTES.md v9). Chunks
 # sized to the lists a row can use at the plan's width, with the next chunk's load issued ahead,
@@ -548,6 +559,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         n_split = _FORCE_N_SPLIT
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
         want = triton.cdiv(programs, max(1, grid_tiles))
+        if fp8 and block_t * hkv_p <= 16 and 0 < _FP8_ONE_WAVE_MIN_TILES <= grid_tiles:
+            want = max(1, _FP8_WAVE_PROGRAMS_PER_SM * num_sms(device) // grid_tiles)
         n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages)))
     if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= programs):
         num_stages = _SHORT_TILE_STAGES
@@ -580,6 +593,8 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
     programs = _programs(device, fp8)
+    if fp8:  # (plan_index's one-wave splits: floor(wave / tiles) <= cdiv(wave, b))
+        programs = max(programs, _FP8_WAVE_PROGRAMS_PER_SM * num_sms(device))
     cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages))
     rows = 0
     for b in range(1, max_batch + 1):

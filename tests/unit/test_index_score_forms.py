@@ -58,7 +58,7 @@ RULE = [
     ("fp8_1x1M", 1, 1, 8192, True, True),  # 256 splits of 32 blocks: 68.1 -> 65.6 us
     ("fp8_1x128K_q8", 1, 8, 1024, True, True),  # 32-row tile: 52.7 -> 47.8
     ("fp8_4x1M", 4, 4, 8192, True, True),  # 99 splits of 83 blocks: 209.3 -> 207.7
-    ("fp8_8x1M", 8, 8, 8192, True, False),  # 50 splits of 164 blocks: 404.5 -> 412.2 if on
+    ("fp8_8x1M", 8, 8, 8192, True, True),  # one wave: 66 splits of 125 (H100, 50 of 164: 404.5 -> 412.2 if on)
     ("fp8_64x128K", 64, 64, 1024, True, False),  # 7 splits of 146 blocks: 473.9 -> 509.0 if on
     ("fp8_64x32K", 64, 64, 256, True, False),  # 7 splits of 37 blocks, 64 requests: 199.4 -> 226.4 if on
     ("fp8_16x128K", 16, 16, 1024, True, False),  # 25 splits of 41 blocks, 16 requests: 145.2 -> 146.7 if on
@@ -91,26 +91,39 @@ def test_kernel_index_tile_request_lookup_matches_reference(q_lens):
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
 
 
-# Splits a batch-1 plan takes at M3 shapes (132 SMs): 8-bit keys take the 128 cap up to 1024-block
-# tables (NOTES.md v15: 1 x 128K q = 8 47.5 -> 44.6 us) and 256 above (1 x 1M: 63.9 against 71.6).
+# Splits a plan takes at M3 shapes (132 SMs): batch 1 - 8-bit keys take the 128 cap up to
+# 1024-block tables (NOTES.md v15: 1 x 128K q = 8 47.5 -> 44.6 us) and 256 above (1 x 1M: 63.9
+# against 71.6); from 8 one-token tiles 8-bit keys take one wave of 4 programs an SM, rounding
+# down (v29g-i: 8 x 1M 66 splits, 315.7 -> 286.6 us; 64 x 128K 8, where 9 made a second wave),
+# fewer tiles and longer ones 3 an SM rounding up (2 x 1M: 198; 82.7 against 87.8 with 256), bf16
+# keys 2 an SM rounding up.
 SPLITS = [
-    ("fp8_1x128K", 1, 1024, True, 128),
-    ("fp8_1x128K_q8", 8, 1024, True, 128),
-    ("fp8_1x256K", 1, 2048, True, 256),
-    ("fp8_1x1M", 1, 8192, True, 256),
-    ("bf16_1x128K", 1, 1024, False, 128),
-    ("bf16_1x1M", 1, 8192, False, 128),
+    ("fp8_1x128K", 1, 1, 1024, True, 128),
+    ("fp8_1x128K_q8", 1, 8, 1024, True, 128),
+    ("fp8_1x256K", 1, 1, 2048, True, 256),
+    ("fp8_1x1M", 1, 1, 8192, True, 256),
+    ("fp8_2x1M", 2, 2, 8192, True, 198),
+    ("fp8_4x1M", 4, 4, 8192, True, 99),
+    ("fp8_8x1M", 8, 8, 8192, True, 66),
+    ("fp8_64x128K", 64, 64, 1024, True, 8),
+    ("fp8_8x128K_q8", 8, 64, 1024, True, 25),  # 32-row tiles: the old rule
+    ("bf16_1x128K", 1, 1, 1024, False, 128),
+    ("bf16_1x1M", 1, 1, 8192, False, 128),
+    ("bf16_8x1M", 8, 8, 8192, False, 33),
+    ("bf16_64x128K", 64, 64, 1024, False, 5),
 ]
 
 
-@pytest.mark.parametrize("total_q,width,fp8,want", [r[1:] for r in SPLITS], ids=[r[0] for r in SPLITS])
-def test_split_cap_at_m3_shapes(total_q, width, fp8, want, monkeypatch):
+@pytest.mark.parametrize("batch,total_q,width,fp8,want", [r[1:] for r in SPLITS], ids=[r[0] for r in SPLITS])
+def test_split_cap_at_m3_shapes(batch, total_q, width, fp8, want, monkeypatch):
     monkeypatch.setattr(ib, "num_sms", lambda device: 132)
-    plan = ib.plan_index(total_q, 1, width, 4, M3, torch.device("cpu"), fp8=fp8)
+    plan = ib.plan_index(total_q, batch, width, 4, M3, torch.device("cpu"), fp8=fp8)
     assert plan.n_split == want, plan
+    if fp8 and total_q == batch >= ib._FP8_ONE_WAVE_MIN_TILES:  # one wave: all tiles' splits resident at once
+        assert batch * plan.n_split <= ib._FP8_WAVE_PROGRAMS_PER_SM * 132
     # the decode wrapper's workspace bound covers what the plan asks for
     need = total_q * 4 * plan.n_split * plan.kf
-    assert ib.workspace_bound(1, total_q, width, 4, M3, torch.device("cpu"), fp8=fp8) >= need
+    assert ib.workspace_bound(batch, total_q // batch, width, 4, M3, torch.device("cpu"), fp8=fp8) >= need
 
 
 @pytest.mark.parametrize("q_lens", [(150, 3, 0, 130), (200,)], ids=["varlen_with_empty", "one_chunk"])
