@@ -22,6 +22,7 @@
     python benchmarks/decode_ab.py h200fp8 --fp8 --points ...   # 8-bit keys' launch knobs on the H200 (v29g)
     python benchmarks/decode_ab.py fp8x --fp8 --points ...      # 8-bit keys: programs an SM (v29h)
     python benchmarks/decode_ab.py fp8rule --fp8 --points ...   # its rule: one wave of 4 an SM from 8 tiles (v29i)
+    python benchmarks/decode_ab.py bf16wave --points ...        # the same for bf16 keys, 3 an SM (v29k; off)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -198,6 +199,11 @@ STUDIES = {
         "rule": _set(),
         "wave_any": _set(_FP8_ONE_WAVE_MIN_TILES=1),  # (v29i's "rule": one wave at any tile count)
     },
+    "bf16wave": {  # bf16 keys: splits for one wave of 3 programs an SM (v29k), from 8 / 1 tiles, against the rule
+        "rule": _set(),
+        "wave8": _set(_BF16_ONE_WAVE_MIN_TILES=8),
+        "wave1": _set(_BF16_ONE_WAVE_MIN_TILES=1),
+    },
     "split": {
         "min8_x2": _set(_MIN_BLOCKS_PER_SPLIT=8, _SPLIT_PROGRAMS_PER_SM=2),
         "min4_x2": _set(_MIN_BLOCKS_PER_SPLIT=4, _SPLIT_PROGRAMS_PER_SM=2),
@@ -213,7 +219,8 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_MAX_SPLIT_FP8", "_SPLIT_FLOOR", "_SPLIT_PIECES",
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
-                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE", "_FP8_ONE_WAVE_MIN_TILES")
+                "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE", "_FP8_ONE_WAVE_MIN_TILES",
+                "_BF16_ONE_WAVE_MIN_TILES")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}

@@ -454,6 +454,10 @@ _SPLIT_PROGRAMS_PER_SM_FP8 = 3
 # gains (4 x 1M 149.5 / 152.6, 2 x 1M 82.7 / 87.8): they keep the old rule. 0: never.
 _FP8_WAVE_PROGRAMS_PER_SM = 4
 _FP8_ONE_WAVE_MIN_TILES = 8
+# The same for bf16 / fp16 keys (~70 KB a program at 6 stages: 3 an SM, kept at 6 stages when it
+# applies). NOT measured (benchmarks/NOTES.md v29k: decode_ab.py bf16wave): off.
+_BF16_WAVE_PROGRAMS_PER_SM = 3
+_BF16_ONE_WAVE_MIN_TILES = 0
 # Candidates (splits x KF) the finalize kernel merges per row at a time (H100, batch 1: 2048 is
 # 1.8-3.6 us faster than 1024 at 128K-1M, 4096 slower at 32K-128K; benchmarks/NOTES.md v9). Chunks
 # sized to the lists a row can use at the plan's width, with the next chunk's load issued ahead,
@@ -557,12 +561,15 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
     programs = _programs(device, fp8)
     if n_split is None:
         n_split = _FORCE_N_SPLIT
+    wave = 0  # one-token decode tiles: the resident programs one wave holds, where they aim at it
     if n_split is None:  # enough programs to fill the chip, bounded by the blocks to walk
         want = triton.cdiv(programs, max(1, grid_tiles))
-        if fp8 and block_t * hkv_p <= 16 and 0 < _FP8_ONE_WAVE_MIN_TILES <= grid_tiles:
-            want = max(1, _FP8_WAVE_PROGRAMS_PER_SM * num_sms(device) // grid_tiles)
+        min_tiles, per_sm = _wave_rule(fp8)
+        if block_t * hkv_p <= 16 and 0 < min_tiles <= grid_tiles:
+            wave = per_sm * num_sms(device)
+            want = max(1, wave // grid_tiles)
         n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages)))
-    if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= programs):
+    if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= max(programs, wave)):
         num_stages = _SHORT_TILE_STAGES
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))
@@ -575,6 +582,13 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
 
 def _max_split(fp8, max_pages):
     return _MAX_SPLIT_FP8 if fp8 and max_pages > _FP8_NARROW_PAGES else _MAX_SPLIT
+
+
+def _wave_rule(fp8):
+    """(least tiles, programs an SM) of the one-wave split rule for these keys (0 tiles: off)."""
+    if fp8:
+        return _FP8_ONE_WAVE_MIN_TILES, _FP8_WAVE_PROGRAMS_PER_SM
+    return _BF16_ONE_WAVE_MIN_TILES, _BF16_WAVE_PROGRAMS_PER_SM
 
 
 def _programs(device, fp8):
@@ -593,8 +607,9 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
     k_free = config.topk - config.num_init_blocks - config.num_local_blocks
     kf = max(1, triton.next_power_of_2(k_free))
     programs = _programs(device, fp8)
-    if fp8:  # (plan_index's one-wave splits: floor(wave / tiles) <= cdiv(wave, b))
-        programs = max(programs, _FP8_WAVE_PROGRAMS_PER_SM * num_sms(device))
+    min_tiles, per_sm = _wave_rule(fp8)
+    if min_tiles > 0:  # (plan_index's one-wave splits: floor(wave / tiles) <= cdiv(wave, b))
+        programs = max(programs, per_sm * num_sms(device))
     cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages))
     rows = 0
     for b in range(1, max_batch + 1):

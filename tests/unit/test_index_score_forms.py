@@ -141,3 +141,20 @@ def test_kernel_prefill_tiles_last_first_match_reference(q_lens, monkeypatch):
     assert plan.block_t * plan.hkv_p >= 128, plan  # prefill tiles: the order applies
     got = KERNELS.index_topk(**_on_device(ia))
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
+
+
+@pytest.mark.parametrize("batch,width,want", [(8, 8192, 49), (64, 1024, 6), (4, 8192, 66)],
+                         ids=["bf16_8x1M", "bf16_64x128K", "bf16_4x1M_below_min"])
+def test_bf16_one_wave_knob(batch, width, want, monkeypatch):
+    # index_branch._BF16_ONE_WAVE_MIN_TILES (off; NOTES.md v29k): from that many one-token tiles,
+    # floor(3 x SMs / tiles) splits, the tiles keeping their 6 stages (3 programs an SM); fewer
+    # tiles keep 2 an SM rounding up; the decode wrapper's workspace bound covers the splits
+    monkeypatch.setattr(ib, "num_sms", lambda device: 132)
+    monkeypatch.setattr(ib, "_BF16_ONE_WAVE_MIN_TILES", 8)
+    plan = ib.plan_index(batch, batch, width, 4, M3, torch.device("cpu"))
+    assert plan.n_split == want, plan
+    assert plan.num_stages == ib._SHORT_TILE_STAGES, plan
+    if batch >= 8:
+        assert batch * plan.n_split <= ib._BF16_WAVE_PROGRAMS_PER_SM * 132
+    need = batch * 4 * plan.n_split * plan.kf
+    assert ib.workspace_bound(batch, 1, width, 4, M3, torch.device("cpu")) >= need
