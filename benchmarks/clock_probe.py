@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_bench_kernels as tbk  # noqa: E402  (the suite's lead and graph rounds, as it runs them)
 from harness import bench as hb  # noqa: E402
 
 SHAPES = dict(num_q_heads=64, num_kv_heads=4, head_dim=128, index_dim=128, block_size=128, topk=16)
@@ -54,13 +55,9 @@ def _probe_kernel(OUT, n_iter):
     tl.store(OUT + 4 + o * 0, x.to(tl.int64), mask=m)
 
 
-_buf = []
-
-
 def probe(n_iter=100000):
     """Queue one probe; returns a function giving its MHz after a sync."""
     out = torch.zeros(5, dtype=torch.int64, device="cuda")
-    _buf.append(out)
     _probe_kernel[(1,)](out, n_iter, num_warps=1)
 
     def mhz():
@@ -69,122 +66,83 @@ def probe(n_iter=100000):
     return mhz
 
 
-_lead_ab = []
-
-
-def lead():
-    if not _lead_ab:
-        a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-        _lead_ab.extend((a, torch.empty_like(a)))
-    a, c = _lead_ab
-    for _ in range(6):
-        torch.mm(a, a, out=c)
-
-
-def graph_of(fn, reps):
-    fn()
+def mhz_now():
+    """The MHz of a probe queued now, after a sync."""
+    m = probe()
     torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s), torch.cuda.graph(g):
-        for _ in range(reps):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    return g
+    return m()
 
 
-def timed(g, before=None):
-    """(ms of one replay of g timed by events, the SM MHz a probe right after it saw)."""
+def timed(replay, steps, before=None):
+    """(us a step of one round ``replay`` of ``steps`` steps, timed by events; the SM MHz a probe
+    right after it saw)."""
     if before is not None:
         before()
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     e0.record()
-    g.replay()
+    replay()
     e1.record()
     m = probe()
     e1.synchronize()
-    return e0.elapsed_time(e1), m()
+    return e0.elapsed_time(e1) / steps * 1e3, m()
 
 
 def main():
     out_path = Path(os.environ.get("OUT", ".")) / "clock_probe.json"
     res = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__}
-    probe()
-    torch.cuda.synchronize()
+    mhz_now()  # (compiles the probe)
     # the clock by state
     states = {}
     for rnd in range(5):
         time.sleep(0.5)
-        m = probe()
-        torch.cuda.synchronize()
-        states.setdefault("idle", []).append(m())
-        lead()
-        m = probe()
-        torch.cuda.synchronize()
-        states.setdefault("after_lead", []).append(m())
-        lead()
+        states.setdefault("idle", []).append(mhz_now())
+        tbk._lead()
+        states.setdefault("after_lead", []).append(mhz_now())
+        tbk._lead()
         torch.cuda._sleep(int(2e6))  # ~1 ms
-        m = probe()
-        torch.cuda.synchronize()
-        states.setdefault("after_lead_then_1ms_sleep", []).append(m())
+        states.setdefault("after_lead_then_1ms_sleep", []).append(mhz_now())
     res["states_mhz"] = states
     print({k: [round(x) for x in v] for k, v in states.items()}, flush=True)
 
-    points = []
+    res["points"] = []
     for batch, ctx, fp8 in ((1, 1 << 20, False), (8, 1 << 20, True)):
         p = hb.make_big_problem([1] * batch, [ctx] * batch, dtype=torch.bfloat16, device="cuda", seed=7, **SHAPES)
         a, w = p.args, hb.planned_decode_wrapper(p, 1, index_fp8=fp8)
         if fp8:
             k8, sc = hb.quantized_index_keys(p)
-            fn = lambda a=a, w=w, k8=k8, sc=sc: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8,  # noqa: E731
-                                                      k_idx_scale=sc)
+            fn = lambda: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], k8, k_idx_scale=sc)  # noqa: E731
         else:
-            fn = lambda a=a, w=w: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"])  # noqa: E731
-        points.append((f"msa b{batch} 1M {'fp8' if fp8 else 'bf16'}", fn))
+            fn = lambda: w.run(a["q"], a["k_cache"], a["v_cache"], a["q_idx"], a["k_idx_cache"])  # noqa: E731
+        steps = [(f"msa b{batch} 1M {'fp8' if fp8 else 'bf16'}", fn)]
         if batch == 1:
             q = torch.randn(1, 64, 1, 128, device="cuda", dtype=torch.bfloat16)
             k = torch.randn(1, 4, ctx, 128, device="cuda", dtype=torch.bfloat16)
             v = torch.randn_like(k)
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
-            def dense(q=q, k=k, v=v):
+            def dense():
                 with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                     return torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-            points.append(("dense cudnn b1 1M", dense))
-        res.setdefault("points", [])
-        for name, fn in points[-2 if batch == 1 else -1:]:
-            g1 = graph_of(fn, 1)
-            t0 = time.perf_counter()
-            g1.replay()
-            torch.cuda.synchronize()
-            reps = max(1, int(2e-3 / max(1e-6, time.perf_counter() - t0)))
-            g = graph_of(fn, reps)
-            rec = {"name": name, "reps": reps, "b2b": [], "after_lead": []}
+            steps.append(("dense cudnn b1 1M", dense))
+        for name, fn in steps:
+            replay, n = tbk._graph_round([fn])  # a CUDA graph of >= 2 ms of steps, as the suite's
+            rec = {"name": name, "steps": n, "b2b": [], "after_lead": []}
             for rnd in range(15):
                 for _ in range(10):  # ~20 ms of back-to-back replays, then the timed one
-                    g.replay()
-                ms, mhz = timed(g)
-                rec["b2b"].append((ms / reps * 1e3, mhz))
-                ms, mhz = timed(g, lead)
-                rec["after_lead"].append((ms / reps * 1e3, mhz))
+                    replay()
+                rec["b2b"].append(timed(replay, n))
+                rec["after_lead"].append(timed(replay, n, tbk._lead))
             # as the suite's event rounds run: 50 rounds behind a lead each, one after the other
             # (the card at ~80% matmul duty), the probe after each
-            rec["sustained"] = [timed(g, lead) for _ in range(50)]
-            rec["sustained"] = [(ms / reps * 1e3, mhz) for ms, mhz in rec["sustained"]]
+            rec["sustained"] = [timed(replay, n, tbk._lead) for _ in range(50)]
             for _ in range(10):
-                g.replay()
-            rec["b2b_after_sustained"] = [timed(g) for _ in range(15)]
-            rec["b2b_after_sustained"] = [(ms / reps * 1e3, mhz) for ms, mhz in rec["b2b_after_sustained"]]
+                replay()
+            rec["b2b_after_sustained"] = [timed(replay, n) for _ in range(15)]
             for k in ("b2b", "after_lead", "sustained", "b2b_after_sustained"):
                 rec[k + "_median_us"] = statistics.median(x[0] for x in rec[k])
                 rec[k + "_median_mhz_after"] = statistics.median(x[1] for x in rec[k])
             print(name, {k: round(v, 1) for k, v in rec.items() if k.endswith(("_us", "_mhz_after"))}, flush=True)
             res["points"].append(rec)
-        points = []  # (the 1M problem's memory goes with its step functions)
-        del p, a, w
-        torch.cuda.empty_cache()
     out_path.write_text(json.dumps(res, indent=1))
 
 
