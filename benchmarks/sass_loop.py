@@ -85,12 +85,34 @@ def _ptxas_info(kernel) -> str:
 
 
 def slot():
+    """The split form's slot kernel: whole blocks (batch 1-2), merging the index lists or not, at
+    4 / 8 / 16 warps; and in sub-blocks of 64 keys at its stages (batch >= 3; 4 warps shipped)."""
     for select in (0, 1):
         for warps in (4, 8, 16):
             const = dict(hc.SLOT_CONST, USE_PDL=1, SELECT=select)
             k = triton.compile(hc.source(hc.mb._slot_partial_kernel, hc.SLOT_SIG, const), target=TARGET,
                                options={"launch_pdl": True, "num_warps": warps})
             print(f"slot kernel SELECT={select}, {warps} warps: {_ptxas_info(k)}")
+    for warps in (4, 8):
+        const = dict(hc.SLOT_CONST, USE_PDL=1, SELECT=0, SUB=64)
+        k = triton.compile(hc.source(hc.mb._slot_partial_kernel, hc.SLOT_SIG, const), target=TARGET,
+                           options={"launch_pdl": True, "num_warps": warps, "num_stages": hc.mb._SLOT_STAGES})
+        print(f"slot kernel SUB=64, {hc.mb._SLOT_STAGES} stages, {warps} warps: shared {k.metadata.shared} B | "
+              f"{_ptxas_info(k)}")
+
+
+def q_outer():
+    """The query-outer form (decode at batch >= 33, short prefill chunks): whole blocks behind a
+    branch per slot (SUB 0) and the pipelined loop of sub-blocks (v30), at the warps and stages
+    decode_ab.py qouter measures."""
+    fn, sig, base = hc.KERNELS[-1]
+    attrs = hc.aligned(sig, [n for n in sig if n.isupper() or n.startswith("stride")])
+    for sub, warps, stages in ((0, 4, 3), (64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 8, 3), (32, 4, 4), (128, 4, 2),
+                               (128, 8, 2)):
+        k = triton.compile(hc.source(fn, sig, dict(base, USE_PDL=1, SUB=sub), attrs), target=TARGET,
+                           options={"launch_pdl": True, "num_warps": warps, "num_stages": stages})
+        print(f"query-outer SUB={sub}, {warps} warps, {stages} stages: shared {k.metadata.shared} B, "
+              f"cp.async {k.asm['ptx'].count('cp.async.')} | {_ptxas_info(k)}")
 
 
 def kv_outer():
@@ -104,7 +126,7 @@ def kv_outer():
            "stride_vh": "i32"}
     attrs = hc.aligned(sig, [n for n in sig if n not in ("qk_scale", "row_lo")])
     for mq, warps in ((8, 8), (8, 4), (16, 8), (16, 16)):
-        c = dict(HKV=4, G=16, G_P=16, MQ=mq, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)
+        c = dict(NG=2, G=16, G_P=16, MQ=mq, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)
         k = triton.compile(hc.source(mb._kv_outer_partial_kernel, sig, c, attrs), target=TARGET,
                            options={"num_warps": warps})
         print(f"KV-outer partial, {mq * 16}-row tiles, {warps} warps: shared {k.metadata.shared} B | "
@@ -117,4 +139,5 @@ if __name__ == "__main__":
     print("triton", triton.__version__)
     scan()
     slot()
+    q_outer()
     kv_outer()

@@ -76,7 +76,7 @@ def _check_workspace_bytes(value):
 
 
 _WORKSPACE_DOC = """workspace_bytes: upper bound on the partial outputs the KV-outer form (calls of
-            ``ops.main_branch.KV_OUTER_MIN_QUERIES`` = 2048 query rows or more) holds at once,
+            ``ops.main_branch.KV_OUTER_MIN_QUERIES`` = 1024 query rows or more) holds at once,
             in bytes: ``Hq * topk * (D * q.element_size() + 4)`` per query row (260 KiB at
             MiniMax-M3 shapes), at least one tile's rows (``128 // G`` with G rounded up to a
             power of two). A call whose partials exceed it runs in passes: KV groups apart

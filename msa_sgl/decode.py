@@ -172,6 +172,8 @@ class MSADecodeWrapper:
         # the request of every query row (always in [0, batch)) and the index tile map, one launch
         tiles, _ = ops.metadata.call_rows(cu, total_q, idx_plan.block_t, out=(self._tile_cum, self._token_req))
         method = ops.main_branch.choose_method(total_q, self.hkv, self.device)
+        if method == "kv_outer":  # (KV_OUTER_MIN_QUERIES rows or more, e.g. 64 requests x 16 tokens) the
+            method = "q_outer"  # KV-outer form builds its block tiles per call: not a graph-safe run()
         if method == "split" and total_q * self.hq * self.config.topk > self._o_part.shape[0]:
             method = "q_outer"
         fused = fused_select(method, total_q, self.hkv, self.config.topk, self.device)

@@ -48,7 +48,7 @@ Switches (environment, read in every process)
 * ``MSA_SGL_VALIDATE=1``: check every batch's metadata values (synchronises; debugging).
 * ``MSA_SGL_PREFILL_WORKSPACE_MB``: a positive int, the most MiB of partial outputs the
   prefill main branch holds at once (``workspace_bytes`` of ``msa_sgl.msa_attention``; unset:
-  its default, 2.25 GiB, transient, for extend batches of 2048 tokens or more). Less memory
+  its default, 2.25 GiB, transient, for extend batches of 1024 tokens or more). Less memory
   costs speed (below one KV group's rows, each row range re-reads the K/V it chose); more can
   gain a little (one pass instead of two: 2-3% at M3 shapes).
 

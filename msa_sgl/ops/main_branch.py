@@ -49,20 +49,25 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _attend_tile(b_q, b_k, p_v, m_v, m_s, qk_scale, b_m, b_l, b_acc, IEEE: tl.constexpr):
+def _attend_tile(b_q, b_k, p_v, m_v, m_s, qk_scale, b_m, b_l, b_acc, IEEE: tl.constexpr,
+                 MAY_BE_EMPTY: tl.constexpr = False):
     """One tile of keys into a running softmax (base 2, scores scaled by ``qk_scale``): queries
     b_q [G_P, D_P], keys b_k [D_P, N], the values' pointers p_v [N, D_P] and mask m_v (loaded
     after QK^T), m_s the visible (query, key) pairs ([1, N] or [G_P, N]); the running max b_m
     [G_P], sum b_l [G_P] and unnormalised output b_acc [G_P, D_P], returned updated. b_m must be
-    finite after the update (a visible key in this tile or an earlier one)."""
+    finite after the update (a visible key in this tile or an earlier one), unless MAY_BE_EMPTY:
+    then a row that has seen no visible key keeps b_m = -inf, b_l = 0 and b_acc = 0."""
     if IEEE:
         b_s = tl.dot(b_q, b_k, input_precision="ieee")
     else:
         b_s = tl.dot(b_q, b_k)  # [G_P, N] fp32
     b_s = tl.where(m_s, b_s * qk_scale, float("-inf"))
     m_new = tl.maximum(b_m, tl.max(b_s, axis=1))
-    alpha = tl.exp2(b_m - m_new)
-    b_p = tl.exp2(b_s - m_new[:, None])
+    m_sub = m_new
+    if MAY_BE_EMPTY:  # -inf - -inf is NaN: subtract 0 instead (every term is then exp2(-inf) = 0)
+        m_sub = tl.where(m_new > float("-inf"), m_new, 0.0)
+    alpha = tl.exp2(b_m - m_sub)
+    b_p = tl.exp2(b_s - m_sub[:, None])
     b_l = b_l * alpha + tl.sum(b_p, axis=1)
     b_v = tl.load(p_v, mask=m_v, other=0.0)  # [N, D_P]
     if IEEE:
@@ -85,7 +90,15 @@ def _sparse_attn_fwd_kernel(
     stride_ot, stride_oh,
     G: tl.constexpr, G_P: tl.constexpr, D: tl.constexpr, D_P: tl.constexpr,
     BLOCK: tl.constexpr, TOPK: tl.constexpr, IEEE: tl.constexpr, USE_PDL: tl.constexpr = 0,
+    SUB: tl.constexpr = 0,
 ):
+    """Query-outer form: one program per (query token, group) with the group's G heads as rows.
+    SUB > 0 (see _Q_OUTER_SUB): the top-k blocks are walked as one loop of TOPK x BLOCK / SUB
+    sub-blocks of SUB keys, with no branch on the slot (a slot that attends nothing, and keys
+    past the query, are masked loads that read nothing), which Triton pipelines: the K / V of
+    the next sub-blocks, their page ids and slot ids are in flight while one is computed. SUB = 0:
+    a branch per slot around whole-block loads, which leaves every block two memory latencies
+    (K, then V) that no other load overlaps."""
     pdl_wait(USE_PDL)  # the selection is the previous kernel's
     i_t = tl.program_id(0)  # query token (packed row)
     i_g = tl.program_id(1)  # KV group
@@ -110,18 +123,35 @@ def _sparse_attn_fwd_kernel(
     b_acc = tl.zeros([G_P, D_P], dtype=tl.float32)
     pt_row = PAGE_TABLE + i_b.to(tl.int64) * stride_pt_b
     p_sel = TOPK_IDX + i_t64 * stride_it + i_g * stride_ih
-    for s in range(TOPK):
-        blk = tl.load(p_sel + s)
-        if (blk >= 0) & (blk <= p):
-            page = _clamped_page(pt_row, blk, num_pages)
-            o_key = blk * BLOCK + o_j
-            m_key = o_key <= pos  # only the own block holds invisible keys
-            p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
-            b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
-            p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
-            # the first key blk * BLOCK <= pos is visible, so b_m is finite after the update
-            b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_v, m_key[:, None] & m_d[None, :], m_key[None, :], qk_scale,
-                                           b_m, b_l, b_acc, IEEE)
+    if SUB > 0:
+        NSUB: tl.constexpr = BLOCK // SUB
+        o_u = tl.arange(0, SUB)
+        p_kd = K + i_g * stride_kh + o_d[:, None]
+        p_vd = V + i_g * stride_vh + o_d[None, :]
+        for it in range(TOPK * NSUB):
+            blk = tl.load(p_sel + it // NSUB)
+            ok = (blk >= 0) & (blk <= p)
+            page = _clamped_page(pt_row, tl.maximum(tl.minimum(blk, p), 0), num_pages)  # a column of the table
+            o_k = (it % NSUB) * SUB + o_u  # key within the block
+            m_u = ok & (blk * BLOCK + o_k <= pos)  # [SUB]: only the own block holds invisible keys
+            b_k = tl.load(p_kd + page * stride_kp + o_k[None, :] * stride_kb, mask=m_u[None, :] & m_d[:, None],
+                          other=0.0)  # [D_P, SUB]
+            b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_vd + page * stride_vp + o_k[:, None] * stride_vb,
+                                           m_u[:, None] & m_d[None, :], m_u[None, :], qk_scale, b_m, b_l, b_acc,
+                                           IEEE, MAY_BE_EMPTY=True)
+    else:
+        for s in range(TOPK):
+            blk = tl.load(p_sel + s)
+            if (blk >= 0) & (blk <= p):
+                page = _clamped_page(pt_row, blk, num_pages)
+                o_key = blk * BLOCK + o_j
+                m_key = o_key <= pos  # only the own block holds invisible keys
+                p_k = K + page * stride_kp + o_j[None, :] * stride_kb + i_g * stride_kh + o_d[:, None]
+                b_k = tl.load(p_k, mask=m_key[None, :] & m_d[:, None], other=0.0)  # [D_P, BLOCK]
+                p_v = V + page * stride_vp + o_j[:, None] * stride_vb + i_g * stride_vh + o_d[None, :]
+                # the first key blk * BLOCK <= pos is visible, so b_m is finite after the update
+                b_m, b_l, b_acc = _attend_tile(b_q, b_k, p_v, m_key[:, None] & m_d[None, :], m_key[None, :],
+                                               qk_scale, b_m, b_l, b_acc, IEEE)
     has = b_l > 0
     b_o = b_acc / tl.where(has, b_l, 1.0)[:, None]
     p_o = OUT + i_t64 * stride_ot + (i_g * G + o_h)[:, None] * stride_oh + o_d[None, :]
@@ -538,9 +568,14 @@ def _dense_rows_kernel(
 
 
 # KV-outer pays when blocks are shared by many queries of the call (prefill chunks); decode and
-# short chunks take the query-outer form. Measured on an H200 at M3 shapes after a 32K prefix:
-# 1024 queries q_outer 0.85 ms vs kv_outer 1.01 ms; 2048 queries 1.66 vs 1.03 (NOTES.md, v5).
-KV_OUTER_MIN_QUERIES = 2048
+# short chunks take the query-outer form. H200, M3 shapes, the main branch's GPU time (events
+# behind the suite's matmul lead, the host ahead), ms query-outer / KV-outer (NOTES.md v30f):
+# after a 32K prefix 512 queries 0.339 / 0.271, 1024 0.652 / 0.400, 2048 1.212 / 0.645; after 1M
+# 512 0.486 / 0.574, 1024 0.888 / 0.801, 1536 1.344 / 0.946. (The KV-outer form's host work,
+# ~0.9 ms a plain call, exceeds its GPU work below ~2K queries: where the caller waits for each
+# call, the query-outer form is faster up to ~1.5K queries.) Was 2048 (v5, before the Gluon
+# KV-outer kernel and v30's pipelined query-outer loop).
+KV_OUTER_MIN_QUERIES = 1024
 # Upper bound on the KV-outer partial outputs held at once; a call whose partials do not fit
 # runs in passes (kv_outer_passes): KV groups apart first, as many as fit with all the call's
 # rows - each group's K/V is then read in one pass only - and only where one group's rows do not
@@ -652,6 +687,32 @@ def _block_args(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_len
     return tensors, scalars
 
 
+# The query-outer form walks its blocks in pipelined sub-blocks of _Q_OUTER_SUB keys (see
+# _sparse_attn_fwd_kernel; 0: whole blocks behind a branch per slot, the form before v30). Stages:
+# _Q_OUTER_STAGES_DEEP (Triton 3.6 keeps two 64-key sub-blocks of K and V in flight, 71.7 KB of
+# shared memory, 3 programs an SM) while the grid fits one wave of _Q_OUTER_DEEP_PROGRAMS_PER_SM
+# an SM, else _Q_OUTER_STAGES (one in flight, 38.9 KB: more programs an SM). H200, M3 shapes, the
+# kernel's us whole / 64 keys at 3 stages / at 5 (NOTES.md v30c): decode 64 x 128K (256 programs)
+# 80.7 / 77.2 / 70.2, behind the suite's matmul lead 98.3 / 92.8 / 77.4; MTP 8 x 128K q 8 76.0 /
+# 73.6 / 65.8; a 1024-token chunk after 32K (4096 programs) 826.6 / 528.1 / 561.7.
+_Q_OUTER_SUB = 64
+_Q_OUTER_STAGES = 3
+_Q_OUTER_STAGES_DEEP = 5
+_Q_OUTER_DEEP_PROGRAMS_PER_SM = 3
+
+
+def q_outer_launch(total_q: int, hkv: int, block_size: int, device) -> tuple:
+    """(keys per sub-block, num_stages) of the query-outer form, from shapes only (sub-block 0:
+    whole blocks at Triton's default stages; see _Q_OUTER_SUB)."""
+    if _Q_OUTER_SUB not in (0, 16, 32, 64, 128):
+        raise ValueError(f"main_branch._Q_OUTER_SUB: expected one of 0, 16, 32, 64, 128, got {_Q_OUTER_SUB!r}")
+    sub = min(_Q_OUTER_SUB, block_size)
+    if not sub:
+        return 0, None
+    deep = total_q * hkv <= _Q_OUTER_DEEP_PROGRAMS_PER_SM * num_sms(device)
+    return sub, _Q_OUTER_STAGES_DEEP if deep else _Q_OUTER_STAGES
+
+
 def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config, token_req, out, lse,
                    num_warps=None, num_stages=None, pdl=False):
     """Query-outer form into ``out``/``lse``: one launch, no workspace, no synchronisation.
@@ -661,11 +722,12 @@ def launch_q_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_
     g = hq // hkv
     tensors, scalars = _block_args(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_k, config,
                                    token_req)
+    sub, stages = q_outer_launch(total_q, hkv, config.block_size, q.device)
     _sparse_attn_fwd_kernel[(total_q, hkv)](
         *tensors, out, lse, *scalars, out.stride(0), out.stride(1),
         G=g, G_P=max(16, triton.next_power_of_2(g)), D=d, D_P=max(16, triton.next_power_of_2(d)),
         BLOCK=config.block_size, TOPK=config.topk, IEEE=q.dtype == torch.float32, USE_PDL=pdl_mode(pdl, "q_outer"),
-        **launch_options(num_warps, num_stages, pdl_mode(pdl, "q_outer") > 0),
+        SUB=sub, **launch_options(num_warps, stages if num_stages is None else num_stages, pdl_mode(pdl, "q_outer") > 0),
     )
 
 

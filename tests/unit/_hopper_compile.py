@@ -60,7 +60,7 @@ KERNELS = [
      dict(HQ=64, G=16, D=128, D_P=128, TOPK=16, TOPK_P=16)),
     (mb._sparse_attn_fwd_kernel,
      {**BLOCK_IN, "OUT": "*bf16", "LSE": "*fp32", **_scalars(BLOCK_ARGS + ["stride_ot", "stride_oh"])},
-     dict(G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False)),
+     dict(G=16, G_P=16, D=128, D_P=128, BLOCK=128, TOPK=16, IEEE=False, SUB=mb._Q_OUTER_SUB)),
 ]
 
 
@@ -124,6 +124,19 @@ def scan_mma():
             print(json.dumps({"kernel": "index_partial_mma", "dtype": dtype, "keys_m": keys_m,
                               "wgmma": sorted(set(re.findall(r"wgmma\.mma_async[\w.]*", ptx))),
                               "mma_sync": len(re.findall(r"mma\.sync", ptx))}), flush=True)
+
+
+def q_outer_async():
+    """The query-outer form with whole blocks behind a branch per slot (SUB 0) and as one loop of
+    64-key sub-blocks (main_branch._Q_OUTER_SUB), compiled as the JIT does (16-byte aligned
+    pointers and strides, its stages): the cp.async copies of its K and V."""
+    fn, sig, base = KERNELS[-1]
+    attrs = aligned(sig, [n for n in sig if n.isupper() or n.startswith("stride")])
+    for sub in (0, 64):
+        k = triton.compile(source(fn, sig, dict(base, USE_PDL=1, SUB=sub), attrs), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": 4, "num_stages": mb._Q_OUTER_STAGES})
+        print(json.dumps({"kernel": "q_outer_cp_async", "mode": sub, "cp_async": k.asm["ptx"].count("cp.async.")}),
+              flush=True)
 
 
 def slot_sub_async():
@@ -337,6 +350,7 @@ def main():
     key_buffers()
     scan_mma()
     slot_sub_async()
+    q_outer_async()
     dense_rows_async()
     for fn, sig, const in KERNELS:
         for mode in (0, 1, 2):

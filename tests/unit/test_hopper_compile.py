@@ -6,7 +6,8 @@ Triton 3.6, this check the Triton installed here. And the decode index scan's lo
 block in flight with the decode num_stages, where Triton's default keeps none (Triton 3.6 and 3.8
 alike; benchmarks/NOTES.md v9); and its keys-x-queries form (the 8-bit decode tiles') runs 8-bit
 warpgroup MMAs, where queries x keys runs 16-bit mma.sync on converted keys (NOTES.md v13b, v14); and
-the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16), as does the dense
+the split form's slot kernel in sub-blocks loads K and V with cp.async (NOTES.md v16), as do the query-outer
+form's loop of sub-blocks (v30) and the dense
 rows' kernel in both its key loops (v19); and the block tiles' kernels compile with one entry
 (E == 1, which the JIT passes as a constexpr); and the warp-specialized Gluon KV-outer kernel
 compiles with its TMA copies, warpgroup MMAs and partition registers, and ptxas keeps its
@@ -70,6 +71,14 @@ def test_slot_kernel_sub_blocks_load_asynchronously(compiled):
     # K and V go to shared memory by cp.async (main_branch._SLOT_SUB, benchmarks/NOTES.md v16)
     assert compiled[("slot_sub_cp_async", 0, None)]["cp_async"] == 0
     assert compiled[("slot_sub_cp_async", 64, None)]["cp_async"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
+def test_q_outer_sub_blocks_load_by_cp_async(compiled):
+    # whole blocks behind a branch per slot: plain loads, each block waits for its K, then its V;
+    # the branch-free loop of sub-blocks: Triton pipelines K and V through shared memory
+    assert compiled[("q_outer_cp_async", 0, None)]["cp_async"] == 0
+    assert compiled[("q_outer_cp_async", 64, None)]["cp_async"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU runs the kernels themselves")
