@@ -90,16 +90,8 @@ def copy_us(nbytes, copies):
 
 def hot_step_us(fn, rounds=50):
     """Median event time of ``fn()`` behind the matmul lead, ``rounds`` in a row (the suite's event column)."""
-    times = []
-    for _ in range(rounds):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        tbk._lead()
-        e0.record()
-        fn()
-        e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1) * 1e3)
-    return sorted(times)[len(times) // 2]
+    times, _ = tbk.lead_event_rounds(fn, rounds)
+    return sorted(times)[len(times) // 2] * 1e3
 
 
 def point(batch, ctx, q_len, fp8, rotate=False, hot=False):

@@ -58,31 +58,16 @@ def hot_us(fn, rounds=30, keep=20):
     with torch.cuda.stream(s), torch.cuda.graph(g):
         fn()
     torch.cuda.current_stream().wait_stream(s)
-    times = []
-    for _ in range(rounds):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        tbk._lead()
-        e0.record()
-        g.replay()
-        e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1) * 1e3)
-    return statistics.median(times[-keep:])
+    times, _ = tbk.lead_event_rounds(g.replay, rounds)
+    return statistics.median(times[-keep:]) * 1e3
 
 
 def lead_events_ms(fn, rounds=12, keep=8):
-    """Median event time (ms) of ``fn()`` queued behind the matmul lead: the host's launches are
-    all issued before the GPU reaches them, so a call whose host work exceeds its GPU work (the
-    KV-outer form's at small chunks) is timed by its GPU work, as in a serving engine's queue."""
-    times = []
-    for _ in range(rounds):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        tbk._lead()
-        e0.record()
-        fn()
-        e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1))
+    """Median event time (ms) of ``fn()`` queued behind the matmul lead, of the last ``keep`` of
+    ``rounds`` in a row: the host's launches are all issued before the GPU reaches them, so a call
+    whose host work exceeds its GPU work (the KV-outer form's at small chunks) is timed by its GPU
+    work, as in a serving engine's queue."""
+    times, _ = tbk.lead_event_rounds(fn, rounds)
     return statistics.median(times[-keep:])
 
 

@@ -125,6 +125,14 @@ def _event_rounds(benchmark, fn, rounds):
     issue's method (medians of CUDA-event timings). extra_info: ``event_ms`` (a round's time) and
     ``host_ahead`` (rounds whose launches were all issued before the lead ended; a long prompt's
     are not, but its first chunks' GPU work keeps the host ahead from there on)."""
+    times, ahead = lead_event_rounds(fn, rounds)
+    benchmark.extra_info["event_ms"] = times
+    benchmark.extra_info["host_ahead"] = ahead
+
+
+def lead_event_rounds(fn, rounds):
+    """(ms of each round, rounds whose launches were all issued before the lead ended): ``fn()``
+    timed by CUDA events behind _lead, ``rounds`` in a row (see _event_rounds)."""
     times, ahead = [], 0
     for _ in range(rounds):
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -135,8 +143,7 @@ def _event_rounds(benchmark, fn, rounds):
         ahead += not e0.query()
         e1.synchronize()
         times.append(e0.elapsed_time(e1))
-    benchmark.extra_info["event_ms"] = times
-    benchmark.extra_info["host_ahead"] = ahead
+    return times, ahead
 
 
 def _graph_round(step_fns):
