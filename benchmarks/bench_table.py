@@ -8,7 +8,9 @@ queued ahead where the JSON has them, ``event_ms``, else by wall clock), its use
 GB/s of compulsory bytes, its time over msa_sgl's in the group (msa_sgl: test_prefill_msa,
 test_prompt_msa, test_decode_msa[...-bf16]; > 1: msa_sgl is faster) and its wall-clock median
 (a call then a synchronisation, from an idle GPU: host launch time included;
-test_bench_kernels._timed). The card, driver and versions come from the
+test_bench_kernels._timed), and in how many of the event rounds the host was ahead (all of the
+round's launches issued before the matmul lead ended; "-" without event rounds). A round with
+the host behind times host launch work too, as the wall clock does. The card, driver and versions come from the
 JSON's machine_info (benchmarks/conftest.py adds them). Then each whole prompt's dense time over
 msa_sgl's (measured, or the longest dense prompt scaled by N^2), and each multi-token decode
 group's (``q=8``) time over its one-token group's.
@@ -40,6 +42,14 @@ def step_ms(b: dict) -> tuple:
     return (statistics.median(info["event_ms"]) / steps if info.get("event_ms") else wall), wall
 
 
+def host_ahead(b: dict) -> str:
+    """"k/n": event rounds with the host ahead of the GPU, of those recorded; "-" without event rounds."""
+    info = b.get("extra_info", {})
+    if not info.get("event_ms") or "host_ahead" not in info:
+        return "-"
+    return f"{info['host_ahead']}/{len(info['event_ms'])}"
+
+
 def rows(bench: dict) -> dict:
     """{group: [(label, ms per step, rate, unit, name, wall ms per step)]} in the JSON's order."""
     out: dict = {}
@@ -62,13 +72,14 @@ def table(bench: dict) -> str:
     mi = bench.get("machine_info", {})
     if mi.get("gpu"):
         lines.append(", ".join(f"{k} {mi[k]}" for k in ("gpu", "driver", "torch", "triton") if k in mi) + "\n")
+    ahead = {b["name"]: host_ahead(b) for b in bench["benchmarks"]}
     for group, entries in rows(bench).items():
         ref = next((e[1] for e in entries if e[0] in REFERENCE), None)
-        lines += [f"### {group}", "", "| | ms / step | rate | x msa_sgl | wall ms / step |",
-                  "|---|---:|---:|---:|---:|"]
-        for label, ms, rate, unit, _, wall in entries:
+        lines += [f"### {group}", "", "| | ms / step | rate | x msa_sgl | wall ms / step | host ahead |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for label, ms, rate, unit, name, wall in entries:
             ratio = f"{ms / ref:.2f}" if ref else "-"
-            lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} | {wall:.4f} |")
+            lines.append(f"| {label} | {ms:.4f} | {rate:.0f} {unit} | {ratio} | {wall:.4f} | {ahead[name]} |")
         lines.append("")
     lines += prompt_lines(bench)
     lines += mtp_lines(bench)

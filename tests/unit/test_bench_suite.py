@@ -41,9 +41,9 @@ def test_bench_table_per_step_time_rate_and_ratio_to_msa_sgl():
     text = bench_table.table(bench)
     assert text.splitlines()[0] == "gpu H100, driver 580, torch 2.11, triton 3.6"
     assert wall == ms  # no event times: the wall clock
-    assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 | 10.0000 |" in text
-    assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 | 0.0150 |" in text
-    assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 | 0.0600 |" in text
+    assert "| prefill_sglang all | 10.0000 | 400 TFLOP/s | 2.50 | 10.0000 | - |" in text
+    assert "| decode_msa fp8 | 0.0150 | 667 GB/s | 0.75 | 0.0150 | - |" in text
+    assert "| decode_dense (cudnn) | 0.0600 | 1000 GB/s | 3.00 | 0.0600 | - |" in text
     assert "multi-token" not in text  # no q=... group: no MTP lines
 
 
@@ -62,7 +62,7 @@ def test_bench_table_prompt_lines_measured_or_scaled_dense(tmp_path):
         "* N=131072: msa_sgl 70.0 ms, dense 490.0 ms (measured) = 7.00x (wall clock: msa_sgl 70.0 ms)",
         "* N=1048576: msa_sgl 1400.0 ms, dense 32000.0 ms (262144 tokens' x 16) = 22.86x"
         " (wall clock: msa_sgl 1400.0 ms)", ""]
-    assert "| prompt_dense (cudnn) | 490.0000 | 204 TFLOP/s | 7.00 | 490.0000 |" in bench_table.table(bench)
+    assert "| prompt_dense (cudnn) | 490.0000 | 204 TFLOP/s | 7.00 | 490.0000 | - |" in bench_table.table(bench)
     assert bench_plots.series(bench)["prompt"]["prompt_dense"] == {131072: 490.0, 262144: 2000.0}
     pytest.importorskip("matplotlib")
     assert bench_plots.plot(bench, tmp_path) == ["prompt_vs_length.png"]
@@ -73,7 +73,7 @@ def test_bench_table_takes_event_times_where_recorded():
     # and ratios are their median per step, the wall clock (stats) its own column
     bench = dict(benchmarks=[
         _bench("test_prompt_msa[N131072]", "prompt N=131072 C=16384", 0.046, steps=1, N=131072, flops=1e13,
-               event_ms=[42.0, 41.0, 44.0], host_ahead=3),
+               event_ms=[42.0, 41.0, 44.0], host_ahead=2),  # one round with the host behind
         _bench("test_prompt_dense[N131072]", "prompt N=131072 C=16384", 0.4915, steps=1, N=131072, flops=1e14,
                backend="cudnn", event_ms=[490.0, 491.0, 492.0, 489.0], host_ahead=4),
         _bench("test_decode_msa[b1_ctx32768-bf16]", "decode b=1", 0.002, steps=100, bytes=2e7,
@@ -84,7 +84,8 @@ def test_bench_table_takes_event_times_where_recorded():
         ("prompt_msa", 42.0, pytest.approx(46.0)), ("prompt_dense (cudnn)", 490.5, pytest.approx(491.5))]
     assert r["decode b=1"][0][1] == pytest.approx(0.0185) and r["decode b=1"][0][5] == pytest.approx(0.02)
     text = bench_table.table(bench)
-    assert "| prompt_dense (cudnn) | 490.5000 | 204 TFLOP/s | 11.68 | 491.5000 |" in text
+    assert "| prompt_dense (cudnn) | 490.5000 | 204 TFLOP/s | 11.68 | 491.5000 | 4/4 |" in text
+    assert "| prompt_msa | 42.0000 | 238 TFLOP/s | 1.00 | 46.0000 | 2/3 |" in text
     assert "* N=131072: msa_sgl 42.0 ms, dense 490.5 ms (measured) = 11.68x (wall clock: msa_sgl 46.0 ms)" in text
     assert bench_plots.series(bench)["prompt"]["prompt_msa"] == {131072: 42.0}
 
