@@ -52,12 +52,11 @@ def _lead_names():
 
 def kernel_table(fn, reps=20, lead=False):
     """(kernel name, mean us per call, launches per call), longest first. ``lead``: each call
-    behind the suite's matmul lead (50 rounds in a row, the first 30 unprofiled: the clock settles)."""
+    behind the suite's matmul lead (30 unprofiled rounds first, so the clock settles, then ``reps``)."""
     fn()
     torch.cuda.synchronize()
     skip = _lead_names() if lead else set()
     if lead:
-        reps = 20
         for _ in range(30):
             tbk._lead()
             fn()

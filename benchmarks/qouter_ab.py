@@ -9,11 +9,11 @@ Variants (main_branch._Q_OUTER_SUB and the launch's num_stages, NOTES.md v30): "
 whole behind a branch per slot (the form before v30); "sNN_stS" the pipelined loop of NN-key
 sub-blocks at S stages (Triton 3.6 keeps one K/V sub-block in flight at 64 keys and 3-4 stages,
 two at 5-6; 32 keys: two at 6, three at 8); "rule" the shipped launch (main_branch.q_outer_launch).
+With ``--old`` the old file's ``_sparse_attn_fwd_kernel`` (loaded as a module of msa_sgl.ops, its
+relative imports resolved to this tree) replaces the current one for the "old" rounds.
 ``--crossover [--prefixes P,.. --chunks C,..]``: instead, chunks after cached prefixes (default
 1024-8192 tokens after 32K), the query-outer form (its shipped launch) against the KV-outer form
-(KV_OUTER_MIN_QUERIES), do_bench medians and event times behind the matmul lead (the host ahead). With ``--old`` the old file's ``_sparse_attn_fwd_kernel`` (loaded
-as a module of msa_sgl.ops, its relative imports resolved to this tree) replaces the current one
-for the "old" rounds.
+(KV_OUTER_MIN_QUERIES), do_bench medians and event times behind the matmul lead (the host ahead).
 
 Points (MiniMax-M3 shapes, bf16, the index kernels' selection): decode 64 x 128K and 64 x 32K
 (the decode wrapper takes this form from 33 query rows), MTP 8 x 128K with 8 query tokens, and a
@@ -72,7 +72,8 @@ def lead_events_ms(fn, rounds=12, keep=8):
 
 
 def crossover(rounds, prefixes, chunks):
-    """q_outer (shipped launch) against kv_outer, chunks after cached prefixes: do_bench medians (ms)."""
+    """q_outer (shipped launch) against kv_outer, chunks after cached prefixes: do_bench medians
+    and event times behind the matmul lead (ms)."""
     res = dict(env=dict(card=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__),
                study="crossover", points=[])
     for prefix, c in [(p, c) for p in prefixes for c in chunks]:

@@ -104,7 +104,7 @@ def slot():
 def q_outer():
     """The query-outer form (decode at batch >= 33, short prefill chunks): whole blocks behind a
     branch per slot (SUB 0) and the pipelined loop of sub-blocks (v30), at the warps and stages
-    decode_ab.py qouter measures."""
+    qouter_ab.py measures (NOTES.md v30c)."""
     fn, sig, base = hc.KERNELS[-1]
     attrs = hc.aligned(sig, [n for n in sig if n.isupper() or n.startswith("stride")])
     for sub, warps, stages in ((0, 4, 3), (64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 8, 3), (32, 4, 4), (128, 4, 2),
