@@ -23,6 +23,7 @@
     python benchmarks/decode_ab.py fp8x --fp8 --points ...      # 8-bit keys: programs an SM (v29h)
     python benchmarks/decode_ab.py fp8rule --fp8 --points ...   # its rule: one wave of 4 an SM from 8 tiles (v29i)
     python benchmarks/decode_ab.py bf16wave --points ...        # the same for bf16 keys, 3 an SM (v29k; off)
+    python benchmarks/decode_ab.py stages64 --lead --points ... # bf16 scan stages at 2.4 programs an SM (v31)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -31,7 +32,8 @@ pdl: each kernel lets its successor launch right after its own wait ("early", mo
 it exits (mode 2); "_gap" variants put one small non-PDL kernel between steps, as a model's
 other layers do. split: fewer blocks per split (more, shorter programs, longer merge).
 --fp8: 8-bit index keys (the problem's keys through msa_sgl.quantize_index_keys).
-Writes $OUT/decode_ab_<study>.json.
+--lead: each variant's step also timed behind the suite's matmul lead (graph replays, CUDA events;
+the suite's event column) beside the back-to-back replays. Writes $OUT/decode_ab_<study>.json.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import torch  # noqa: E402
 
 import decode_run as dr  # noqa: E402
 import gpu_run  # noqa: E402
+import test_bench_kernels as tbk  # noqa: E402  (the suite's matmul lead)
 from harness import bench as hb  # noqa: E402
 from msa_sgl import decode as msa_decode  # noqa: E402
 from msa_sgl.ops import index_branch, main_branch, metadata  # noqa: E402
@@ -199,6 +202,12 @@ STUDIES = {
         "rule": _set(),
         "wave_any": _set(_FP8_ONE_WAVE_MIN_TILES=1),  # (v29i's "rule": one wave at any tile count)
     },
+    "stages64": {  # bf16 keys, batch 64: the scan's 320 programs (2.4 an SM) at 6 / 5 stages (v31)
+        "rule": _set(),
+        "st6": _set(_STAGED_PROGRAMS_PER_SM=3),
+        "st5": _set(_STAGED_PROGRAMS_PER_SM=3, _SHORT_TILE_STAGES=5),
+        "st8": _set(_STAGED_PROGRAMS_PER_SM=3, _SHORT_TILE_STAGES=8),
+    },
     "bf16wave": {  # bf16 keys: splits for one wave of 3 programs an SM (v29k), from 8 / 1 tiles, against the rule
         "rule": _set(),
         "wave8": _set(_BF16_ONE_WAVE_MIN_TILES=8),
@@ -220,7 +229,7 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
                 "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE", "_FP8_ONE_WAVE_MIN_TILES",
-                "_BF16_ONE_WAVE_MIN_TILES")
+                "_BF16_ONE_WAVE_MIN_TILES", "_STAGED_PROGRAMS_PER_SM")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
@@ -239,7 +248,21 @@ def _apply(knobs):
         setattr(main_branch, name, knobs.get(name, _DEFAULT_MAIN[name]))
 
 
-def point(variants, batch, ctx, q_len=1, width=None, fp8=False):
+def lead_ms(fn, rounds=12, keep=8):
+    """Median event time (ms) of one replay of ``fn``'s CUDA graph behind the suite's matmul lead
+    (test_bench_kernels._lead), the last ``keep`` of ``rounds`` in a row: the clock of a card under
+    sustained tensor-core load, as the suite's event column."""
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.cuda.graph(g):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    times, _ = tbk.lead_event_rounds(g.replay, rounds)
+    return statistics.median(times[-keep:])
+
+
+def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
     _, need = dr.compulsory_bytes(batch, ctx, q_len)
     copies = max(1, min(8, math.ceil(200e6 / need)))
     probs = [hb.make_big_problem([q_len] * batch, [ctx] * batch, dtype=torch.bfloat16, seed=batch + ctx + i)
@@ -264,7 +287,7 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False):
                     gap.add_(1.0)
         return fn
 
-    times, outs = {}, {}
+    times, outs, lead_times = {}, {}, {}
     for _ in range(ROUNDS):
         for name, knobs in variants.items():
             _apply(knobs)
@@ -273,12 +296,16 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False):
             torch.cuda.synchronize()
             outs[name] = _step(wrappers[name][0], probs[0]).clone()
             times.setdefault(name, []).append(hb.bench_graph_ms(fn) / copies)
+            if lead:
+                lead_times.setdefault(name, []).append(lead_ms(fn) / copies)
     _apply({})
     first = next(iter(outs.values()))
     rec = dict(batch=batch, ctx=ctx, q_len=q_len, fp8=fp8, copies=copies, page_table_width=width or ctx // 128,
                n_split=splits, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
                us={k: statistics.median(v) * 1e3 for k, v in times.items()}, rounds_ms=times)
-    dr.log("ab", {k: v for k, v in rec.items() if k != "rounds_ms"})
+    if lead:
+        rec.update(us_lead={k: statistics.median(v) * 1e3 for k, v in lead_times.items()}, rounds_ms_lead=lead_times)
+    dr.log("ab", {k: v for k, v in rec.items() if not k.startswith("rounds_ms")})
     return rec
 
 
@@ -296,6 +323,7 @@ def main():
     ap.add_argument("--wide", action="store_true", help="page tables 8192 blocks wide (SGLang's, 1M context)")
     ap.add_argument("--batch1", action="store_true", help="only the batch-1 points (the split heuristics' case)")
     ap.add_argument("--fp8", action="store_true", help="8-bit index keys")
+    ap.add_argument("--lead", action="store_true", help="also time each step behind the suite's matmul lead")
     ap.add_argument("--points", help="BxCTX[xQ],... instead of the default points (e.g. 2x131072,1x131072x8)")
     a = ap.parse_args()
     variants = STUDIES[a.study]
@@ -308,11 +336,11 @@ def main():
         points = [tuple(int(v) for v in (p.split("x") + ["1"])[:3]) for p in a.points.split(",")]  # B x CTX [x Q]
     try:
         for b, c, q in points:
-            res["points"].append(point(variants, b, c, q_len=q, width=width, fp8=a.fp8))
+            res["points"].append(point(variants, b, c, q_len=q, width=width, fp8=a.fp8, lead=a.lead))
             gpu_run.free()
     finally:
         name = (f"decode_ab_{a.study}{'_wide' if a.wide else ''}{'_b1' if a.batch1 else ''}{'_pts' if a.points else ''}"
-                f"{'_fp8' if a.fp8 else ''}.json")
+                f"{'_fp8' if a.fp8 else ''}{'_lead' if a.lead else ''}.json")
         (Path(os.environ.get("OUT", ".")) / name).write_text(json.dumps(res, indent=1, default=str))
         print(f"card {res['env'].get('card')} torch {res['env'].get('torch')} triton {res['env'].get('triton')}")
         names = list(variants)
@@ -321,6 +349,8 @@ def main():
         for r in res["points"]:
             print(f"{r['batch']:>5} {r['ctx']:>8} {r['q_len']} | " + " ".join(f"{r['us'][n]:13.1f}" for n in names)
                   + f" | {r['bitwise_equal']}")
+            if "us_lead" in r:
+                print(f"{'behind the lead':>16} | " + " ".join(f"{r['us_lead'][n]:13.1f}" for n in names))
 
 
 if __name__ == "__main__":

@@ -490,6 +490,10 @@ FP8_QUERY = True
 # resident programs hide the latency, and 70 KB of buffers a program cost 5%: H100, batch 64 /
 # 128K; benchmarks/NOTES.md v9). None: Triton's default everywhere.
 _SHORT_TILE_STAGES = 6
+# bf16/fp16 keys: short tiles also take _SHORT_TILE_STAGES where the launch puts at most this many
+# programs on an SM (0: only up to _SPLIT_PROGRAMS_PER_SM, as above). A/B studies only
+# (benchmarks/decode_ab.py stages64, NOTES.md v31): batch 64 at 128K runs 320 programs, 2.4 an SM.
+_STAGED_PROGRAMS_PER_SM = 0
 # num_warps of the partial kernel for tiles under 128 rows (decode, MTP).
 _SHORT_TILE_WARPS = 4
 # num_stages of 128-row tiles (prefill) with 8-bit keys (bf16/fp16 keys: Triton's default).
@@ -569,7 +573,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
             wave = per_sm * num_sms(device)
             want = max(1, wave // grid_tiles)
         n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages)))
-    if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= max(programs, wave)):
+    staged = max(programs, wave, _STAGED_PROGRAMS_PER_SM * num_sms(device))
+    if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= staged):
         num_stages = _SHORT_TILE_STAGES
     ns_c = min(triton.next_power_of_2(n_split), max(1, _CHUNK_CANDIDATES // kf))
     block_r = max(1, min(32, 2048 // (ns_c * kf)))
