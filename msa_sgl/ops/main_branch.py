@@ -640,21 +640,6 @@ SPLIT_MAX_QUERIES = None
 # side stream while the previous pass's kernels run (benchmarks/NOTES.md v18).
 _KV_OVERLAP_BUILD = True
 _SIDE_STREAMS = {}
-# A/B studies only (benchmarks/overlap_ab.py, NOTES.md v31): each pass's merge beside the next
-# pass's partial kernel - partials on a high-priority side stream into two workspace halves taken
-# in turn, merges on the caller's stream - and the Gluon partial kernel on this many persistent
-# programs (None: one an SM), leaving SMs to the merge. Off: passes one after another.
-_KV_OVERLAP_MERGE = False
-_KV_WS_PROGRAMS = None
-_HIGH_STREAMS = {}
-
-
-def _high_stream(device):
-    """One high-priority side stream per device (the overlapped partial kernels)."""
-    key = torch.device(device).index
-    if key not in _HIGH_STREAMS:
-        _HIGH_STREAMS[key] = torch.cuda.Stream(device, priority=-100)  # clamped to the highest
-    return _HIGH_STREAMS[key]
 
 
 def _side_stream(device):
@@ -837,10 +822,8 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     if q_window is None:
         q_window = kv_outer_q_window(batch, max_pages, config.block_size, d, k_cache.element_size())
     sub = kv_outer_sub(total_q, max_pages, config.block_size)
-    overlap = _KV_OVERLAP_MERGE and len(passes) > 1 and q.is_cuda and stop_after is None
-    bufs = 2 if overlap else 1
-    o_parts = [torch.empty(n_ws * topk * g, d, dtype=q.dtype, device=q.device) for _ in range(bufs)]
-    lse_parts = [torch.empty(n_ws * topk * g, dtype=torch.float32, device=q.device) for _ in range(bufs)]
+    o_part = torch.empty(n_ws * topk * g, d, dtype=q.dtype, device=q.device)
+    lse_part = torch.empty(n_ws * topk * g, dtype=torch.float32, device=q.device)
 
     def build(i):
         row_lo, row_hi, g_lo, ng = passes[i]
@@ -852,17 +835,13 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
     use_ws = (_KV_WS and num_warps is None and num_stages is None and _KV_SUB is None
               and kv_outer_ws.ws_supported(q, k_cache, v_cache, g, config.block_size, mq))
 
-    descs = [kv_outer_ws.make_descriptors(q, k_cache, v_cache, o) if use_ws else None for o in o_parts]  # once a call
-    ws_programs = _KV_WS_PROGRAMS or num_sms(q.device)
+    descs = kv_outer_ws.make_descriptors(q, k_cache, v_cache, o_part) if use_ws else None  # once a call
 
-    def run(tiles, buf=0, part=True, merge=True):  # one pass: its tiles' partial outputs, then their merge
+    def run(tiles):  # one pass: its tiles' partial outputs, then their merge
         row_lo, row_hi, g_lo, ng = tiles.row_lo, tiles.row_hi, tiles.g_lo, tiles.ng
-        o_part, lse_part = o_parts[buf], lse_parts[buf]
-        if not part:
-            pass
-        elif use_ws:
+        if use_ws:
             kv_outer_ws.launch_kv_outer_ws(q, k_cache, v_cache, tiles, o_part, lse_part, scale, topk, mq,
-                                           ws_programs, descs[buf])
+                                           num_sms(q.device), descs)
         else:
             _kv_outer_partial_kernel[(tiles.grid,)](
                 q, k_cache, v_cache, tiles.tile_entries, tiles.tile_info,
@@ -876,7 +855,7 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
                 **launch_options(8 if num_warps is None else num_warps,
                                  num_stages if num_stages is not None or not sub else _KV_SUB_STAGES),
             )
-        if stop_after == "partial" or not merge:
+        if stop_after == "partial":
             return
         _merge_slots_kernel[(row_hi - row_lo, ng)](
             o_part, lse_part, topk_idx, seq_lens_k, cu_seqlens_q, token_req,
@@ -887,24 +866,6 @@ def _kv_outer(q, k_cache, v_cache, topk_idx, page_table, cu_seqlens_q, seq_lens_
             HKV=hkv, NG=ng, G=g, G_P=g_p, D=d, D_P=d_p, BLOCK=config.block_size, TOPK=topk,
             TOPK_P=triton.next_power_of_2(topk), DENSE=int(dense),
         )
-
-    if overlap:  # pass i's merge (caller's stream) beside pass i + 1's partials (high-priority stream)
-        main, high = torch.cuda.current_stream(q.device), _high_stream(q.device)
-        tiles = build(0)
-        ready = main.record_event()  # inputs and pass 0's tiles
-        for i in range(len(passes)):
-            high.wait_event(ready)  # pass i's tiles, and (main's order) the merge of pass i - 2
-            with torch.cuda.stream(high):
-                run(tiles, i % 2, merge=False)
-                done = high.record_event()
-            if i + 1 < len(passes):
-                tiles_i, tiles = tiles, build(i + 1)
-                ready = main.record_event()
-            else:
-                tiles_i = tiles
-            main.wait_event(done)
-            run(tiles_i, i % 2, part=False)
-        return
 
     side = _side_stream(q.device) if len(passes) > 1 and _KV_OVERLAP_BUILD and q.is_cuda else None
     main = torch.cuda.current_stream(q.device) if side is not None else None
