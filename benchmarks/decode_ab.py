@@ -202,11 +202,10 @@ STUDIES = {
         "rule": _set(),
         "wave_any": _set(_FP8_ONE_WAVE_MIN_TILES=1),  # (v29i's "rule": one wave at any tile count)
     },
-    "stages64": {  # bf16 keys, batch 64: the scan's 320 programs (2.4 an SM) at 6 / 5 stages (v31)
+    "stages64": {  # bf16 keys, batch 16-128: the scan at 6 stages up to 3 programs an SM (v31; 0ea58ec ran
+        "before": _set(_STAGED_PROGRAMS_PER_SM=0),  # rule (= before) / st6 (= rule now) / st5 / st8)
         "rule": _set(),
-        "st6": _set(_STAGED_PROGRAMS_PER_SM=3),
-        "st5": _set(_STAGED_PROGRAMS_PER_SM=3, _SHORT_TILE_STAGES=5),
-        "st8": _set(_STAGED_PROGRAMS_PER_SM=3, _SHORT_TILE_STAGES=8),
+        "st5": _set(_SHORT_TILE_STAGES=5),
     },
     "bf16wave": {  # bf16 keys: splits for one wave of 3 programs an SM (v29k), from 8 / 1 tiles, against the rule
         "rule": _set(),

@@ -486,14 +486,18 @@ FP8_QUERY = True
 # default (3) the block loop prefetches the next block's page id but not its keys (the key load
 # waits on the page id, and the pipeliner gives each of the two loads its own stages); 5-6 buffer
 # one key block ahead, 8 two. 8-bit keys take 6 always; bf16/fp16 keys take 6 where the launch
-# puts at most _SPLIT_PROGRAMS_PER_SM programs on an SM, Triton's default otherwise (there the
-# resident programs hide the latency, and 70 KB of buffers a program cost 5%: H100, batch 64 /
-# 128K; benchmarks/NOTES.md v9). None: Triton's default everywhere.
+# puts at most _STAGED_PROGRAMS_PER_SM programs on an SM (~70 KB of buffers a program: 3 fit),
+# Triton's default beyond (there the resident programs hide the latency). None: Triton's default
+# everywhere.
 _SHORT_TILE_STAGES = 6
-# bf16/fp16 keys: short tiles also take _SHORT_TILE_STAGES where the launch puts at most this many
-# programs on an SM (0: only up to _SPLIT_PROGRAMS_PER_SM, as above). A/B studies only
-# (benchmarks/decode_ab.py stages64, NOTES.md v31): batch 64 at 128K runs 320 programs, 2.4 an SM.
-_STAGED_PROGRAMS_PER_SM = 0
+# H200, M3 shapes, bf16 keys, batch 16-64 (2.06-2.42 programs an SM), step us default stages / 6,
+# back to back and behind the suite's matmul lead (benchmarks/NOTES.md v31a): 64 x 128K 564.7 /
+# 574.9 and 607.3 / 598.5; 64 x 32K 203.7 / 200.4 and 223.3 / 213.1; 32 x 128K 312.4 / 322.5 and
+# 352.0 / 340.7; 16 x 128K 168.5 / 170.6 and 195.2 / 182.1. The key block in flight pays at the
+# clocks of a card under sustained load (~1.55-1.62 GHz) and costs 1-3% at 1.98 GHz (back to back,
+# as v9 found on the H100): shipped for the loaded card, a serving engine's state. 0: only up to
+# _SPLIT_PROGRAMS_PER_SM (the rule before v31).
+_STAGED_PROGRAMS_PER_SM = 3
 # num_warps of the partial kernel for tiles under 128 rows (decode, MTP).
 _SHORT_TILE_WARPS = 4
 # num_stages of 128-row tiles (prefill) with 8-bit keys (bf16/fp16 keys: Triton's default).
