@@ -24,6 +24,8 @@
     python benchmarks/decode_ab.py fp8rule --fp8 --points ...   # its rule: one wave of 4 an SM from 8 tiles (v29i)
     python benchmarks/decode_ab.py bf16wave --points ...        # the same for bf16 keys, 3 an SM (v29k; off)
     python benchmarks/decode_ab.py stages64 --lead --points ... # bf16 scan stages at 2.4 programs an SM (v31)
+    python benchmarks/decode_ab.py cap1m --lead --points ...    # the split cap at batch 1-2, 512K-1M (v31d)
+    python benchmarks/decode_ab.py cap1m_fp8 --fp8 --lead --points ...  # the same, 8-bit keys (v31d)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -206,6 +208,17 @@ STUDIES = {
         "before": _set(_STAGED_PROGRAMS_PER_SM=0),  # rule (= before) / st6 (= rule now) / st5 / st8)
         "rule": _set(),
         "st5": _set(_SHORT_TILE_STAGES=5),
+    },
+    "cap1m": {  # batch 1-2 at 512K-1M: the most splits per tile, bf16 keys (v31d; batch 1 wants 2 x SMs)
+        "rule": _set(),
+        "c256": _set(_MAX_SPLIT=256),
+        "c264": _set(_MAX_SPLIT=512),  # 2 programs an SM at batch 1: 264 on 132 SMs
+        "x4_c528": _set(_MAX_SPLIT=1024, _SPLIT_PROGRAMS_PER_SM=4),
+    },
+    "cap1m_fp8": {  # the same with 8-bit keys on tables past _FP8_NARROW_PAGES (v31d; 3 x SMs)
+        "rule": _set(),
+        "c396": _set(_MAX_SPLIT_FP8=1024),
+        "x4_c528": _set(_MAX_SPLIT_FP8=1024, _SPLIT_PROGRAMS_PER_SM_FP8=4),
     },
     "bf16wave": {  # bf16 keys: splits for one wave of 3 programs an SM (v29k), from 8 / 1 tiles, against the rule
         "rule": _set(),
