@@ -2,8 +2,8 @@
 at negative positions) is not checked in the hot path (device values). What msa_sgl promises for
 it (README, "Errors"): the kernels stay inside their tensors and the other requests of the call
 are untouched - their rows are bitwise what an in-contract call gives; the bad request's own rows
-are unspecified. Checked through msa_attention with each short-call main-branch form and through
-the decode wrapper (fp32 on the CPU interpreter; the same code runs on the GPU)."""
+are unspecified. Checked through msa_attention with each main-branch form (the KV-outer one
+forced below its row threshold) and through the decode wrapper (fp32 on the CPU interpreter; the same code runs on the GPU)."""
 
 import pytest
 import torch
@@ -27,14 +27,20 @@ def _rows_of_others(out, q_lens=Q_LENS):
     return torch.cat([out[:lo], out[lo + q_lens[BAD]:]])
 
 
-@pytest.mark.parametrize("form", ["q_outer", "split"])
+@pytest.mark.parametrize("form", ["q_outer", "split", "kv_outer"])
 def test_other_requests_untouched_by_a_request_with_q_len_above_seq_len(monkeypatch, form):
     monkeypatch.setattr(mb, "SPLIT_MAX_QUERIES", (1 << 62) if form == "split" else -1)
+    calls = []
+    if form == "kv_outer":  # the form of long calls (its tile build, dense rows and merge), forced here
+        monkeypatch.setattr(mb, "KV_OUTER_MIN_QUERIES", 1)
+        kv_outer = mb._kv_outer
+        monkeypatch.setattr(mb, "_kv_outer", lambda *a, **k: calls.append(1) or kv_outer(*a, **k))
     prob = _problem()
     good = msa_sgl.msa_attention(**prob.args, config=prob.config)
     bad_lens = prob.args["seq_lens_k"].clone()
     bad_lens[BAD] = BAD_LEN
     out = msa_sgl.msa_attention(**(prob.args | {"seq_lens_k": bad_lens}), config=prob.config)
+    assert len(calls) == (2 if form == "kv_outer" else 0)
     assert torch.equal(_rows_of_others(out), _rows_of_others(good))
     assert bool(torch.isfinite(_rows_of_others(out)).all())
 
