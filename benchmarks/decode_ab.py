@@ -26,6 +26,7 @@
     python benchmarks/decode_ab.py stages64 --lead --points ... # bf16 scan stages at 2.4 programs an SM (v31)
     python benchmarks/decode_ab.py cap1m --lead --points ...    # the split cap at batch 1-2, 512K-1M (v31d)
     python benchmarks/decode_ab.py cap1m_fp8 --fp8 --lead --points ...  # the same, 8-bit keys (v31d)
+    python benchmarks/decode_ab.py cap128k_fp8 --fp8 --lead --points ...  # 8-bit, batch 1, narrow tables (v31e)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
@@ -219,6 +220,12 @@ STUDIES = {
         "rule": _set(),
         "c396": _set(_MAX_SPLIT_FP8=1024),
         "x4_c528": _set(_MAX_SPLIT_FP8=1024, _SPLIT_PROGRAMS_PER_SM_FP8=4),
+    },
+    "cap128k_fp8": {  # 8-bit keys, batch 1, tables up to _FP8_NARROW_PAGES: fewer, longer splits (v31e)
+        "rule": _set(),  # _MAX_SPLIT (128)
+        "c96": _set(_MAX_SPLIT=96),
+        "c64": _set(_MAX_SPLIT=64),
+        "c32": _set(_MAX_SPLIT=32),
     },
     "bf16wave": {  # bf16 keys: splits for one wave of 3 programs an SM (v29k), from 8 / 1 tiles, against the rule
         "rule": _set(),
