@@ -267,20 +267,6 @@ def _apply(knobs):
         setattr(main_branch, name, knobs.get(name, _DEFAULT_MAIN[name]))
 
 
-def lead_ms(fn, rounds=12, keep=8):
-    """Median event time (ms) of one replay of ``fn``'s CUDA graph behind the suite's matmul lead
-    (test_bench_kernels._lead), the last ``keep`` of ``rounds`` in a row: the clock of a card under
-    sustained tensor-core load, as the suite's event column."""
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s), torch.cuda.graph(g):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    times, _ = tbk.lead_event_rounds(g.replay, rounds)
-    return statistics.median(times[-keep:])
-
-
 def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
     _, need = dr.compulsory_bytes(batch, ctx, q_len)
     copies = max(1, min(8, math.ceil(200e6 / need)))
@@ -316,7 +302,7 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
             outs[name] = _step(wrappers[name][0], probs[0]).clone()
             times.setdefault(name, []).append(hb.bench_graph_ms(fn) / copies)
             if lead:
-                lead_times.setdefault(name, []).append(lead_ms(fn) / copies)
+                lead_times.setdefault(name, []).append(tbk.graph_lead_ms(fn, 12, 8) / copies)  # the suite's event column
     _apply({})
     first = next(iter(outs.values()))
     rec = dict(batch=batch, ctx=ctx, q_len=q_len, fp8=fp8, copies=copies, page_table_width=width or ctx // 128,

@@ -52,14 +52,7 @@ POINTS = [("decode_64x128K", [1] * 64, [131072] * 64), ("decode_64x32K", [1] * 6
 
 def hot_us(fn, rounds=30, keep=20):
     """Median event time (us) of one replay of ``fn``'s CUDA graph behind the matmul lead."""
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s), torch.cuda.graph(g):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    times, _ = tbk.lead_event_rounds(g.replay, rounds)
-    return statistics.median(times[-keep:]) * 1e3
+    return tbk.graph_lead_ms(fn, rounds, keep) * 1e3
 
 
 def lead_events_ms(fn, rounds=12, keep=8):

@@ -45,6 +45,7 @@ asserted.
 
 import math
 import os
+import statistics
 
 import pytest
 import torch
@@ -146,6 +147,25 @@ def lead_event_rounds(fn, rounds):
     return times, ahead
 
 
+def capture_graph(fn):
+    """A CUDA graph of ``fn()``, captured on a side stream (as torch asks) that joins the current one."""
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.cuda.graph(g):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    return g
+
+
+def graph_lead_ms(fn, rounds, keep):
+    """Median event time (ms) of one replay of ``fn``'s CUDA graph behind _lead, over the last
+    ``keep`` of ``rounds`` rounds in a row (the first ones bring the card to its sustained-load
+    clock): the A/B scripts' column beside their back-to-back replays."""
+    times, _ = lead_event_rounds(capture_graph(fn).replay, rounds)
+    return statistics.median(times[-keep:])
+
+
 def _graph_round(step_fns):
     """(round, steps): on a GPU ``round`` replays one CUDA graph running every function of
     ``step_fns`` in order, repeated until a round takes at least ROUND_MS; on a CPU it calls
@@ -157,15 +177,7 @@ def _graph_round(step_fns):
         return (lambda: [f() for f in step_fns]), len(step_fns)
 
     def capture(reps):
-        g = torch.cuda.CUDAGraph()
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s), torch.cuda.graph(g):
-            for _ in range(reps):
-                for f in step_fns:
-                    f()
-        torch.cuda.current_stream().wait_stream(s)
-        return g
+        return capture_graph(lambda: [f() for _ in range(reps) for f in step_fns])
 
     one = capture(1)
     one.replay()
