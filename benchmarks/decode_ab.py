@@ -23,14 +23,15 @@
     python benchmarks/decode_ab.py fp8x --fp8 --points ...      # 8-bit keys: programs an SM (v29h)
     python benchmarks/decode_ab.py fp8rule --fp8 --points ...   # its rule: one wave of 4 an SM from 8 tiles (v29i)
     python benchmarks/decode_ab.py bf16wave --points ...        # the same for bf16 keys, 3 an SM (v29k; off)
-    python benchmarks/decode_ab.py stages64 --lead --points ... # bf16 scan stages at 2.4 programs an SM (v31)
+    python benchmarks/decode_ab.py stages64 --lead --points ... # bf16 scan stages at 2-3 programs an SM (v31)
     python benchmarks/decode_ab.py cap1m --lead --points ...    # the split cap at batch 1-2, 512K-1M (v31d)
     python benchmarks/decode_ab.py cap1m_fp8 --fp8 --lead --points ...  # the same, 8-bit keys (v31d)
     python benchmarks/decode_ab.py cap128k_fp8 --fp8 --lead --points ...  # 8-bit, batch 1, narrow tables (v31e)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
-decode_run.py): the wrapper's step in each variant. Rounds interleave the variants and report
-medians, so clock drift does not favour one; outputs must be bitwise equal across variants.
+decode_run.py): the wrapper's step in each variant. Rounds interleave the variants (each round
+starting one variant later) and report medians, so clock drift does not favour one; outputs must
+be bitwise equal across variants.
 pdl: each kernel lets its successor launch right after its own wait ("early", mode 1) or when
 it exits (mode 2); "_gap" variants put one small non-PDL kernel between steps, as a model's
 other layers do. split: fewer blocks per split (more, shorter programs, longer merge).
@@ -205,9 +206,10 @@ STUDIES = {
         "rule": _set(),
         "wave_any": _set(_FP8_ONE_WAVE_MIN_TILES=1),  # (v29i's "rule": one wave at any tile count)
     },
-    "stages64": {  # bf16 keys, batch 16-128: the scan at 6 stages up to 3 programs an SM (v31; 0ea58ec ran
-        "before": _set(_STAGED_PROGRAMS_PER_SM=0),  # rule (= before) / st6 (= rule now) / st5 / st8)
-        "rule": _set(),
+    "stages64": {  # bf16 keys, 2-3 programs an SM: the scan at 6 stages (v31; 0ea58ec ran rule (= before) / st6
+        "before": _set(_STAGED_PROGRAMS_PER_SM=0),  # (= rule now) / st5 / st8); rule_aa repeats the rule, so
+        "rule": _set(),  # the rule / rule_aa spread is the column's own noise (v31g)
+        "rule_aa": _set(),
         "st5": _set(_SHORT_TILE_STAGES=5),
     },
     "cap1m": {  # batch 1-2 at 512K-1M: the most splits per tile, bf16 keys (v31d; batch 1 wants 2 x SMs)
@@ -259,6 +261,9 @@ _DEFAULT_MAIN = {n: getattr(main_branch, n) for n in _MAIN_KNOBS}
 def _apply(knobs):
     """The variant's knobs over the defaults: a knob one variant sets must not leak into the next
     (studies up to v8 leaked: see benchmarks/NOTES.md v9)."""
+    unknown = set(knobs) - set(_INDEX_KNOBS) - set(_MAIN_KNOBS) - {"PDL_TRIGGER", "FUSED_SELECT", "pdl", "gap"}
+    if unknown:  # a knob _apply would not reset between variants
+        raise ValueError(f"decode_ab: knobs {sorted(unknown)} are not in _INDEX_KNOBS / _MAIN_KNOBS")
     metadata.PDL_TRIGGER = knobs.get("PDL_TRIGGER", _DEFAULT_TRIGGER)
     msa_decode.FUSED_SELECT = knobs.get("FUSED_SELECT")
     for name in _INDEX_KNOBS:
@@ -276,12 +281,13 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
         for p in probs:
             p.k8 = hb.quantized_index_keys(p)
     gap = torch.zeros(1 << 16, device="cuda")
-    wrappers, splits = {}, {}
+    wrappers, splits, stages = {}, {}, {}
     for name, knobs in variants.items():
         _apply(knobs)  # the wrapper sizes its workspace and plans with these
         wrappers[name] = [hb.planned_decode_wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width,
                                       index_fp8=fp8) for p in probs]
         splits[name] = wrappers[name][0].step_plan.index.n_split
+        stages[name] = wrappers[name][0].step_plan.index.num_stages
     _apply({})
 
     def steps(ws, with_gap):
@@ -293,8 +299,9 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
         return fn
 
     times, outs, lead_times = {}, {}, {}
-    for _ in range(ROUNDS):
-        for name, knobs in variants.items():
+    order = list(variants.items())
+    for r in range(ROUNDS):  # each round starts one variant later: none always follows the same one
+        for name, knobs in order[r % len(order):] + order[:r % len(order)]:
             _apply(knobs)
             fn = steps(wrappers[name], knobs.get("gap", False))
             fn()
@@ -306,7 +313,7 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
     _apply({})
     first = next(iter(outs.values()))
     rec = dict(batch=batch, ctx=ctx, q_len=q_len, fp8=fp8, copies=copies, page_table_width=width or ctx // 128,
-               n_split=splits, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
+               n_split=splits, num_stages=stages, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
                us={k: statistics.median(v) * 1e3 for k, v in times.items()}, rounds_ms=times)
     if lead:
         rec.update(us_lead={k: statistics.median(v) * 1e3 for k, v in lead_times.items()}, rounds_ms_lead=lead_times)
