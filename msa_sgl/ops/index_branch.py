@@ -490,13 +490,17 @@ FP8_QUERY = True
 # Triton's default beyond (there the resident programs hide the latency). None: Triton's default
 # everywhere.
 _SHORT_TILE_STAGES = 6
-# H200, M3 shapes, bf16 keys, batch 16-64 (2.06-2.42 programs an SM), step us default stages / 6,
-# back to back and behind the suite's matmul lead (benchmarks/NOTES.md v31a): 64 x 128K 564.7 /
-# 574.9 and 607.3 / 598.5; 64 x 32K 203.7 / 200.4 and 223.3 / 213.1; 32 x 128K 312.4 / 322.5 and
-# 352.0 / 340.7; 16 x 128K 168.5 / 170.6 and 195.2 / 182.1. The key block in flight pays at the
-# clocks of a card under sustained load (~1.55-1.62 GHz) and costs 1-3% at 1.98 GHz (back to back,
-# as v9 found on the H100): shipped for the loaded card, a serving engine's state. 0: only up to
-# _SPLIT_PROGRAMS_PER_SM (the rule before v31).
+# H200, M3 shapes, bf16 keys, step us default stages / 6, back to back and behind the suite's
+# matmul lead, variant order rotated, with an A/A pair (benchmarks/NOTES.md v31g): 64 x 128K
+# 575.1 / 581.5 and 660.3 / 616.3 (A/A 612.1); 32 x 128K 317.3 / 312.0 and 353.1 / 329.9; 16 x 128K
+# 170.7 / 168.2 and 192.9 / 182.8; 300 x 8K (one split each) 461.1 / 461.8 and 500.9 / 481.2 (A/A
+# 489.9). The key block in flight pays at the clocks of a card under sustained load (~1.53-1.62
+# GHz, v30h) and is within -1.7..+1.1% back to back (v31a measured up to +3.3% there, and v9 +5.1%
+# on the H100 at 64 x 128K; not re-measured on the H100): shipped for the loaded card, a serving
+# engine's state. The rule counts programs, not requests: on 132 SMs with 1024+ blocks a table,
+# one-token batches 5, 7, 9-10, 13-21, 23, 25-32, 34-43, 45-65, 67-87, 89-131, 133-198 and 265-396
+# now take 6 stages (their tiles x splits land between 2 and 3 programs an SM); 199-264 and 397+
+# keep Triton's default. 0: only up to _SPLIT_PROGRAMS_PER_SM (the rule before v31).
 _STAGED_PROGRAMS_PER_SM = 3
 # num_warps of the partial kernel for tiles under 128 rows (decode, MTP).
 _SHORT_TILE_WARPS = 4

@@ -165,9 +165,11 @@ def test_bf16_one_wave_knob(batch, width, want, monkeypatch):
     (64, 1024, False, 5, True),      # 320: 2.4 an SM (v31a)
     (128, 1024, False, 3, True),     # 384: 2.9 an SM
     (199, 1024, False, 2, False),    # 398: past 3 an SM, Triton's default
+    (300, 1024, False, 1, True),     # 300: one split each, 2.3 an SM (v31g)
     (1, 64, False, 64, True),        # a short table: a split a block
     (199, 1024, True, 2, True),      # 8-bit keys: the short stages always
-], ids=["bf16_8x128K", "bf16_64x128K", "bf16_128x128K", "bf16_199x128K", "bf16_1x8K", "fp8_199x128K"])
+], ids=["bf16_8x128K", "bf16_64x128K", "bf16_128x128K", "bf16_199x128K", "bf16_300x128K", "bf16_1x8K",
+        "fp8_199x128K"])
 def test_short_tile_stages_rule(batch, width, fp8, split, staged, monkeypatch):
     # one-token tiles take _SHORT_TILE_STAGES up to _STAGED_PROGRAMS_PER_SM programs an SM with
     # bf16 / fp16 keys (3, v31a), always with 8-bit keys; None (Triton's default) beyond
@@ -177,4 +179,5 @@ def test_short_tile_stages_rule(batch, width, fp8, split, staged, monkeypatch):
     assert plan.num_stages == (ib._SHORT_TILE_STAGES if staged else None), plan
     monkeypatch.setattr(ib, "_STAGED_PROGRAMS_PER_SM", 0)  # the rule before v31: 2 an SM (the split target)
     before = ib.plan_index(batch, batch, width, 4, M3, torch.device("cpu"), fp8=fp8)
-    assert before.num_stages == (ib._SHORT_TILE_STAGES if fp8 or batch * split <= 264 else None), before
+    two_an_sm = ib._SPLIT_PROGRAMS_PER_SM * 132
+    assert before.num_stages == (ib._SHORT_TILE_STAGES if fp8 or batch * split <= two_an_sm else None), before

@@ -27,12 +27,15 @@ def _rows_of_others(out, q_lens=Q_LENS):
     return torch.cat([out[:lo], out[lo + q_lens[BAD]:]])
 
 
-@pytest.mark.parametrize("form", ["q_outer", "split", "kv_outer"])
+@pytest.mark.parametrize("form", ["q_outer", "split", "kv_outer", "kv_outer_no_dense_rows"])
 def test_other_requests_untouched_by_a_request_with_q_len_above_seq_len(monkeypatch, form):
     monkeypatch.setattr(mb, "SPLIT_MAX_QUERIES", (1 << 62) if form == "split" else -1)
     calls = []
-    if form == "kv_outer":  # the form of long calls (its tile build, dense rows and merge), forced here
+    if form.startswith("kv_outer"):  # the form of long calls (tile build, dense rows, merge), forced here
         monkeypatch.setattr(mb, "KV_OUTER_MIN_QUERIES", 1)
+        # the bad request's rows sit below topk blocks, so they take the dense-row kernel; without
+        # it they go through the block tiles, the partial kernel and the merge
+        monkeypatch.setattr(mb, "_DENSE_ROWS", form == "kv_outer")
         kv_outer = mb._kv_outer
         monkeypatch.setattr(mb, "_kv_outer", lambda *a, **k: calls.append(1) or kv_outer(*a, **k))
     prob = _problem()
@@ -40,7 +43,7 @@ def test_other_requests_untouched_by_a_request_with_q_len_above_seq_len(monkeypa
     bad_lens = prob.args["seq_lens_k"].clone()
     bad_lens[BAD] = BAD_LEN
     out = msa_sgl.msa_attention(**(prob.args | {"seq_lens_k": bad_lens}), config=prob.config)
-    assert len(calls) == (2 if form == "kv_outer" else 0)
+    assert len(calls) == (2 if form.startswith("kv_outer") else 0)
     assert torch.equal(_rows_of_others(out), _rows_of_others(good))
     assert bool(torch.isfinite(_rows_of_others(out)).all())
 
