@@ -60,8 +60,7 @@ def lead_events_ms(fn, rounds=12, keep=8):
     ``rounds`` in a row: the host's launches are all issued before the GPU reaches them, so a call
     whose host work exceeds its GPU work (the KV-outer form's at small chunks) is timed by its GPU
     work, as in a serving engine's queue."""
-    times, _ = tbk.lead_event_rounds(fn, rounds)
-    return statistics.median(times[-keep:])
+    return tbk.lead_median_ms(fn, rounds, keep)
 
 
 def crossover(rounds, prefixes, chunks):

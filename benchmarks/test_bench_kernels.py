@@ -158,12 +158,17 @@ def capture_graph(fn):
     return g
 
 
-def graph_lead_ms(fn, rounds, keep):
-    """Median event time (ms) of one replay of ``fn``'s CUDA graph behind _lead, over the last
-    ``keep`` of ``rounds`` rounds in a row (the first ones bring the card to its sustained-load
-    clock): the A/B scripts' column beside their back-to-back replays."""
-    times, _ = lead_event_rounds(capture_graph(fn).replay, rounds)
+def lead_median_ms(fn, rounds, keep):
+    """Median event time (ms) of ``fn()`` behind _lead over the last ``keep`` of ``rounds`` rounds
+    in a row (the first ones bring the card to its sustained-load clock)."""
+    times, _ = lead_event_rounds(fn, rounds)
     return statistics.median(times[-keep:])
+
+
+def graph_lead_ms(fn, rounds, keep):
+    """lead_median_ms of one replay of ``fn``'s CUDA graph: the A/B scripts' column beside their
+    back-to-back replays."""
+    return lead_median_ms(capture_graph(fn).replay, rounds, keep)
 
 
 def _graph_round(step_fns):

@@ -3,7 +3,8 @@ at negative positions) is not checked in the hot path (device values). What msa_
 it (README, "Errors"): the kernels stay inside their tensors and the other requests of the call
 are untouched - their rows are bitwise what an in-contract call gives; the bad request's own rows
 are unspecified. Checked through msa_attention with each main-branch form (the KV-outer one
-forced below its row threshold) and through the decode wrapper (fp32 on the CPU interpreter; the same code runs on the GPU)."""
+forced below its row threshold) and through the decode wrapper (fp32 on the CPU interpreter; the
+same code runs on the GPU)."""
 
 import pytest
 import torch
