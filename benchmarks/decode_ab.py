@@ -27,6 +27,9 @@
     python benchmarks/decode_ab.py cap1m --lead --points ...    # the split cap at batch 1-2, 512K-1M (v31d)
     python benchmarks/decode_ab.py cap1m_fp8 --fp8 --lead --points ...  # the same, 8-bit keys (v31d)
     python benchmarks/decode_ab.py cap128k_fp8 --fp8 --lead --points ...  # 8-bit, batch 1, narrow tables (v31e)
+    python benchmarks/decode_ab.py mtp --lead --points ...      # MTP: tile_grid's tight bound, a bf16 cap (v32)
+    python benchmarks/decode_ab.py mtp_fp8 --fp8 --lead --points ...  # the bound with 8-bit keys (v32)
+    python benchmarks/decode_ab.py mtp_order [--fp8] --lead --points ...  # the bound x the grid's order (v32b)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants (each round
@@ -77,6 +80,7 @@ def _set(**knobs):
 
 
 _DEFAULT_TRIGGER = dict(metadata.PDL_TRIGGER)
+_DEFAULT_TIGHT = metadata.TIGHT_TILE_GRID
 STUDIES = {
     "pdl": {
         "off": _set(pdl=False),
@@ -223,6 +227,24 @@ STUDIES = {
         "c396": _set(_MAX_SPLIT_FP8=1024),
         "x4_c528": _set(_MAX_SPLIT_FP8=1024, _SPLIT_PROGRAMS_PER_SM_FP8=4),
     },
+    "mtp": {  # MTP tiles: tile_grid's tight bound (v32; "loose" = before) and a bf16 cap for 32-64-row tiles
+        "loose": _set(TIGHT_TILE_GRID=False),  # on tables past _MTP_WIDE_PAGES ("all": on every table)
+        "tight": _set(),
+        "tight_aa": _set(),
+        "mtp256": _set(_MAX_SPLIT_MTP=256),
+        "mtp256_all": _set(_MAX_SPLIT_MTP=256, _MTP_WIDE_PAGES=0),
+    },
+    "mtp_order": {  # the tile bound x the partial kernel's grid order, (tiles, splits) or (splits, tiles) (v32b)
+        "loose_tiles": _set(TIGHT_TILE_GRID=False, _SPLIT_MAJOR=False),  # before v32
+        "tight_tiles": _set(_SPLIT_MAJOR=False),  # v32a's "tight"
+        "loose_splits": _set(TIGHT_TILE_GRID=False),
+        "tight_splits": _set(),
+        "tight_splits_aa": _set(),
+    },
+    "mtp_fp8": {  # 8-bit keys: only the tile bound changes their plans (v32)
+        "loose": _set(TIGHT_TILE_GRID=False),
+        "tight": _set(),
+    },
     "cap128k_fp8": {  # 8-bit keys, batch 1, tables up to _FP8_NARROW_PAGES: fewer, longer splits (v31e)
         "rule": _set(),  # _MAX_SPLIT (128)
         "c96": _set(_MAX_SPLIT=96),
@@ -250,7 +272,8 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_SHORT_TILE_STAGES", "_CHUNK_CANDIDATES", "_SHORT_TILE_WARPS", "_SCALE_AHEAD_MAX_ROWS",
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
                 "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE", "_FP8_ONE_WAVE_MIN_TILES",
-                "_BF16_ONE_WAVE_MIN_TILES", "_STAGED_PROGRAMS_PER_SM")
+                "_BF16_ONE_WAVE_MIN_TILES", "_STAGED_PROGRAMS_PER_SM", "_MAX_SPLIT_MTP", "_MTP_MIN_ROWS",
+                "_MTP_WIDE_PAGES", "_SPLIT_MAJOR")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
@@ -261,10 +284,12 @@ _DEFAULT_MAIN = {n: getattr(main_branch, n) for n in _MAIN_KNOBS}
 def _apply(knobs):
     """The variant's knobs over the defaults: a knob one variant sets must not leak into the next
     (studies up to v8 leaked: see benchmarks/NOTES.md v9)."""
-    unknown = set(knobs) - set(_INDEX_KNOBS) - set(_MAIN_KNOBS) - {"PDL_TRIGGER", "FUSED_SELECT", "pdl", "gap"}
+    unknown = (set(knobs) - set(_INDEX_KNOBS) - set(_MAIN_KNOBS)
+               - {"PDL_TRIGGER", "FUSED_SELECT", "TIGHT_TILE_GRID", "pdl", "gap"})
     if unknown:  # a knob _apply would not reset between variants
         raise ValueError(f"decode_ab: knobs {sorted(unknown)} are not in _INDEX_KNOBS / _MAIN_KNOBS")
     metadata.PDL_TRIGGER = knobs.get("PDL_TRIGGER", _DEFAULT_TRIGGER)
+    metadata.TIGHT_TILE_GRID = knobs.get("TIGHT_TILE_GRID", _DEFAULT_TIGHT)
     msa_decode.FUSED_SELECT = knobs.get("FUSED_SELECT")
     for name in _INDEX_KNOBS:
         setattr(index_branch, name, knobs.get(name, _DEFAULT_KNOBS[name]))
@@ -281,13 +306,14 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
         for p in probs:
             p.k8 = hb.quantized_index_keys(p)
     gap = torch.zeros(1 << 16, device="cuda")
-    wrappers, splits, stages = {}, {}, {}
+    wrappers, splits, stages, grids = {}, {}, {}, {}
     for name, knobs in variants.items():
         _apply(knobs)  # the wrapper sizes its workspace and plans with these
         wrappers[name] = [hb.planned_decode_wrapper(p, q_len, pdl=knobs.get("pdl", True), max_pages=width,
                                       index_fp8=fp8) for p in probs]
         splits[name] = wrappers[name][0].step_plan.index.n_split
         stages[name] = wrappers[name][0].step_plan.index.num_stages
+        grids[name] = wrappers[name][0].step_plan.grid_tiles
     _apply({})
 
     def steps(ws, with_gap):
@@ -313,7 +339,7 @@ def point(variants, batch, ctx, q_len=1, width=None, fp8=False, lead=False):
     _apply({})
     first = next(iter(outs.values()))
     rec = dict(batch=batch, ctx=ctx, q_len=q_len, fp8=fp8, copies=copies, page_table_width=width or ctx // 128,
-               n_split=splits, num_stages=stages, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
+               n_split=splits, num_stages=stages, grid_tiles=grids, bitwise_equal=all(torch.equal(first, o) for o in outs.values()),
                us={k: statistics.median(v) * 1e3 for k, v in times.items()}, rounds_ms=times)
     if lead:
         rec.update(us_lead={k: statistics.median(v) * 1e3 for k, v in lead_times.items()}, rounds_ms_lead=lead_times)

@@ -128,10 +128,15 @@ def _index_partial_kernel(
     SEARCH_STEPS: tl.constexpr, IEEE: tl.constexpr, FP8: tl.constexpr, Q8: tl.constexpr,
     SPLIT_FLOOR: tl.constexpr = 1, SPLIT_PIECES: tl.constexpr = 1, USE_PDL: tl.constexpr = 0,
     SCALE_AHEAD: tl.constexpr = 0, KEYS_M: tl.constexpr = 0, LAST_FIRST: tl.constexpr = 0,
+    SPLIT_MAJOR: tl.constexpr = 0,
 ):
     pdl_wait(USE_PDL)  # everything below may read what the step's previous kernels wrote
-    pid = tl.program_id(0)
-    i_split = tl.program_id(1)
+    if SPLIT_MAJOR:  # grid (splits, tiles): a tile's programs side by side, the grid's empty tiles last
+        pid = tl.program_id(1)
+        i_split = tl.program_id(0)
+    else:  # grid (tiles, splits)
+        pid = tl.program_id(0)
+        i_split = tl.program_id(1)
     n_tiles = tl.load(TILE_CUM + batch)
     if pid >= n_tiles:
         return
@@ -426,6 +431,15 @@ class IndexLaunch:
 # keys 90.0 at 128 against 71.1 (benchmarks/NOTES.md v12).
 _MAX_SPLIT = 128
 _MAX_SPLIT_FP8 = 256
+# bf16 / fp16 keys, decode tiles (under 128 rows) of at least _MTP_MIN_ROWS rows (MTP: 5-16 query
+# tokens a request at Hkv 4) on page tables past _MTP_WIDE_PAGES blocks: the cap (such a tile does
+# 2x+ the arithmetic of a one-token tile a key block). 256 measured against 128, H200, M3 shapes,
+# step us back to back / behind the matmul lead (benchmarks/NOTES.md v32a): 1 x 1M q 8 95.0 / 104.2
+# against 99.6 / 126.4, but q 16 108.4 / 120.0 against 102.7 / 113.9 and SGLang's 1M-wide tables at
+# 1 x 128K / 32K q 8 3% slower (256 splits planned, 128 / 64 used): not shipped, 128 = _MAX_SPLIT.
+_MAX_SPLIT_MTP = 128
+_MTP_MIN_ROWS = 32
+_MTP_WIDE_PAGES = 1024
 # 8-bit keys with page tables of at most _FP8_NARROW_PAGES blocks take the _MAX_SPLIT cap: their
 # scan is short, so the finalize merge's lists weigh more. H100, 8-bit keys, 1 x 128K, cap 128 /
 # 256: q = 1 21.8 / 21.9 us, q = 2 26.9 / 28.4, q = 4 32.2 / 34.4, q = 8 44.7 / 47.7; 1 x 32K q = 8
@@ -539,6 +553,19 @@ _LAST_FIRST = True
 # kernel's on the same tiles, bit for bit (benchmarks/NOTES.md v27b-d). False: the Triton kernel
 # always, on its 128-row tiles.
 _INDEX_WS = True
+# The partial kernel's grid as (splits, tiles) instead of (tiles, splits) for decode and MTP tiles
+# where the grid may hold tiles without tokens (tile_grid's bound above the real count: requests of
+# several tokens). The hardware hands out programs in the order of their linear id, the first axis
+# fastest; with tiles first, one MTP request in a grid of 2 tiles (the bound before v32) had its 128
+# real programs on every other slot, so on half the SMs, two each (benchmarks/NOTES.md v32a).
+# Splits first keep a tile's programs side by side and the empty tiles' at the end. One-token
+# batches (grid = batch) keep (tiles, splits). H200, M3 shapes, step us back to back / behind the
+# matmul lead, before v32 (loose bound, tiles first) against now (tight bound, splits first; v32b):
+# bf16 keys 1 x 1M q 8 121.3 / 157.2 -> 99.6 / 125.9, 2 x 1M q 8 216.9 / 283.4 -> 179.5 / 226.9,
+# 1 x 128K q 8 41.7 / 50.6 -> 38.5 / 45.9, 4 x 128K q 8 98.2 / 128.8 -> 98.2 / 117.9, 8 x 128K q 2
+# 103.6 / 124.1 -> 104.5 / 112.2; 8-bit keys 1 x 1M q 8 103.8 / 132.0 -> 77.2 / 93.8, 4 x 128K q 8
+# 90.0 / 117.6 -> 90.7 / 111.5; nowhere slower than the A/A spread or 2%. False: tiles first always.
+_SPLIT_MAJOR = True
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None
 
@@ -580,7 +607,8 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         if block_t * hkv_p <= 16 and 0 < min_tiles <= grid_tiles:
             wave = per_sm * num_sms(device)
             want = max(1, wave // grid_tiles)
-        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages)))
+        n_split = max(1, min(want, triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT),
+                             _max_split(fp8, max_pages, block_t * hkv_p)))
     staged = max(programs, wave, _STAGED_PROGRAMS_PER_SM * num_sms(device))
     if num_stages is None and block_t * hkv_p < 128 and (fp8 or grid_tiles * n_split <= staged):
         num_stages = _SHORT_TILE_STAGES
@@ -593,8 +621,11 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
                        and batch <= _KEYS_M_MAX_BATCH, gluon)
 
 
-def _max_split(fp8, max_pages):
-    return _MAX_SPLIT_FP8 if fp8 and max_pages > _FP8_NARROW_PAGES else _MAX_SPLIT
+def _max_split(fp8, max_pages, rows):
+    """The most splits a tile of ``rows`` rows takes (the caps above)."""
+    if fp8:
+        return _MAX_SPLIT_FP8 if max_pages > _FP8_NARROW_PAGES else _MAX_SPLIT
+    return _MAX_SPLIT_MTP if _MTP_MIN_ROWS <= rows < 128 and max_pages > _MTP_WIDE_PAGES else _MAX_SPLIT
 
 
 def _wave_rule(fp8):
@@ -623,7 +654,10 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
     min_tiles, per_sm = _wave_rule(fp8)
     if min_tiles > 0:  # (plan_index's one-wave splits: floor(wave / tiles) <= cdiv(wave, b))
         programs = max(programs, per_sm * num_sms(device))
-    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT), _max_split(fp8, max_pages))
+    # (the largest cap a tile of these calls can take: 16 rows up to those of max_q_len tokens)
+    most_rows = min(128, max(16, triton.next_power_of_2(max(1, max_q_len)) * triton.next_power_of_2(hkv)))
+    cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT),
+              max(_max_split(fp8, max_pages, r) for r in (16, _MTP_MIN_ROWS, most_rows) if r <= most_rows))
     rows = 0
     for b in range(1, max_batch + 1):
         if _FORCE_N_SPLIT is not None:
@@ -677,7 +711,8 @@ def _launch_partial(q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q, s
     fp8 = k_idx_scale is not None
     total_q, hkv, d = q_idx.shape
     batch = page_table.shape[0]
-    _index_partial_kernel[(grid_tiles, plan.n_split)](
+    split_major = split_major_grid(plan, grid_tiles, batch)
+    _index_partial_kernel[(plan.n_split, grid_tiles) if split_major else (grid_tiles, plan.n_split)](
         q_idx, k_idx_cache, k_idx_scale if fp8 else k_idx_cache, page_table, seq_lens_k, cu_seqlens_q, tile_cum,
         part_keys,
         batch, k_idx_cache.shape[0], total_q,
@@ -690,9 +725,15 @@ def _launch_partial(q_idx, k_idx_cache, k_idx_scale, page_table, cu_seqlens_q, s
         KF=plan.kf, SEARCH_STEPS=max(1, batch.bit_length()), IEEE=q_idx.dtype == torch.float32, FP8=fp8,
         Q8=fp8 and FP8_QUERY, SPLIT_FLOOR=plan.split_floor, SPLIT_PIECES=plan.split_pieces,
         USE_PDL=pdl_mode(pdl, pdl_key), SCALE_AHEAD=int(plan.scale_ahead), KEYS_M=int(plan.keys_m),
-        LAST_FIRST=int(last_first),
+        LAST_FIRST=int(last_first), SPLIT_MAJOR=int(split_major),
         **launch_options(plan.num_warps, plan.num_stages, pdl_mode(pdl, pdl_key) > 0),
     )
+
+
+def split_major_grid(plan, grid_tiles, batch) -> bool:
+    """Whether the partial kernel's grid puts the splits on its first axis (see _SPLIT_MAJOR):
+    decode and MTP tiles whose grid may hold tiles without tokens (more than one a request)."""
+    return bool(_SPLIT_MAJOR) and plan.block_t * plan.hkv_p < 128 and batch < grid_tiles <= 65535
 
 
 def index_topk(q_idx, k_idx_cache, page_table, cu_seqlens_q, seq_lens_k, config, *, k_idx_scale=None, block_t=None,

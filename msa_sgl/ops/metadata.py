@@ -137,10 +137,25 @@ def build_tile_map(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int, out: 
     return TileMap(block_t, tile_cum, tile_grid(total_q, batch, block_t), max(1, batch.bit_length()))
 
 
+# tile_grid's bound: True the tight one, False the looser ceil(total_q / block_t) + batch of
+# sessions up to v31 (benchmarks only, for the A/B of benchmarks/NOTES.md v32a-b; with it the index
+# partial kernel's splits aim at the programs of the tiles a call can have, e.g. 1 MTP tile, not 2).
+TIGHT_TILE_GRID = True
+
+
 def tile_grid(total_q: int, batch: int, block_t: int) -> int:
-    """Programs that cover every request-aligned tile, from shapes only:
-    sum_b ceil(q_len_b / block_t) <= ceil(total_q / block_t) + batch, whatever the lengths."""
-    return min(triton.cdiv(total_q, block_t) + batch, total_q) if total_q else 0
+    """Programs that cover every request-aligned tile, from shapes only: the most tiles ``batch``
+    requests of ``total_q`` tokens in all can have, whatever the lengths. Each request's
+    ceil(q_b / block_t) <= (q_b + block_t - 1) / block_t, so the sum is at most
+    floor((total_q + batch * (block_t - 1)) / block_t) (an integer), which lengths of one token
+    but for one request reach; and never more than total_q (a tile holds at least one token).
+    E.g. one request of 8 tokens in tiles of 8: 1 (the looser ceil(total_q / block_t) + batch
+    gave 2, and plan_index aimed the splits at half the SMs' programs)."""
+    if not total_q:
+        return 0
+    if TIGHT_TILE_GRID:
+        return min((total_q + batch * (block_t - 1)) // block_t, total_q)
+    return min(triton.cdiv(total_q, block_t) + batch, total_q)
 
 
 def token_requests(cu_seqlens_q: torch.Tensor, total_q: int) -> torch.Tensor:

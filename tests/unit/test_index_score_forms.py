@@ -106,7 +106,10 @@ SPLITS = [
     ("fp8_4x1M", 4, 4, 8192, True, 99),
     ("fp8_8x1M", 8, 8, 8192, True, 66),
     ("fp8_64x128K", 64, 64, 1024, True, 8),
-    ("fp8_8x128K_q8", 8, 64, 1024, True, 25),  # 32-row tiles: the old rule
+    ("fp8_8x128K_q8", 8, 64, 1024, True, 27),  # 32-row tiles: the old rule (tile_grid's tight 15 tiles; 25 on 16)
+    ("fp8_1x1M_q8", 1, 8, 8192, True, 256),  # one MTP tile (the loose bound's 2 gave 198, v32a)
+    ("bf16_1x1M_q8", 1, 8, 8192, False, 128),  # the cap (_MAX_SPLIT_MTP 256 measured, not shipped: v32a)
+    ("bf16_2x1M_q8", 2, 16, 8192, False, 88),  # 3 tiles at most (2 real): cdiv(264, 3)
     ("bf16_1x128K", 1, 1, 1024, False, 128),
     ("bf16_1x1M", 1, 1, 8192, False, 128),
     ("bf16_8x1M", 8, 8, 8192, False, 33),
@@ -181,3 +184,32 @@ def test_short_tile_stages_rule(batch, width, fp8, split, staged, monkeypatch):
     before = ib.plan_index(batch, batch, width, 4, M3, torch.device("cpu"), fp8=fp8)
     two_an_sm = ib._SPLIT_PROGRAMS_PER_SM * 132
     assert before.num_stages == (ib._SHORT_TILE_STAGES if fp8 or batch * split <= two_an_sm else None), before
+
+
+@pytest.mark.parametrize("split_major", [True, False], ids=["splits_first", "tiles_first"])
+@pytest.mark.parametrize("tight", [True, False], ids=["tight_grid", "loose_grid"])
+@pytest.mark.parametrize("q_lens", [(4, 4, 4), (1, 12), (9, 1)], ids=["three_mtp_one_empty_tile", "1_and_12", "9_and_1"])
+def test_kernel_split_major_grid_matches_reference(q_lens, tight, split_major, monkeypatch):
+    """MTP tiles (8 tokens x 2 groups) in a grid that may hold tiles without tokens: with the
+    splits on the grid's first axis (index_branch._SPLIT_MAJOR, v32) or the tiles, under the tight
+    and the loose tile bound, every real tile's splits are scanned once and the empty tiles' write
+    nothing: the selection equals the float64 reference's."""
+    from msa_sgl.ops import metadata as md
+
+    config = MSAConfig(block_size=B, topk=6, num_init_blocks=1, num_local_blocks=1)
+    g = torch.Generator().manual_seed(5 + sum(q_lens))
+    seq_lens = [(23 + 5 * i) * B + 3 + i for i in range(len(q_lens))]
+    pages = len(q_lens) * max(-(-s // B) for s in seq_lens) + 1
+    ia = _index_args(q_lens, seq_lens, config, torch.randn(pages, B, D, generator=g), g)
+    monkeypatch.setattr(md, "TIGHT_TILE_GRID", tight)
+    monkeypatch.setattr(ib, "_SPLIT_MAJOR", split_major)
+    monkeypatch.setattr(ib, "_FORCE_N_SPLIT", 2)  # (fewer splits than tiles: axes read the wrong way round miss tiles)
+    plan = ib.plan_index(sum(q_lens), len(q_lens), ia["page_table"].shape[1], HKV, config, torch.device(KERNEL_DEVICE))
+    grid = md.tile_grid(sum(q_lens), len(q_lens), plan.block_t)
+    real = sum(-(-q // plan.block_t) for q in q_lens)
+    assert plan.block_t * plan.hkv_p == 16 and grid >= real > 0, (plan, grid, real)
+    assert ib.split_major_grid(plan, grid, len(q_lens)) == (split_major and grid > len(q_lens)), (plan, grid)
+    if q_lens == (4, 4, 4):  # the case has a tile without tokens in the grid (the point of the test)
+        assert grid > real, (grid, real)
+    got = KERNELS.index_topk(**_on_device(ia))
+    assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"

@@ -98,3 +98,31 @@ def test_decode_wrapper_row_requests_stay_in_range_outside_the_contract():
         assert got.min() >= 0 and got.max() <= 2
         if int(cu[-1]) == total_q:
             assert torch.equal(got.to(torch.int32), md.token_requests(cu, total_q).cpu())
+
+
+def _compositions(total, parts):
+    """Every way to give ``parts`` requests ``total`` tokens in all (empty requests included)."""
+    if parts == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, parts - 1):
+            yield (first,) + rest
+
+
+@pytest.mark.parametrize("tight", [True, False], ids=["tight", "loose"])
+@pytest.mark.parametrize("block_t", [1, 2, 4, 8, 32])
+def test_tile_grid_bounds_every_length_split(block_t, tight, monkeypatch):
+    # tile_grid covers the tiles of every split of total_q tokens over batch requests; the tight
+    # bound (the default) equals the most tiles some split has, the looser one (before v32) never
+    # undercounts either
+    monkeypatch.setattr(md, "TIGHT_TILE_GRID", tight)
+    for batch in range(1, 5):
+        for total_q in range(0, 11):
+            most = max(sum(-(-q // block_t) for q in c) for c in _compositions(total_q, batch))
+            got = md.tile_grid(total_q, batch, block_t)
+            assert got >= most, (batch, total_q, got, most)
+            if tight:
+                assert got == most, (batch, total_q, got, most)
+    if tight:  # one MTP request of 8 tokens in 8-token tiles: one tile (the loose bound: 2)
+        assert md.tile_grid(8, 1, 8) == 1

@@ -12,12 +12,16 @@ from msa_sgl.ops import index_branch as ib
 from msa_sgl.ops.metadata import num_sms
 
 
+@pytest.mark.parametrize("mtp_cap", [None, 256], ids=["mtp_cap_default", "mtp_cap_256"])
 @pytest.mark.parametrize("fp8", [False, True], ids=["plain_keys", "fp8_keys"])
 @pytest.mark.parametrize("sms", [4, 132], ids=["4_sms", "132_sms"])
 @pytest.mark.parametrize("hkv", [1, 4, 8])
-@pytest.mark.parametrize("max_batch,max_q_len,max_pages", [(8, 7, 64), (12, 16, 8192), (5, 1, 3), (33, 3, 300)])
-def test_workspace_bound_covers_every_plan(monkeypatch, sms, hkv, max_batch, max_q_len, max_pages, fp8):
+@pytest.mark.parametrize("max_batch,max_q_len,max_pages", [(8, 7, 64), (12, 16, 8192), (5, 1, 3), (33, 3, 300), (1, 16, 8192),
+                                                             (2, 8, 8192)])
+def test_workspace_bound_covers_every_plan(monkeypatch, sms, hkv, max_batch, max_q_len, max_pages, fp8, mtp_cap):
     monkeypatch.setattr(ib, "num_sms", lambda device: sms)  # the SM count is all plan_index reads
+    if mtp_cap is not None:  # bf16 MTP tiles on wide tables take their own cap (index_branch._MAX_SPLIT_MTP)
+        monkeypatch.setattr(ib, "_MAX_SPLIT_MTP", mtp_cap)
     config = MSAConfig(block_size=128, topk=16, num_init_blocks=0, num_local_blocks=1)
     device = torch.device("cpu")
     bound = ib.workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=fp8)
