@@ -30,6 +30,8 @@
     python benchmarks/decode_ab.py mtp --lead --points ...      # MTP: tile_grid's tight bound, a bf16 cap (v32)
     python benchmarks/decode_ab.py mtp_fp8 --fp8 --lead --points ...  # the bound with 8-bit keys (v32)
     python benchmarks/decode_ab.py mtp_order [--fp8] --lead --points ...  # the bound x the grid's order (v32b)
+    python benchmarks/decode_ab.py b1scan --lead --points ...   # bf16 scan at batch 1-2: stages, warps (v32d)
+    python benchmarks/decode_ab.py mtp_exact [--fp8] --lead --points ...  # MTP splits for the real tiles (v32e)
 
 Per point (MiniMax-M3 shapes, bf16, graph replays of back-to-back steps, inputs rotated as in
 decode_run.py): the wrapper's step in each variant. Rounds interleave the variants (each round
@@ -241,6 +243,19 @@ STUDIES = {
         "tight_splits": _set(),
         "tight_splits_aa": _set(),
     },
+    "b1scan": {  # bf16 keys, batch 1-2 (one or two scan programs an SM): key blocks in flight, warps (v32d)
+        "rule": _set(),  # 6 stages: one key block ahead
+        "st8": _set(_SHORT_TILE_STAGES=8),  # two
+        "st10": _set(_SHORT_TILE_STAGES=10),  # three
+        "w8": _set(_SHORT_TILE_WARPS=8),
+        "st8_w8": _set(_SHORT_TILE_STAGES=8, _SHORT_TILE_WARPS=8),
+    },
+    "mtp_exact": {  # MTP at batch 2-8: splits aimed at the real tiles (uniform q) instead of tile_grid's bound (v32e)
+        "rule": _set(),
+        "f33": _set(_FORCE_N_SPLIT=33),
+        "f66": _set(_FORCE_N_SPLIT=66),
+        "f128": _set(_FORCE_N_SPLIT=128),
+    },
     "mtp_fp8": {  # 8-bit keys: only the tile bound changes their plans (v32)
         "loose": _set(TIGHT_TILE_GRID=False),
         "tight": _set(),
@@ -273,7 +288,7 @@ _INDEX_KNOBS = ("_MIN_BLOCKS_PER_SPLIT", "_SPLIT_PROGRAMS_PER_SM", "_SPLIT_PROGR
                 "_KEYS_M_MAX_ROWS", "_KEYS_M_MAX_ROWS_FP8", "_KEYS_M_MAX_SPLIT_BLOCKS",
                 "_KEYS_M_MAX_BATCH", "_FP8_NARROW_PAGES", "_HEADS_MERGE", "_FP8_ONE_WAVE_MIN_TILES",
                 "_BF16_ONE_WAVE_MIN_TILES", "_STAGED_PROGRAMS_PER_SM", "_MAX_SPLIT_MTP", "_MTP_MIN_ROWS",
-                "_MTP_WIDE_PAGES", "_SPLIT_MAJOR")
+                "_MTP_WIDE_PAGES", "_SPLIT_MAJOR", "_FORCE_N_SPLIT")
 
 
 _DEFAULT_KNOBS = {n: getattr(index_branch, n) for n in _INDEX_KNOBS}
