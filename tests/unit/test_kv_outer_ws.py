@@ -168,3 +168,28 @@ def test_ws_any_number_of_programs(monkeypatch, launches, kernel, q_lens, progra
     monkeypatch.setattr(mb, "_KV_SUB", 0)
     tri, tri_lse = _run(args)
     assert torch.equal(out, tri) and torch.equal(lse, tri_lse)
+
+
+@pytest.mark.parametrize("dense_rows", [True, False], ids=["dense_row_kernel", "no_dense_rows"])
+def test_ws_other_requests_untouched_by_a_request_with_q_len_above_seq_len(monkeypatch, launches, dense_rows):
+    """The out-of-contract case of tests/unit/test_out_of_contract.py (a request with more queries
+    than keys: its first queries would sit at negative positions) through msa_attention on the
+    Gluon kernel, at M3 shapes: the other requests' rows are bit for bit the in-contract call's and
+    finite; the bad request's rows are unspecified. Without the dense-row kernel the bad request's
+    rows go through the block tiles, the Gluon partial kernel and the merge."""
+    import msa_sgl
+
+    monkeypatch.setattr(mb, "KV_OUTER_MIN_QUERIES", 1)  # (920 rows: below the KV-outer form's threshold)
+    monkeypatch.setattr(mb, "_DENSE_ROWS", dense_rows)
+    prob = _problem(torch.bfloat16, 11)
+    good = msa_sgl.msa_attention(**prob.args, config=prob.config)
+    assert launches, "the Gluon kernel did not run"
+    bad_lens = prob.args["seq_lens_k"].clone()
+    bad_lens[1] = 150  # request 1: 200 queries over 150 keys (positions -50..149)
+    launches.clear()
+    out = msa_sgl.msa_attention(**(prob.args | {"seq_lens_k": bad_lens}), config=prob.config)
+    assert launches, "the Gluon kernel did not run"
+    lo, hi = Q_LENS[0], Q_LENS[0] + Q_LENS[1]
+    others = torch.cat([out[:lo], out[hi:]])
+    assert torch.equal(others, torch.cat([good[:lo], good[hi:]]))
+    assert bool(torch.isfinite(others).all())
