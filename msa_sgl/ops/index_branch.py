@@ -2,7 +2,8 @@
 
 Two kernels, no ``[tokens, blocks]`` score matrix in memory:
 
-1. ``_index_partial_kernel``, grid ``(request-aligned token tiles, splits)``: one program
+1. ``_index_partial_kernel``, grid ``(request-aligned token tiles, splits)`` (``(splits,
+   tiles)`` for decode and MTP tiles where the grid may hold empty tiles: _SPLIT_MAJOR): one program
    stacks the index queries of ``BLOCK_T`` tokens x all ``Hkv`` groups into one tile of
    ``BLOCK_T * HKV_P`` rows (all groups read the same index-key head, so each key block is
    loaded once for all of them), walks its share of the candidate blocks, scores each block
@@ -431,8 +432,9 @@ class IndexLaunch:
 # keys 90.0 at 128 against 71.1 (benchmarks/NOTES.md v12).
 _MAX_SPLIT = 128
 _MAX_SPLIT_FP8 = 256
-# bf16 / fp16 keys, decode tiles (under 128 rows) of at least _MTP_MIN_ROWS rows (MTP: 5-16 query
-# tokens a request at Hkv 4) on page tables past _MTP_WIDE_PAGES blocks: the cap (such a tile does
+# bf16 / fp16 keys, decode tiles (under 128 rows) of at least _MTP_MIN_ROWS rows (any 32-64-row
+# tile: 5-16 query tokens a request at Hkv 4, one token at Hkv 32) on page tables past
+# _MTP_WIDE_PAGES blocks: the cap (such a tile does
 # 2x+ the arithmetic of a one-token tile a key block). 256 measured against 128, H200, M3 shapes,
 # step us back to back / behind the matmul lead (benchmarks/NOTES.md v32a): 1 x 1M q 8 95.0 / 104.2
 # against 99.6 / 126.4, but q 16 108.4 / 120.0 against 102.7 / 113.9 and SGLang's 1M-wide tables at
@@ -554,17 +556,20 @@ _LAST_FIRST = True
 # always, on its 128-row tiles.
 _INDEX_WS = True
 # The partial kernel's grid as (splits, tiles) instead of (tiles, splits) for decode and MTP tiles
-# where the grid may hold tiles without tokens (tile_grid's bound above the real count: requests of
-# several tokens). The hardware hands out programs in the order of their linear id, the first axis
-# fastest; with tiles first, one MTP request in a grid of 2 tiles (the bound before v32) had its 128
-# real programs on every other slot, so on half the SMs, two each (benchmarks/NOTES.md v32a).
-# Splits first keep a tile's programs side by side and the empty tiles' at the end. One-token
-# batches (grid = batch) keep (tiles, splits). H200, M3 shapes, step us back to back / behind the
-# matmul lead, before v32 (loose bound, tiles first) against now (tight bound, splits first; v32b):
-# bf16 keys 1 x 1M q 8 121.3 / 157.2 -> 99.6 / 125.9, 2 x 1M q 8 216.9 / 283.4 -> 179.5 / 226.9,
-# 1 x 128K q 8 41.7 / 50.6 -> 38.5 / 45.9, 4 x 128K q 8 98.2 / 128.8 -> 98.2 / 117.9, 8 x 128K q 2
-# 103.6 / 124.1 -> 104.5 / 112.2; 8-bit keys 1 x 1M q 8 103.8 / 132.0 -> 77.2 / 93.8, 4 x 128K q 8
-# 90.0 / 117.6 -> 90.7 / 111.5; nowhere slower than the A/A spread or 2%. False: tiles first always.
+# where the grid may hold tiles without tokens (requests of several tokens: tile_grid's bound can
+# exceed the real count, e.g. in batches of mixed lengths). Programs start in about the order of
+# their linear id, the first axis fastest (inferred from timings, not traced): with tiles first, a
+# grid of 2 tiles for one MTP request (tile_grid's bound before v32) put its 128 real programs on
+# alternate ids, and the bf16 step was 5-18% slower than with its 1 tile (benchmarks/NOTES.md v32a).
+# Splits first keep a tile's programs adjacent and the empty tiles' last. One-token batches and
+# one request (grid = batch under the tight bound) keep (tiles, splits). Against tiles first, both
+# on the tight bound (H200, M3 shapes, step us back to back / behind the matmul lead, v32b): bf16
+# keys 2 x 1M q 8 177.7 / 228.8 -> 179.5 / 226.9, 2 x 128K q 8 61.0 / 72.8 -> 60.0 / 70.8, 8 x 128K
+# q 2 105.7 / 122.6 -> 104.5 / 112.2, 4 x 128K q 8 and 8 x 128K q 8 within 0.7%; 8-bit keys 4 x 128K
+# q 8 95.7 / 112.3 -> 90.7 / 111.5, 8 x 128K q 8 145.7 / 199.8 -> 148.4 / 179.7: -5% to +2% back to
+# back (behind the lead, identical launches differed by up to 8% in that run). v32's gain is the
+# tight bound's (metadata.TIGHT_TILE_GRID); this order keeps a looser count harmless. False: tiles
+# first always.
 _SPLIT_MAJOR = True
 # Tests only: force the number of splits (None: the heuristic), to exercise multi-chunk merges.
 _FORCE_N_SPLIT = None

@@ -138,8 +138,14 @@ def build_tile_map(cu_seqlens_q: torch.Tensor, total_q: int, block_t: int, out: 
 
 
 # tile_grid's bound: True the tight one, False the looser ceil(total_q / block_t) + batch of
-# sessions up to v31 (benchmarks only, for the A/B of benchmarks/NOTES.md v32a-b; with it the index
-# partial kernel's splits aim at the programs of the tiles a call can have, e.g. 1 MTP tile, not 2).
+# sessions up to v31 (benchmarks only, for the A/B of benchmarks/NOTES.md v32a-b). With it one MTP
+# request launches its 1 tile, not 2 (the empty one's programs had every other slot: index_branch.
+# _SPLIT_MAJOR), and the index scan's splits aim at the tiles a call can have. H200, M3 shapes,
+# step us back to back / behind the matmul lead, before v32 -> now (tight, splits first; v32b):
+# bf16 keys 1 x 1M q 8 121.3 / 157.2 -> 99.6 / 125.9, 2 x 1M q 8 216.9 / 283.4 -> 179.5 / 226.9,
+# 1 x 128K q 8 41.7 / 50.6 -> 38.5 / 45.9, 4 x 128K q 8 98.2 / 128.8 -> 98.2 / 117.9; 8-bit keys 1 x
+# 1M q 8 103.8 / 132.0 -> 77.2 / 93.8, 4 x 128K q 8 90.0 / 117.6 -> 90.7 / 111.5; no point slower by
+# more than 2% (A/A spread 0-0.4% back to back).
 TIGHT_TILE_GRID = True
 
 

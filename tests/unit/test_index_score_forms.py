@@ -10,6 +10,7 @@ import torch
 from harness.impls import KERNEL_DEVICE, KERNELS
 from msa_sgl import MSAConfig, reference
 from msa_sgl.ops import index_branch as ib
+from tests.unit.test_index_splits import _poisoned_workspace
 
 B, D, HKV = 16, 16, 2
 
@@ -204,12 +205,26 @@ def test_kernel_split_major_grid_matches_reference(q_lens, tight, split_major, m
     monkeypatch.setattr(md, "TIGHT_TILE_GRID", tight)
     monkeypatch.setattr(ib, "_SPLIT_MAJOR", split_major)
     monkeypatch.setattr(ib, "_FORCE_N_SPLIT", 2)  # (fewer splits than tiles: axes read the wrong way round miss tiles)
+    # the partial lists' workspace filled with a list a missed split would leave (a fresh
+    # allocation can hold the previous case's right lists on a GPU), the launch grid recorded
+    monkeypatch.setattr(ib.IndexLaunch, "workspace", _poisoned_workspace)
+    grids = []
+    kernel = ib._index_partial_kernel
+
+    class _Spy:
+        def __getitem__(self, grid):
+            grids.append(tuple(grid))
+            return kernel[grid]
+
+    monkeypatch.setattr(ib, "_index_partial_kernel", _Spy())
     plan = ib.plan_index(sum(q_lens), len(q_lens), ia["page_table"].shape[1], HKV, config, torch.device(KERNEL_DEVICE))
     grid = md.tile_grid(sum(q_lens), len(q_lens), plan.block_t)
     real = sum(-(-q // plan.block_t) for q in q_lens)
     assert plan.block_t * plan.hkv_p == 16 and grid >= real > 0, (plan, grid, real)
-    assert ib.split_major_grid(plan, grid, len(q_lens)) == (split_major and grid > len(q_lens)), (plan, grid)
+    major = ib.split_major_grid(plan, grid, len(q_lens))
+    assert major == (split_major and grid > len(q_lens)), (plan, grid)
     if q_lens == (4, 4, 4):  # the case has a tile without tokens in the grid (the point of the test)
-        assert grid > real, (grid, real)
+        assert grid > real and (major or not split_major), (grid, real)
     got = KERNELS.index_topk(**_on_device(ia))
+    assert grids == [(2, grid) if major else (grid, 2)], grids
     assert torch.equal(got.cpu(), reference.index_topk(**ia)), "selection != reference"
