@@ -592,8 +592,7 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
         # calls (decode, MTP) take one tile of all of a request's tokens when they fit in 128 rows,
         # so every index key is read once per request. 8-bit keys: 128 rows on 4 warps, 5 stages
         # (H100, same chunk: 735 TF/s against 408 with 8 warps / 3 stages; NOTES.md v10).
-        per_req = triton.cdiv(max(total_q, 1), max(batch, 1))
-        rows = 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
+        rows = _tile_rows(triton.cdiv(max(total_q, 1), max(batch, 1)), hkv_p)
         if rows == 128 and gluon:  # the Gluon scan's tiles
             rows = index_ws.tile_rows(max_pages)
         block_t = max(1, rows // hkv_p)
@@ -624,6 +623,13 @@ def plan_index(total_q, batch, max_pages, hkv, config, device, *, fp8=False, blo
                        block_t * hkv_p <= (_KEYS_M_MAX_ROWS_FP8 if fp8 else _KEYS_M_MAX_ROWS)
                        and triton.cdiv(max_pages, n_split) <= _KEYS_M_MAX_SPLIT_BLOCKS
                        and batch <= _KEYS_M_MAX_BATCH, gluon)
+
+
+def _tile_rows(per_req, hkv_p):
+    """Rows of plan_index's Triton tiles for calls of ``per_req`` query tokens a request (on
+    average): one tile of all of a request's tokens x groups, at least 16 (the tensor cores), or
+    128 (prefill; the Gluon scan may take 256 instead)."""
+    return 128 if per_req * hkv_p >= 128 else max(16, triton.next_power_of_2(per_req) * hkv_p)
 
 
 def _max_split(fp8, max_pages, rows):
@@ -660,7 +666,7 @@ def workspace_bound(max_batch, max_q_len, max_pages, hkv, config, device, fp8=Fa
     if min_tiles > 0:  # (plan_index's one-wave splits: floor(wave / tiles) <= cdiv(wave, b))
         programs = max(programs, per_sm * num_sms(device))
     # (the largest cap a tile of these calls can take: 16 rows up to those of max_q_len tokens)
-    most_rows = min(128, max(16, triton.next_power_of_2(max(1, max_q_len)) * triton.next_power_of_2(hkv)))
+    most_rows = _tile_rows(max(1, max_q_len), triton.next_power_of_2(hkv))
     cap = min(triton.cdiv(max_pages, _MIN_BLOCKS_PER_SPLIT),
               max(_max_split(fp8, max_pages, r) for r in (16, _MTP_MIN_ROWS, most_rows) if r <= most_rows))
     rows = 0
